@@ -1,0 +1,563 @@
+//! The HTTP API: C2SP tlog-tiles reads, JSON conveniences, the write path, health and metrics.
+//! See `spec/log.md` for every route.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use arcane_verifier::Hash;
+use arcane_verifier::merkle::leaf_hash;
+use arcane_verifier::proof::{ProofError, consistency_proof, inclusion_proof};
+use arcane_verifier::tiles::{
+    TILE_WIDTH, TileCoord, TileKind, encode_entry_bundle, parse_hash_tile, range_hash_from_tiles,
+    tile_width, tiles_for_ranges,
+};
+
+use crate::error::{LogError, Result};
+use crate::keys::PublisherPolicy;
+use crate::metrics::Metrics;
+use crate::storage::{NewEntry, Store, Stored};
+use crate::submission::{MAX_ENTRY_BYTES, Submission};
+use crate::{Published, now_ms};
+
+/// Largest request body accepted (a base64 entry of the maximum size plus the JSON around it).
+pub const MAX_BODY_BYTES: usize = MAX_ENTRY_BYTES * 4 / 3 + 4096;
+const FULL_TILE_CACHE_ENTRIES: usize = 8192;
+
+type Reply = oneshot::Sender<Result<Stored>>;
+
+/// Groups concurrent submissions into one transaction each (group commit).
+#[derive(Clone, Debug)]
+pub struct Submitter {
+    queue: mpsc::Sender<(NewEntry, Reply)>,
+}
+
+impl Submitter {
+    /// Starts the writer task.
+    pub fn spawn(store: Store, metrics: Arc<Metrics>, wake: Arc<tokio::sync::Notify>) -> Self {
+        let (queue, mut rx) = mpsc::channel::<(NewEntry, Reply)>(4096);
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < 256 {
+                    match rx.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
+                    }
+                }
+                let entries: Vec<NewEntry> = batch.iter().map(|(e, _)| e.clone()).collect();
+                match store.submit_batch(&entries, now_ms()).await {
+                    Ok(results) => {
+                        let dups = results.iter().filter(|r| r.duplicate).count() as u64;
+                        metrics.add_submitted(results.len() as u64 - dups, dups);
+                        wake.notify_one();
+                        for ((_, reply), result) in batch.into_iter().zip(results) {
+                            let _ = reply.send(Ok(result));
+                        }
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "storing a batch of submissions failed; none acknowledged");
+                        for (_, reply) in batch {
+                            let _ = reply
+                                .send(Err(LogError::Corrupt("storing the entry failed".into())));
+                        }
+                    }
+                }
+            }
+        });
+        Submitter { queue }
+    }
+
+    /// Stores one entry; returns once it is durable.
+    pub async fn submit(&self, entry: NewEntry) -> Result<Stored> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send((entry, reply))
+            .await
+            .map_err(|_| LogError::ShuttingDown)?;
+        answer.await.map_err(|_| LogError::ShuttingDown)?
+    }
+}
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    published: Arc<Published>,
+    metrics: Arc<Metrics>,
+    policy: PublisherPolicy,
+    vkey: String,
+    submitter: Submitter,
+    /// Full tiles and bundles never change: cached by path.
+    full_tiles: Mutex<HashMap<TileCoord, Bytes>>,
+}
+
+impl AppState {
+    /// Bundles the handlers' dependencies.
+    pub fn new(
+        store: Store,
+        published: Arc<Published>,
+        metrics: Arc<Metrics>,
+        policy: PublisherPolicy,
+        vkey: String,
+        submitter: Submitter,
+    ) -> Self {
+        AppState {
+            inner: Arc::new(Inner {
+                store,
+                published,
+                metrics,
+                policy,
+                vkey,
+                submitter,
+                full_tiles: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+}
+
+/// All routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/checkpoint", get(checkpoint))
+        .route("/log.vkey", get(vkey))
+        .route("/tile/{*path}", get(tile))
+        .route("/v1/entries", axum::routing::post(submit))
+        .route("/v1/entries/{index}", get(entry_by_index))
+        .route("/v1/entries/by-hash/{hash}", get(entry_by_hash))
+        .route("/v1/proof/inclusion", get(inclusion))
+        .route("/v1/proof/consistency", get(consistency))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { LogError::NotFound("no such route".into()) })
+        .with_state(state)
+}
+
+fn text(body: String, content_type: &'static str, cache: &'static str) -> Response {
+    let mut response = Response::new(Body::from(body));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    response
+}
+
+async fn checkpoint(State(state): State<AppState>) -> Response {
+    text(
+        state.inner.published.get().note,
+        "text/plain; charset=utf-8",
+        "no-cache",
+    )
+}
+
+async fn vkey(State(state): State<AppState>) -> Response {
+    text(
+        format!("{}\n", state.inner.vkey),
+        "text/plain; charset=utf-8",
+        "public, max-age=3600",
+    )
+}
+
+async fn tile(State(state): State<AppState>, Path(path): Path<String>) -> Result<Response> {
+    let coord = TileCoord::parse_path(&format!("tile/{path}"))
+        .map_err(|e| LogError::BadRequest(e.to_string()))?;
+    let size = state.inner.published.size();
+    if tile_width(coord.kind, coord.index, size) < coord.width {
+        return Err(LogError::NotFound(format!(
+            "{} is beyond tree size {size}",
+            coord.path()
+        )));
+    }
+    let cached = state
+        .inner
+        .full_tiles
+        .lock()
+        .expect("tile cache")
+        .get(&coord)
+        .cloned();
+    let bytes = match cached {
+        Some(bytes) => bytes,
+        None => {
+            let bytes = Bytes::from(read_tile(&state.inner.store, coord).await?);
+            if coord.is_full() {
+                let mut cache = state.inner.full_tiles.lock().expect("tile cache");
+                if cache.len() >= FULL_TILE_CACHE_ENTRIES {
+                    cache.clear();
+                }
+                cache.insert(coord, bytes.clone());
+            }
+            bytes
+        }
+    };
+    let mut response = Response::new(Body::from(bytes));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(if coord.is_full() {
+            "public, max-age=31536000, immutable"
+        } else {
+            "public, max-age=60"
+        }),
+    );
+    Ok(response)
+}
+
+async fn read_tile(store: &Store, coord: TileCoord) -> Result<Vec<u8>> {
+    let width = usize::from(coord.width);
+    match coord.kind {
+        TileKind::Hashes(level) => {
+            let stored = store
+                .tile(level, coord.index)
+                .await?
+                .ok_or_else(|| LogError::Corrupt(format!("tile {} not stored", coord.path())))?;
+            stored.get(..width * 32).map(<[u8]>::to_vec).ok_or_else(|| {
+                LogError::Corrupt(format!("tile {} stored too narrow", coord.path()))
+            })
+        }
+        TileKind::Entries => {
+            let start = coord.index * TILE_WIDTH;
+            let entries = store.entries_range(start, start + width as u64).await?;
+            if entries.len() != width {
+                return Err(LogError::Corrupt(format!(
+                    "bundle {} incomplete",
+                    coord.path()
+                )));
+            }
+            Ok(encode_entry_bundle(
+                entries.iter().map(|e| e.data.as_slice()),
+            )?)
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct SubmitReply {
+    leaf_hash: String,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index: Option<u64>,
+    duplicate: bool,
+}
+
+async fn submit(State(state): State<AppState>, request: Request) -> Result<Response> {
+    let result = submit_inner(&state, request).await;
+    if result.is_err() {
+        state.inner.metrics.add_rejected();
+    }
+    result
+}
+
+async fn submit_inner(state: &AppState, request: Request) -> Result<Response> {
+    let body = axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES)
+        .await
+        .map_err(|_| LogError::BodyTooLarge {
+            limit: MAX_BODY_BYTES,
+        })?;
+    let submission: Submission = serde_json::from_slice(&body)
+        .map_err(|e| LogError::BadRequest(format!("malformed JSON: {e}")))?;
+    let accepted = submission.check(&state.inner.policy.keys()?)?;
+    let hash = leaf_hash(&accepted.entry);
+    let stored = state
+        .inner
+        .submitter
+        .submit(NewEntry {
+            leaf_hash: hash,
+            data: accepted.entry,
+            publisher: accepted.publisher.to_text(),
+        })
+        .await?;
+    let reply = SubmitReply {
+        leaf_hash: hash.to_hex(),
+        status: if stored.index.is_some() {
+            "integrated"
+        } else {
+            "pending"
+        },
+        index: stored.index,
+        duplicate: stored.duplicate,
+    };
+    let status = if stored.index.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((status, axum::Json(reply)).into_response())
+}
+
+fn parse_u64(name: &str, value: &str) -> Result<u64> {
+    if value.is_empty()
+        || !value.bytes().all(|b| b.is_ascii_digit())
+        || (value.len() > 1 && value.starts_with('0'))
+    {
+        return Err(LogError::BadRequest(format!(
+            "{name} must be a decimal number without leading zeros"
+        )));
+    }
+    value
+        .parse()
+        .map_err(|_| LogError::BadRequest(format!("{name} is out of range")))
+}
+
+#[derive(Serialize)]
+struct EntryReply {
+    index: u64,
+    leaf_hash: String,
+    entry: String,
+    publisher: String,
+}
+
+async fn entry_by_index(
+    State(state): State<AppState>,
+    Path(index): Path<String>,
+) -> Result<Response> {
+    let index = parse_u64("index", &index)?;
+    let size = state.inner.published.size();
+    if index >= size {
+        return Err(LogError::NotFound(format!(
+            "index {index} is not below tree size {size}"
+        )));
+    }
+    let record = state
+        .inner
+        .store
+        .entries_range(index, index + 1)
+        .await?
+        .pop()
+        .ok_or_else(|| LogError::Corrupt(format!("entry {index} missing")))?;
+    Ok(axum::Json(EntryReply {
+        index,
+        leaf_hash: record.leaf_hash.to_hex(),
+        entry: BASE64.encode(&record.data),
+        publisher: record.publisher,
+    })
+    .into_response())
+}
+
+#[derive(Serialize)]
+struct LookupReply {
+    leaf_hash: String,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index: Option<u64>,
+}
+
+async fn entry_by_hash(
+    State(state): State<AppState>,
+    Path(hash): Path<String>,
+) -> Result<Response> {
+    let hash = Hash::from_hex(&hash)
+        .map_err(|_| LogError::BadRequest("leaf hash must be 64 hex digits".into()))?;
+    let found = state.inner.store.lookup(&hash).await?;
+    let size = state.inner.published.size();
+    let reply = match found {
+        None => return Err(LogError::NotFound("no entry with this leaf hash".into())),
+        // Integrated but not yet in the checkpoint this process serves: still pending to readers.
+        Some(Some(index)) if index < size => LookupReply {
+            leaf_hash: hash.to_hex(),
+            status: "integrated",
+            index: Some(index),
+        },
+        Some(_) => LookupReply {
+            leaf_hash: hash.to_hex(),
+            status: "pending",
+            index: None,
+        },
+    };
+    Ok(axum::Json(reply).into_response())
+}
+
+/// Loads the tiles that the given proof ranges need and computes the proof.
+async fn prove(
+    store: &Store,
+    build: impl Fn(
+        &mut dyn FnMut(u64, u64) -> std::result::Result<Hash, LogError>,
+    ) -> std::result::Result<Vec<Hash>, ProofError<LogError>>,
+) -> Result<Vec<Hash>> {
+    let mut ranges = Vec::new();
+    build(&mut |s, e| {
+        ranges.push((s, e));
+        Ok(Hash([0; 32]))
+    })
+    .map_err(proof_error)?;
+    let mut tiles: BTreeMap<(u8, u64), Vec<Hash>> = BTreeMap::new();
+    for (level, index) in tiles_for_ranges(ranges.iter().copied()) {
+        let bytes = store
+            .tile(level, index)
+            .await?
+            .ok_or_else(|| LogError::Corrupt(format!("tile {level}/{index} missing")))?;
+        let hashes = parse_hash_tile(&bytes, (bytes.len() / 32) as u16)
+            .map_err(|e| LogError::Corrupt(e.to_string()))?;
+        tiles.insert((level, index), hashes);
+    }
+    let lookup = |l: u8, i: u64| tiles.get(&(l, i)).map(Vec::as_slice);
+    build(&mut |s, e| {
+        range_hash_from_tiles(s, e, &lookup).map_err(|e| LogError::Corrupt(e.to_string()))
+    })
+    .map_err(proof_error)
+}
+
+fn proof_error(error: ProofError<LogError>) -> LogError {
+    match error {
+        ProofError::Invalid(e) => LogError::BadRequest(e.to_string()),
+        ProofError::Source(e) => e,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InclusionQuery {
+    index: Option<String>,
+    leaf_hash: Option<String>,
+    size: Option<String>,
+}
+
+#[derive(Serialize)]
+struct InclusionReply {
+    index: u64,
+    tree_size: u64,
+    leaf_hash: String,
+    proof: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checkpoint: Option<String>,
+}
+
+async fn inclusion(
+    State(state): State<AppState>,
+    query: std::result::Result<Query<InclusionQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response> {
+    let Query(query) = query.map_err(|e| LogError::BadRequest(e.body_text()))?;
+    let published = state.inner.published.get();
+    let size = match &query.size {
+        Some(s) => parse_u64("size", s)?,
+        None => published.size,
+    };
+    if size > published.size {
+        return Err(LogError::BadRequest(format!(
+            "size {size} is beyond the published tree size {}",
+            published.size
+        )));
+    }
+    let store = &state.inner.store;
+    let (index, leaf) = match (&query.index, &query.leaf_hash) {
+        (Some(index), None) => {
+            let index = parse_u64("index", index)?;
+            if index >= size {
+                return Err(LogError::BadRequest(format!(
+                    "index {index} is not below size {size}"
+                )));
+            }
+            let record = store
+                .entries_range(index, index + 1)
+                .await?
+                .pop()
+                .ok_or_else(|| LogError::Corrupt(format!("entry {index} missing")))?;
+            (index, record.leaf_hash)
+        }
+        (None, Some(hex)) => {
+            let hash = Hash::from_hex(hex)
+                .map_err(|_| LogError::BadRequest("leaf_hash must be 64 hex digits".into()))?;
+            match store.lookup(&hash).await? {
+                Some(Some(index)) if index < size => (index, hash),
+                _ => {
+                    return Err(LogError::NotFound(format!(
+                        "leaf not in the tree of size {size}"
+                    )));
+                }
+            }
+        }
+        _ => {
+            return Err(LogError::BadRequest(
+                "give exactly one of index and leaf_hash".into(),
+            ));
+        }
+    };
+    let proof = prove(store, |f| inclusion_proof(index, size, f)).await?;
+    let checkpoint = store.checkpoint_at(size).await?.map(|c| c.note);
+    Ok(axum::Json(InclusionReply {
+        index,
+        tree_size: size,
+        leaf_hash: leaf.to_hex(),
+        proof: proof.iter().map(|h| BASE64.encode(h.0)).collect(),
+        checkpoint,
+    })
+    .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsistencyQuery {
+    old: String,
+    new: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ConsistencyReply {
+    old_size: u64,
+    new_size: u64,
+    proof: Vec<String>,
+}
+
+async fn consistency(
+    State(state): State<AppState>,
+    query: std::result::Result<Query<ConsistencyQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response> {
+    let Query(query) = query.map_err(|e| LogError::BadRequest(e.body_text()))?;
+    let published = state.inner.published.size();
+    let old = parse_u64("old", &query.old)?;
+    let new = match &query.new {
+        Some(n) => parse_u64("new", n)?,
+        None => published,
+    };
+    if new > published {
+        return Err(LogError::BadRequest(format!(
+            "new size {new} is beyond the published tree size {published}"
+        )));
+    }
+    if old == 0 || old > new {
+        return Err(LogError::BadRequest(format!(
+            "need 0 < old <= new, got old {old} and new {new}"
+        )));
+    }
+    let proof = prove(&state.inner.store, |f| consistency_proof(old, new, f)).await?;
+    Ok(axum::Json(ConsistencyReply {
+        old_size: old,
+        new_size: new,
+        proof: proof.iter().map(|h| BASE64.encode(h.0)).collect(),
+    })
+    .into_response())
+}
+
+async fn healthz(State(state): State<AppState>) -> Result<Response> {
+    let pending = state.inner.store.pending_count().await?;
+    Ok(axum::Json(serde_json::json!({
+        "status": "ok",
+        "tree_size": state.inner.published.size(),
+        "pending": pending,
+    }))
+    .into_response())
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    text(
+        state.inner.metrics.render(),
+        "text/plain; version=0.0.4",
+        "no-store",
+    )
+}

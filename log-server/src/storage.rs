@@ -1,0 +1,499 @@
+//! Durable log state through sqlx: a SQLite file by default, PostgreSQL when given a `postgres://`
+//! URL. Both back ends run the same SQL (numbered `$n` parameters, `ON CONFLICT`, `RETURNING`,
+//! `UPDATE … FROM (VALUES …)`), so one implementation serves both and one test suite checks both.
+
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
+
+use crate::error::{LogError, Result};
+use arcane_verifier::Hash;
+
+/// Which database is behind the pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// An embedded SQLite file (WAL mode, full fsync on commit).
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// The log's database.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// A new entry to store.
+#[derive(Clone, Debug)]
+pub struct NewEntry {
+    /// RFC 6962 leaf hash of `data`.
+    pub leaf_hash: Hash,
+    /// The entry bytes.
+    pub data: Vec<u8>,
+    /// The publisher's verifier key text.
+    pub publisher: String,
+}
+
+/// What happened to a submitted entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stored {
+    /// Its index, once integrated.
+    pub index: Option<u64>,
+    /// Whether an identical entry was already there.
+    pub duplicate: bool,
+}
+
+/// A stored, signed checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    /// Tree size.
+    pub size: u64,
+    /// Root hash.
+    pub root: Hash,
+    /// The signed note text.
+    pub note: String,
+}
+
+/// An entry waiting to be integrated.
+#[derive(Clone, Debug)]
+pub struct PendingEntry {
+    /// Submission order.
+    pub seq: i64,
+    /// Its leaf hash.
+    pub leaf_hash: Hash,
+    /// When it was acknowledged (ms since the epoch).
+    pub submitted_ms: i64,
+}
+
+/// One integrated entry, read back.
+#[derive(Clone, Debug)]
+pub struct EntryRecord {
+    /// Leaf index.
+    pub index: u64,
+    /// Leaf hash.
+    pub leaf_hash: Hash,
+    /// Entry bytes.
+    pub data: Vec<u8>,
+    /// The publisher's verifier key text.
+    pub publisher: String,
+}
+
+/// What the sequencer writes for one batch, atomically.
+#[derive(Clone, Debug)]
+pub struct BatchWrite {
+    /// Tiles to create or widen: (tile level, tile index, concatenated hashes).
+    pub tiles: Vec<(u8, u64, Vec<u8>)>,
+    /// The new checkpoint.
+    pub checkpoint: StoredCheckpoint,
+}
+
+/// Why a batch was not integrated.
+#[derive(Debug)]
+pub enum BatchOutcome {
+    /// Nothing was pending.
+    Empty,
+    /// This process no longer holds the sequencer lease.
+    LostLease,
+    /// The stored tree size differs from the sequencer's in-memory state.
+    Diverged {
+        /// Size found in the database.
+        stored: u64,
+    },
+    /// The batch was committed.
+    Committed {
+        /// Entries integrated, in order.
+        entries: Vec<PendingEntry>,
+        /// The checkpoint now published.
+        checkpoint: StoredCheckpoint,
+    },
+}
+
+fn to_i64(v: u64) -> Result<i64> {
+    i64::try_from(v).map_err(|_| LogError::BadRequest(format!("{v} is out of range")))
+}
+
+fn to_u64(v: i64) -> Result<u64> {
+    u64::try_from(v).map_err(|_| LogError::Corrupt(format!("negative value {v} in database")))
+}
+
+fn hash_column(row: &AnyRow, column: &str) -> Result<Hash> {
+    let bytes: Vec<u8> = row.try_get(column)?;
+    Hash::from_slice(&bytes).map_err(|_| LogError::Corrupt(format!("{column} is not 32 bytes")))
+}
+
+fn checkpoint_from_row(row: &AnyRow) -> Result<StoredCheckpoint> {
+    Ok(StoredCheckpoint {
+        size: to_u64(row.try_get("size")?)?,
+        root: hash_column(row, "root")?,
+        note: row.try_get("note")?,
+    })
+}
+
+impl Store {
+    /// Connects (creating a SQLite file if needed) and runs the migrations.
+    pub async fn open(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            return Err(LogError::Config(
+                "database URL must start with sqlite: or postgres://".into(),
+            ));
+        };
+        let options = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = FULL").await?;
+                        conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    }
+                    Ok(())
+                })
+            });
+        let pool = options.connect(url).await?;
+        match backend {
+            Backend::Sqlite => sqlx::migrate!("../migrations/sqlite").run(&pool).await?,
+            Backend::Postgres => sqlx::migrate!("../migrations/postgres").run(&pool).await?,
+        }
+        Ok(Store { pool, backend })
+    }
+
+    /// The back end in use.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Reads a value from the log's metadata.
+    pub async fn meta(&self, key: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT value FROM log_meta WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("value")).transpose()?)
+    }
+
+    /// Sets a metadata value once; returns the value that is stored afterwards.
+    pub async fn meta_init(&self, key: &str, value: &str) -> Result<String> {
+        sqlx::query(
+            "INSERT INTO log_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        self.meta(key)
+            .await?
+            .ok_or_else(|| LogError::Corrupt(format!("metadata {key} vanished")))
+    }
+
+    /// Stores new entries in one transaction (group commit). Returns, per entry, its index if it
+    /// was already integrated and whether it was a duplicate. When this returns, every entry is
+    /// durably stored.
+    pub async fn submit_batch(&self, entries: &[NewEntry], now_ms: i64) -> Result<Vec<Stored>> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool.begin().await?;
+        let mut sql =
+            String::from("INSERT INTO entries (leaf_hash, data, publisher, submitted_ms) VALUES ");
+        for i in 0..entries.len() {
+            if i > 0 {
+                sql.push(',');
+            }
+            let p = 4 * i;
+            sql.push_str(&format!("(${}, ${}, ${}, ${})", p + 1, p + 2, p + 3, p + 4));
+        }
+        sql.push_str(" ON CONFLICT (leaf_hash) DO NOTHING RETURNING leaf_hash");
+        // Audited: only placeholders are generated, never values.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for entry in entries {
+            query = query
+                .bind(entry.leaf_hash.0.to_vec())
+                .bind(entry.data.clone())
+                .bind(entry.publisher.clone())
+                .bind(now_ms);
+        }
+        let inserted: Vec<Hash> = query
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|row| hash_column(row, "leaf_hash"))
+            .collect::<Result<_>>()?;
+        let mut out = Vec::with_capacity(entries.len());
+        let mut first_in_batch: Vec<&Hash> = Vec::new();
+        for entry in entries {
+            let new_here =
+                inserted.contains(&entry.leaf_hash) && !first_in_batch.contains(&&entry.leaf_hash);
+            first_in_batch.push(&entry.leaf_hash);
+            if new_here {
+                out.push(Stored {
+                    index: None,
+                    duplicate: false,
+                });
+            } else {
+                let row = sqlx::query("SELECT idx FROM entries WHERE leaf_hash = $1")
+                    .bind(entry.leaf_hash.0.to_vec())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let index: Option<i64> = row.try_get("idx")?;
+                out.push(Stored {
+                    index: index.map(to_u64).transpose()?,
+                    duplicate: true,
+                });
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Finds an entry by leaf hash: `None` if unknown, `Some(None)` if pending.
+    pub async fn lookup(&self, leaf_hash: &Hash) -> Result<Option<Option<u64>>> {
+        let row = sqlx::query("SELECT idx FROM entries WHERE leaf_hash = $1")
+            .bind(leaf_hash.0.to_vec())
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            None => Ok(None),
+            Some(row) => {
+                let index: Option<i64> = row.try_get("idx")?;
+                Ok(Some(index.map(to_u64).transpose()?))
+            }
+        }
+    }
+
+    /// The newest signed checkpoint.
+    pub async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>> {
+        let row =
+            sqlx::query("SELECT size, root, note FROM checkpoints ORDER BY size DESC LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        row.as_ref().map(checkpoint_from_row).transpose()
+    }
+
+    /// The checkpoint signed for one size, if any.
+    pub async fn checkpoint_at(&self, size: u64) -> Result<Option<StoredCheckpoint>> {
+        let row = sqlx::query("SELECT size, root, note FROM checkpoints WHERE size = $1")
+            .bind(to_i64(size)?)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(checkpoint_from_row).transpose()
+    }
+
+    /// Every stored checkpoint, oldest first (for audits and tests).
+    pub async fn all_checkpoints(&self) -> Result<Vec<StoredCheckpoint>> {
+        let rows = sqlx::query("SELECT size, root, note FROM checkpoints ORDER BY size")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(checkpoint_from_row).collect()
+    }
+
+    /// Stores the checkpoint of the empty tree, unless a checkpoint exists. Returns the newest.
+    pub async fn init_empty_checkpoint(
+        &self,
+        empty: &StoredCheckpoint,
+        now_ms: i64,
+    ) -> Result<StoredCheckpoint> {
+        sqlx::query(
+            "INSERT INTO checkpoints (size, root, note, created_ms) VALUES (0, $1, $2, $3) \
+             ON CONFLICT (size) DO NOTHING",
+        )
+        .bind(empty.root.0.to_vec())
+        .bind(empty.note.clone())
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        self.latest_checkpoint()
+            .await?
+            .ok_or_else(|| LogError::Corrupt("no checkpoint after initialisation".into()))
+    }
+
+    /// The stored bytes of a hash tile (its current width).
+    pub async fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>> {
+        let row = sqlx::query("SELECT hashes FROM tiles WHERE level = $1 AND tile_index = $2")
+            .bind(i64::from(level))
+            .bind(to_i64(index)?)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("hashes")).transpose()?)
+    }
+
+    /// Integrated entries `[start, end)`, in order.
+    pub async fn entries_range(&self, start: u64, end: u64) -> Result<Vec<EntryRecord>> {
+        let rows = sqlx::query(
+            "SELECT idx, leaf_hash, data, publisher FROM entries \
+             WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+        )
+        .bind(to_i64(start)?)
+        .bind(to_i64(end)?)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(EntryRecord {
+                    index: to_u64(row.try_get("idx")?)?,
+                    leaf_hash: hash_column(row, "leaf_hash")?,
+                    data: row.try_get("data")?,
+                    publisher: row.try_get("publisher")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Number of entries waiting for the sequencer.
+    pub async fn pending_count(&self) -> Result<u64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM entries WHERE idx IS NULL")
+            .fetch_one(&self.pool)
+            .await?;
+        to_u64(row.try_get("n")?)
+    }
+
+    /// Takes or renews the sequencer lease for `holder`. True if `holder` holds it afterwards.
+    pub async fn acquire_lease(&self, holder: &str, now_ms: i64, ttl_ms: i64) -> Result<bool> {
+        let result = sqlx::query(
+            "INSERT INTO sequencer_lease (id, holder, expires_ms) VALUES (1, $1, $2) \
+             ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms \
+             WHERE sequencer_lease.holder = $1 OR sequencer_lease.expires_ms < $3",
+        )
+        .bind(holder)
+        .bind(now_ms + ttl_ms)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// Gives the lease up (on clean shutdown), so another process can take over at once.
+    pub async fn release_lease(&self, holder: &str) -> Result<()> {
+        sqlx::query("DELETE FROM sequencer_lease WHERE id = 1 AND holder = $1")
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Integrates up to `limit` pending entries in one transaction: fences on the lease, checks the
+    /// stored size equals `expected_size`, assigns indexes `expected_size..`, and writes the tiles
+    /// and checkpoint that `plan` computes from the batch. Nothing is visible unless all of it is.
+    pub async fn integrate_batch(
+        &self,
+        holder: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+        expected_size: u64,
+        limit: usize,
+        plan: impl FnOnce(&[PendingEntry]) -> Result<BatchWrite>,
+    ) -> Result<BatchOutcome> {
+        let mut tx = self.pool.begin().await?;
+        // A write first: on SQLite this takes the write lock now, so the transaction cannot fail
+        // later on a lock upgrade; everywhere it fences out a sequencer whose lease expired.
+        let fenced = sqlx::query(
+            "UPDATE sequencer_lease SET expires_ms = $1 WHERE id = 1 AND holder = $2 AND expires_ms >= $3",
+        )
+        .bind(now_ms + ttl_ms)
+        .bind(holder)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        if fenced.rows_affected() != 1 {
+            return Ok(BatchOutcome::LostLease);
+        }
+        let row = sqlx::query("SELECT size FROM checkpoints ORDER BY size DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+        let stored = match row {
+            Some(row) => to_u64(row.try_get("size")?)?,
+            None => 0,
+        };
+        if stored != expected_size {
+            return Ok(BatchOutcome::Diverged { stored });
+        }
+        let rows = sqlx::query(
+            "SELECT seq, leaf_hash, submitted_ms FROM entries WHERE idx IS NULL ORDER BY seq LIMIT $1",
+        )
+        .bind(to_i64(limit as u64)?)
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            tx.commit().await?; // keeps the renewed lease
+            return Ok(BatchOutcome::Empty);
+        }
+        let pending: Vec<PendingEntry> = rows
+            .iter()
+            .map(|row| {
+                Ok(PendingEntry {
+                    seq: row.try_get("seq")?,
+                    leaf_hash: hash_column(row, "leaf_hash")?,
+                    submitted_ms: row.try_get("submitted_ms")?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        let write = plan(&pending)?;
+        if write.checkpoint.size != expected_size + pending.len() as u64 {
+            return Err(LogError::Corrupt(
+                "planned checkpoint size does not match the batch".into(),
+            ));
+        }
+
+        let mut sql =
+            String::from("UPDATE entries SET idx = v.column2, integrated_ms = $1 FROM (VALUES ");
+        for i in 0..pending.len() {
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!("(${}, ${})", 2 + 2 * i, 3 + 2 * i));
+        }
+        sql.push_str(") AS v WHERE entries.seq = v.column1 AND entries.idx IS NULL");
+        // Audited: only placeholders are generated, never values.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now_ms);
+        for (offset, entry) in pending.iter().enumerate() {
+            query = query
+                .bind(entry.seq)
+                .bind(to_i64(expected_size + offset as u64)?);
+        }
+        let updated = query.execute(&mut *tx).await?;
+        if updated.rows_affected() != pending.len() as u64 {
+            return Err(LogError::Corrupt(
+                "pending entries changed during integration".into(),
+            ));
+        }
+
+        for (level, index, hashes) in &write.tiles {
+            sqlx::query(
+                "INSERT INTO tiles (level, tile_index, hashes) VALUES ($1, $2, $3) \
+                 ON CONFLICT (level, tile_index) DO UPDATE SET hashes = excluded.hashes",
+            )
+            .bind(i64::from(*level))
+            .bind(to_i64(*index)?)
+            .bind(hashes.clone())
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO checkpoints (size, root, note, created_ms) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(to_i64(write.checkpoint.size)?)
+        .bind(write.checkpoint.root.0.to_vec())
+        .bind(write.checkpoint.note.clone())
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(BatchOutcome::Committed {
+            entries: pending,
+            checkpoint: write.checkpoint,
+        })
+    }
+}

@@ -1,0 +1,109 @@
+//! The write API's message: an entry, the publisher's verifier key, and the publisher's Ed25519
+//! signature over a domain-separated encoding of the entry.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::{Deserialize, Serialize};
+
+use arcane_verifier::note::{NoteSigner, VerifierKey};
+
+use crate::error::{LogError, Result};
+
+/// Largest entry accepted: entry bundles carry a 16-bit length.
+pub const MAX_ENTRY_BYTES: usize = u16::MAX as usize;
+
+/// What a publisher signs: this context, then the entry bytes.
+pub const SUBMISSION_CONTEXT: &[u8] = b"arcane-aip/log-submission/v1\n";
+
+/// `POST /v1/entries` body.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Submission {
+    /// The entry, standard base64.
+    pub entry: String,
+    /// The publisher's verifier key text.
+    pub publisher: String,
+    /// Ed25519 signature over `SUBMISSION_CONTEXT ‖ entry`, standard base64.
+    pub signature: String,
+}
+
+/// A submission whose signature checked out against an allowed publisher.
+#[derive(Clone, Debug)]
+pub struct AcceptedSubmission {
+    /// The entry bytes.
+    pub entry: Vec<u8>,
+    /// The publisher.
+    pub publisher: VerifierKey,
+}
+
+impl Submission {
+    /// Signs `entry` as `publisher`.
+    pub fn sign(entry: &[u8], publisher: &NoteSigner) -> Self {
+        Submission {
+            entry: BASE64.encode(entry),
+            publisher: publisher.verifier().to_text(),
+            signature: BASE64.encode(publisher.sign_with_context(SUBMISSION_CONTEXT, entry)),
+        }
+    }
+
+    /// Decodes and checks the submission against the allowed publishers.
+    pub fn check(&self, allowed: &[VerifierKey]) -> Result<AcceptedSubmission> {
+        let entry = BASE64
+            .decode(&self.entry)
+            .map_err(|_| LogError::BadRequest("entry is not valid base64".into()))?;
+        if entry.len() > MAX_ENTRY_BYTES {
+            return Err(LogError::EntryTooLarge {
+                size: entry.len(),
+                limit: MAX_ENTRY_BYTES,
+            });
+        }
+        let publisher = VerifierKey::parse(&self.publisher)
+            .map_err(|e| LogError::BadRequest(format!("publisher key: {e}")))?;
+        if !allowed.contains(&publisher) {
+            return Err(LogError::UnknownPublisher);
+        }
+        let signature = BASE64
+            .decode(&self.signature)
+            .map_err(|_| LogError::BadRequest("signature is not valid base64".into()))?;
+        publisher
+            .verify_with_context(SUBMISSION_CONTEXT, &entry, &signature)
+            .map_err(|_| LogError::BadSignature)?;
+        Ok(AcceptedSubmission { entry, publisher })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::generate_signer;
+
+    #[test]
+    fn only_allowed_publishers_with_valid_signatures_pass() {
+        let p = generate_signer("p").unwrap();
+        let q = generate_signer("q").unwrap();
+        let allowed = [p.verifier()];
+        let good = Submission::sign(b"entry", &p);
+        assert_eq!(good.check(&allowed).unwrap().entry, b"entry");
+        assert!(matches!(
+            Submission::sign(b"entry", &q).check(&allowed),
+            Err(LogError::UnknownPublisher)
+        ));
+        let mut forged = good.clone();
+        forged.entry = BASE64.encode(b"other");
+        assert!(matches!(
+            forged.check(&allowed),
+            Err(LogError::BadSignature)
+        ));
+        let mut garbage = good;
+        garbage.signature = "!!".into();
+        assert!(matches!(
+            garbage.check(&allowed),
+            Err(LogError::BadRequest(_))
+        ));
+        let big = Submission::sign(&vec![0u8; MAX_ENTRY_BYTES + 1], &p);
+        assert!(matches!(
+            big.check(&allowed),
+            Err(LogError::EntryTooLarge { .. })
+        ));
+    }
+}

@@ -1,0 +1,65 @@
+//! The one error type of the verifier.
+
+use thiserror::Error;
+
+/// Everything that can go wrong while checking a proof, a note, a checkpoint or a tile.
+///
+/// Variants say which check failed; none of them carries secret material.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[allow(missing_docs)] // each variant is documented by its message
+pub enum Error {
+    // --- Merkle proofs -------------------------------------------------------------------
+    #[error("leaf index {index} is not below tree size {size}")]
+    IndexOutOfRange { index: u64, size: u64 },
+    #[error("a consistency proof needs 0 < old size <= new size, got old {old} and new {new}")]
+    InvalidSizes { old: u64, new: u64 },
+    #[error("proof has {got} hashes, expected {expected}")]
+    WrongProofLength { got: usize, expected: usize },
+    #[error("proof does not lead to the expected root hash")]
+    RootMismatch,
+    #[error("proof does not lead to the old root hash")]
+    OldRootMismatch,
+    #[error("hash is {0} bytes, expected 32")]
+    BadHashLength(usize),
+
+    // --- signed notes ----------------------------------------------------------------------
+    #[error("note is {0} bytes, over the limit")]
+    NoteTooLarge(usize),
+    #[error("malformed note: {0}")]
+    MalformedNote(&'static str),
+    #[error("malformed key: {0}")]
+    MalformedKey(&'static str),
+    #[error("note has {0} signature lines, over the limit")]
+    TooManySignatures(usize),
+    #[error("signature by known key {name} does not verify")]
+    InvalidSignature { name: String },
+    #[error("note carries two signatures by key {name}")]
+    DuplicateSignature { name: String },
+    #[error("note has no valid signature by a known key")]
+    NoKnownSignature,
+
+    // --- checkpoints and witnesses ------------------------------------------------------
+    #[error("malformed checkpoint: {0}")]
+    MalformedCheckpoint(&'static str),
+    #[error("checkpoint origin {found:?} is not the expected {expected:?}")]
+    WrongOrigin { expected: String, found: String },
+    #[error("malformed cosignature by {name}: {why}")]
+    MalformedCosignature { name: String, why: &'static str },
+    #[error("witness policy needs {required} cosignatures, found {found} valid")]
+    NotEnoughCosignatures { required: usize, found: usize },
+    #[error("invalid witness policy: {0}")]
+    InvalidPolicy(&'static str),
+
+    // --- tiles ---------------------------------------------------------------------------
+    #[error("malformed tile path: {0}")]
+    MalformedTilePath(&'static str),
+    #[error("malformed tile: {0}")]
+    MalformedTile(&'static str),
+    #[error("malformed entry bundle: {0}")]
+    MalformedEntryBundle(&'static str),
+    #[error("entry of {0} bytes does not fit a bundle (at most 65535)")]
+    EntryTooLarge(usize),
+}
+
+/// Result with the verifier's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;

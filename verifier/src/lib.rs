@@ -1,0 +1,43 @@
+//! # arcane-verifier
+//!
+//! The pure verification toolkit of arcane-aip: everything a client, gateway, compute node or
+//! auditor needs to check what the transparency log says, as functions over bytes and types. It
+//! does no I/O, spawns nothing and never panics on untrusted input.
+//!
+//! - [`merkle`]: RFC 6962 / RFC 9162 hashing, roots, compact ranges.
+//! - [`proof`]: inclusion and consistency proofs, verification and generation.
+//! - [`note`]: C2SP signed notes with Ed25519, verifier and signer key text forms.
+//! - [`checkpoint`]: C2SP checkpoints, signed by the log and checked against a witness policy.
+//! - [`cosignature`]: C2SP `cosignature/v1` witness cosignatures and the k-of-n policy.
+//! - [`tiles`]: C2SP tlog-tiles paths, entry bundles and subtree hashes from tiles.
+//!
+//! ```
+//! use arcane_verifier::{checkpoint::Checkpoint, cosignature::WitnessPolicy, merkle, note, proof};
+//!
+//! // A log with three entries, its signed checkpoint, and a proof that entry 1 is in it.
+//! let leaves: Vec<_> = [&b"a"[..], b"b", b"c"].iter().map(|d| merkle::leaf_hash(d)).collect();
+//! let root = merkle::root_from_leaf_hashes(&leaves);
+//! let log_key = note::NoteSigner::from_seed("example.com/log", note::ALG_ED25519, &[42; 32])?;
+//! let signed = Checkpoint::new("example.com/log", 3, root).sign(&log_key)?.to_text();
+//!
+//! let verified = arcane_verifier::checkpoint::verify_checkpoint(
+//!     signed.as_bytes(), &log_key.verifier(), &WitnessPolicy::none())?;
+//! let subtree = |s: u64, e: u64| Ok::<_, ()>(merkle::root_from_leaf_hashes(&leaves[s as usize..e as usize]));
+//! let path = proof::inclusion_proof(1, 3, subtree).unwrap();
+//! proof::verify_inclusion(1, verified.checkpoint.size, &leaves[1], &path, &verified.checkpoint.root)?;
+//! # Ok::<(), arcane_verifier::Error>(())
+//! ```
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod checkpoint;
+pub mod cosignature;
+mod error;
+pub mod merkle;
+pub mod note;
+pub mod proof;
+pub mod tiles;
+
+pub use error::{Error, Result};
+pub use merkle::Hash;

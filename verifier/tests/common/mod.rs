@@ -1,0 +1,19 @@
+//! Locating the published test vectors shared beside the repository.
+
+use std::path::PathBuf;
+
+/// The vectors folder: `$ARCANE_VECTORS`, else `../shared/vectors` next to the workspace.
+/// Panics with a loud message when it is missing: these tests must not pass without their data.
+pub fn vectors_dir() -> PathBuf {
+    let dir = match std::env::var_os("ARCANE_VECTORS") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors"),
+    };
+    assert!(
+        dir.is_dir(),
+        "TEST VECTORS MISSING: {} does not exist. Set ARCANE_VECTORS to the folder of published \
+         RFC / C2SP vectors (shared/vectors beside the repository).",
+        dir.display()
+    );
+    dir
+}
