@@ -135,7 +135,10 @@ async fn run(cli: Cli) -> Result<(), LogError> {
             println!("log verifier key: {}", server.vkey());
             let client = LogClient::new(&format!("http://{}", server.addr()))?;
             println!("current checkpoint:\n\n{}", client.checkpoint().await?);
-            println!("read it again with: curl -s http://{}/checkpoint", server.addr());
+            println!(
+                "read it again with: curl -s http://{}/checkpoint",
+                server.addr()
+            );
             wait_for_signal().await;
             tracing::info!("shutting down");
             server.shutdown().await;

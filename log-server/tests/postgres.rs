@@ -1,0 +1,132 @@
+//! The storage conformance suite and multi-process tests against a real PostgreSQL server.
+//!
+//! Needs `ARCANE_TEST_POSTGRES_URL` (a role allowed to create databases); each test makes its own
+//! database. Without it the tests say so and skip; `.ci/run` always sets it.
+
+mod common;
+mod suite;
+
+use std::time::Duration;
+
+use sqlx::{Connection, Executor};
+
+struct TestDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl TestDatabase {
+    async fn create(tag: &str) -> Option<Self> {
+        let Ok(admin_url) = std::env::var("ARCANE_TEST_POSTGRES_URL") else {
+            eprintln!(
+                "SKIPPED PostgreSQL test {tag}: set ARCANE_TEST_POSTGRES_URL (`.ci/run` does)"
+            );
+            return None;
+        };
+        let mut random = [0u8; 6];
+        getrandom::fill(&mut random).unwrap();
+        let name = format!("arcane_test_{tag}_{}", hex::encode(random));
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .expect("connect to PostgreSQL");
+        admin
+            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .await
+            .expect("create test database");
+        admin.close().await.unwrap();
+        let (prefix, _) = admin_url
+            .rsplit_once('/')
+            .expect("URL with a database name");
+        let url = format!("{prefix}/{name}");
+        Some(TestDatabase {
+            admin_url,
+            name,
+            url,
+        })
+    }
+
+    async fn drop(self) {
+        let mut admin = sqlx::PgConnection::connect(&self.admin_url).await.unwrap();
+        let _ = admin
+            .execute(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            )))
+            .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_suite_on_postgres() {
+    let Some(db) = TestDatabase::create("suite").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let log = common::start(&dir.path().join("data"), Some(db.url.clone())).await;
+    suite::appends_proofs_and_tiles(&log).await;
+    suite::duplicates_get_the_same_index(&log).await;
+    log.server.shutdown().await;
+    db.drop().await;
+}
+
+async fn integrated_by(log: &common::TestLog) -> u64 {
+    let text = log.get("/metrics").await.text().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("arcane_log_entries_integrated_total "))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_on_one_database_elect_one_sequencer_and_fail_over() {
+    let Some(db) = TestDatabase::create("election").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (data_a, data_b) = (dir.path().join("a"), dir.path().join("b"));
+    let mut config_a = common::config(&data_a, Some(db.url.clone()));
+    config_a.sequencer.lease_ttl = Duration::from_millis(600);
+    let a = common::start_with(config_a.clone()).await;
+    // The second replica shares the log key and the database.
+    std::fs::create_dir_all(&data_b).unwrap();
+    std::fs::copy(data_a.join("log.key"), data_b.join("log.key")).unwrap();
+    let mut config_b = common::config(&data_b, Some(db.url.clone()));
+    config_b.sequencer.lease_ttl = Duration::from_millis(600);
+    let b = common::start_with(config_b).await;
+    // Each replica's own publisher policy allows both publishers.
+    for (log, other) in [(&a, &b), (&b, &a)] {
+        arcane_log::keys::PublisherPolicy::new(log.policy_path())
+            .allow(&other.publisher.verifier())
+            .unwrap();
+    }
+    assert_eq!(a.server.vkey(), b.server.vkey());
+
+    let mut expected = 0u64;
+    for round in 0..3 {
+        a.add_all(&common::entries(&format!("a{round}"), 20)).await;
+        b.add_all(&common::entries(&format!("b{round}"), 20)).await;
+        expected += 40;
+    }
+    // Both replicas serve the same, newest checkpoint.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (cp_a, cp_b) = (a.checkpoint().await, b.checkpoint().await);
+    assert_eq!(cp_a.checkpoint, cp_b.checkpoint);
+    assert_eq!(cp_a.checkpoint.size, expected);
+    // Exactly one of them integrated everything.
+    let (ia, ib) = (integrated_by(&a).await, integrated_by(&b).await);
+    assert!(ia == 0 || ib == 0, "both sequenced: {ia} and {ib}");
+    assert_eq!(ia + ib, expected);
+
+    // Stop the sequencer; the other takes over.
+    let (leader, follower) = if ia > 0 { (a, b) } else { (b, a) };
+    leader.server.shutdown().await;
+    follower
+        .add_all(&common::entries("after failover", 10))
+        .await;
+    assert_eq!(follower.checkpoint().await.checkpoint.size, expected + 10);
+    assert_eq!(integrated_by(&follower).await, 10);
+    follower.server.shutdown().await;
+    db.drop().await;
+}
