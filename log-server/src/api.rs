@@ -19,8 +19,8 @@ use arcane_verifier::Hash;
 use arcane_verifier::merkle::leaf_hash;
 use arcane_verifier::proof::{ProofError, consistency_proof, inclusion_proof};
 use arcane_verifier::tiles::{
-    TILE_WIDTH, TileCoord, TileKind, encode_entry_bundle, parse_hash_tile, range_hash_from_tiles,
-    tile_width, tiles_for_ranges,
+    TILE_WIDTH, TileCoord, TileKind, TileTree, encode_entry_bundle, parse_hash_tile,
+    range_hash_from_tile_trees, tile_width, tiles_for_ranges,
 };
 
 use crate::error::{LogError, Result};
@@ -32,7 +32,7 @@ use crate::{Published, now_ms};
 
 /// Largest request body accepted (a base64 entry of the maximum size plus the JSON around it).
 pub const MAX_BODY_BYTES: usize = MAX_ENTRY_BYTES * 4 / 3 + 4096;
-const FULL_TILE_CACHE_ENTRIES: usize = 8192;
+const TILE_CACHE_ENTRIES: usize = 8192;
 
 type Reply = oneshot::Sender<Result<Stored>>;
 
@@ -102,8 +102,109 @@ struct Inner {
     policy: PublisherPolicy,
     vkey: String,
     submitter: Submitter,
-    /// Full tiles and bundles never change: cached by path.
-    full_tiles: Mutex<HashMap<TileCoord, Bytes>>,
+    /// Hash tiles, the widest version seen: a tile's first W hashes never change once written.
+    hash_tiles: Mutex<HashMap<(u8, u64), Bytes>>,
+    /// Tiles with their inner nodes, for proofs: the widest version seen of each.
+    tile_trees: Mutex<HashMap<(u8, u64), Arc<TileTree>>>,
+    /// Full entry bundles, which never change.
+    full_bundles: Mutex<HashMap<u64, Bytes>>,
+}
+
+impl Inner {
+    /// A hash tile at least `min_width` wide, from the cache or the database.
+    async fn hash_tile(&self, level: u8, index: u64, min_width: u16) -> Result<Bytes> {
+        let need = usize::from(min_width) * 32;
+        if let Some(bytes) = self
+            .hash_tiles
+            .lock()
+            .expect("tile cache")
+            .get(&(level, index))
+            && bytes.len() >= need
+        {
+            return Ok(bytes.clone());
+        }
+        let bytes = Bytes::from(
+            self.store
+                .tile(level, index)
+                .await?
+                .ok_or_else(|| LogError::Corrupt(format!("tile {level}/{index} not stored")))?,
+        );
+        if bytes.len() < need || bytes.len() % 32 != 0 {
+            return Err(LogError::Corrupt(format!(
+                "tile {level}/{index} stored too narrow"
+            )));
+        }
+        let mut cache = self.hash_tiles.lock().expect("tile cache");
+        if cache.len() >= TILE_CACHE_ENTRIES {
+            cache.clear();
+        }
+        let slot = cache.entry((level, index)).or_default();
+        if slot.len() < bytes.len() {
+            *slot = bytes.clone();
+        }
+        Ok(bytes)
+    }
+
+    /// A tile's inner nodes, at least `min_width` wide.
+    async fn tile_tree(&self, level: u8, index: u64, min_width: u16) -> Result<Arc<TileTree>> {
+        if let Some(tree) = self
+            .tile_trees
+            .lock()
+            .expect("tree cache")
+            .get(&(level, index))
+            && tree.width() >= usize::from(min_width)
+        {
+            return Ok(tree.clone());
+        }
+        let bytes = self.hash_tile(level, index, min_width).await?;
+        let hashes = parse_hash_tile(&bytes, (bytes.len() / 32) as u16)
+            .map_err(|e| LogError::Corrupt(e.to_string()))?;
+        let tree = Arc::new(TileTree::new(hashes));
+        let mut cache = self.tile_trees.lock().expect("tree cache");
+        if cache.len() >= TILE_CACHE_ENTRIES {
+            cache.clear();
+        }
+        let slot = cache.entry((level, index)).or_insert_with(|| tree.clone());
+        if slot.width() < tree.width() {
+            *slot = tree.clone();
+        }
+        Ok(tree)
+    }
+
+    /// An entry bundle of exactly `coord.width` entries.
+    async fn bundle(&self, coord: TileCoord) -> Result<Bytes> {
+        if let Some(bytes) = self
+            .full_bundles
+            .lock()
+            .expect("bundle cache")
+            .get(&coord.index)
+        {
+            return Ok(bytes.clone());
+        }
+        let width = usize::from(coord.width);
+        let start = coord.index * TILE_WIDTH;
+        let entries = self
+            .store
+            .entries_range(start, start + width as u64)
+            .await?;
+        if entries.len() != width {
+            return Err(LogError::Corrupt(format!(
+                "bundle {} incomplete",
+                coord.path()
+            )));
+        }
+        let bytes = Bytes::from(encode_entry_bundle(
+            entries.iter().map(|e| e.data.as_slice()),
+        )?);
+        if coord.is_full() {
+            let mut cache = self.full_bundles.lock().expect("bundle cache");
+            if cache.len() >= TILE_CACHE_ENTRIES {
+                cache.clear();
+            }
+            cache.insert(coord.index, bytes.clone());
+        }
+        Ok(bytes)
+    }
 }
 
 impl AppState {
@@ -124,7 +225,9 @@ impl AppState {
                 policy,
                 vkey,
                 submitter,
-                full_tiles: Mutex::new(HashMap::new()),
+                hash_tiles: Mutex::new(HashMap::new()),
+                tile_trees: Mutex::new(HashMap::new()),
+                full_bundles: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -181,26 +284,13 @@ async fn tile(State(state): State<AppState>, Path(path): Path<String>) -> Result
             coord.path()
         )));
     }
-    let cached = state
-        .inner
-        .full_tiles
-        .lock()
-        .expect("tile cache")
-        .get(&coord)
-        .cloned();
-    let bytes = match cached {
-        Some(bytes) => bytes,
-        None => {
-            let bytes = Bytes::from(read_tile(&state.inner.store, coord).await?);
-            if coord.is_full() {
-                let mut cache = state.inner.full_tiles.lock().expect("tile cache");
-                if cache.len() >= FULL_TILE_CACHE_ENTRIES {
-                    cache.clear();
-                }
-                cache.insert(coord, bytes.clone());
-            }
-            bytes
-        }
+    let bytes = match coord.kind {
+        TileKind::Hashes(level) => state
+            .inner
+            .hash_tile(level, coord.index, coord.width)
+            .await?
+            .slice(..usize::from(coord.width) * 32),
+        TileKind::Entries => state.inner.bundle(coord).await?,
     };
     let mut response = Response::new(Body::from(bytes));
     let headers = response.headers_mut();
@@ -217,34 +307,6 @@ async fn tile(State(state): State<AppState>, Path(path): Path<String>) -> Result
         }),
     );
     Ok(response)
-}
-
-async fn read_tile(store: &Store, coord: TileCoord) -> Result<Vec<u8>> {
-    let width = usize::from(coord.width);
-    match coord.kind {
-        TileKind::Hashes(level) => {
-            let stored = store
-                .tile(level, coord.index)
-                .await?
-                .ok_or_else(|| LogError::Corrupt(format!("tile {} not stored", coord.path())))?;
-            stored.get(..width * 32).map(<[u8]>::to_vec).ok_or_else(|| {
-                LogError::Corrupt(format!("tile {} stored too narrow", coord.path()))
-            })
-        }
-        TileKind::Entries => {
-            let start = coord.index * TILE_WIDTH;
-            let entries = store.entries_range(start, start + width as u64).await?;
-            if entries.len() != width {
-                return Err(LogError::Corrupt(format!(
-                    "bundle {} incomplete",
-                    coord.path()
-                )));
-            }
-            Ok(encode_entry_bundle(
-                entries.iter().map(|e| e.data.as_slice()),
-            )?)
-        }
-    }
 }
 
 #[derive(Serialize)]
@@ -272,7 +334,7 @@ async fn submit_inner(state: &AppState, request: Request) -> Result<Response> {
         })?;
     let submission: Submission = serde_json::from_slice(&body)
         .map_err(|e| LogError::BadRequest(format!("malformed JSON: {e}")))?;
-    let accepted = submission.check(&state.inner.policy.keys()?)?;
+    let accepted = submission.check(|text| state.inner.policy.find(text))?;
     let hash = leaf_hash(&accepted.entry);
     let stored = state
         .inner
@@ -383,9 +445,10 @@ async fn entry_by_hash(
     Ok(axum::Json(reply).into_response())
 }
 
-/// Loads the tiles that the given proof ranges need and computes the proof.
+/// Loads the tiles that a proof in the tree of `size` leaves needs, then computes the proof.
 async fn prove(
-    store: &Store,
+    inner: &Inner,
+    size: u64,
     build: impl Fn(
         &mut dyn FnMut(u64, u64) -> std::result::Result<Hash, LogError>,
     ) -> std::result::Result<Vec<Hash>, ProofError<LogError>>,
@@ -396,19 +459,14 @@ async fn prove(
         Ok(Hash([0; 32]))
     })
     .map_err(proof_error)?;
-    let mut tiles: BTreeMap<(u8, u64), Vec<Hash>> = BTreeMap::new();
+    let mut tiles: BTreeMap<(u8, u64), Arc<TileTree>> = BTreeMap::new();
     for (level, index) in tiles_for_ranges(ranges.iter().copied()) {
-        let bytes = store
-            .tile(level, index)
-            .await?
-            .ok_or_else(|| LogError::Corrupt(format!("tile {level}/{index} missing")))?;
-        let hashes = parse_hash_tile(&bytes, (bytes.len() / 32) as u16)
-            .map_err(|e| LogError::Corrupt(e.to_string()))?;
-        tiles.insert((level, index), hashes);
+        let width = tile_width(TileKind::Hashes(level), index, size);
+        tiles.insert((level, index), inner.tile_tree(level, index, width).await?);
     }
-    let lookup = |l: u8, i: u64| tiles.get(&(l, i)).map(Vec::as_slice);
+    let lookup = |l: u8, i: u64| tiles.get(&(l, i)).map(|t| &**t);
     build(&mut |s, e| {
-        range_hash_from_tiles(s, e, &lookup).map_err(|e| LogError::Corrupt(e.to_string()))
+        range_hash_from_tile_trees(s, e, &lookup).map_err(|e| LogError::Corrupt(e.to_string()))
     })
     .map_err(proof_error)
 }
@@ -488,7 +546,7 @@ async fn inclusion(
             ));
         }
     };
-    let proof = prove(store, |f| inclusion_proof(index, size, f)).await?;
+    let proof = prove(&state.inner, size, |f| inclusion_proof(index, size, f)).await?;
     let checkpoint = store.checkpoint_at(size).await?.map(|c| c.note);
     Ok(axum::Json(InclusionReply {
         index,
@@ -535,7 +593,7 @@ async fn consistency(
             "need 0 < old <= new, got old {old} and new {new}"
         )));
     }
-    let proof = prove(&state.inner.store, |f| consistency_proof(old, new, f)).await?;
+    let proof = prove(&state.inner, new, |f| consistency_proof(old, new, f)).await?;
     Ok(axum::Json(ConsistencyReply {
         old_size: old,
         new_size: new,

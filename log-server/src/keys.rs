@@ -51,11 +51,18 @@ pub fn read_secret_key(path: &Path) -> Result<NoteSigner> {
     Ok(NoteSigner::parse(text.trim())?)
 }
 
+/// The policy file as last read: its modification time, and each key with its text form.
+#[derive(Debug, Default)]
+struct PolicySnapshot {
+    modified: Option<SystemTime>,
+    keys: Vec<(String, VerifierKey)>,
+}
+
 /// The publishers allowed to submit, reloaded when the policy file changes.
 #[derive(Debug)]
 pub struct PublisherPolicy {
     path: PathBuf,
-    cached: Mutex<(Option<SystemTime>, Vec<VerifierKey>)>,
+    cached: Mutex<PolicySnapshot>,
 }
 
 impl PublisherPolicy {
@@ -63,7 +70,7 @@ impl PublisherPolicy {
     pub fn new(path: PathBuf) -> Self {
         PublisherPolicy {
             path,
-            cached: Mutex::new((None, Vec::new())),
+            cached: Mutex::default(),
         }
     }
 
@@ -72,15 +79,34 @@ impl PublisherPolicy {
         &self.path
     }
 
+    /// The allowed key whose text form is `text`, if any (no parsing of untrusted key text).
+    pub fn find(&self, text: &str) -> Result<Option<VerifierKey>> {
+        let cached = self.refresh()?;
+        Ok(cached
+            .keys
+            .iter()
+            .find(|(t, _)| t == text)
+            .map(|(_, k)| k.clone()))
+    }
+
     /// The allowed keys, rereading the file if it changed since the last call.
     pub fn keys(&self) -> Result<Vec<VerifierKey>> {
+        Ok(self
+            .refresh()?
+            .keys
+            .iter()
+            .map(|(_, k)| k.clone())
+            .collect())
+    }
+
+    fn refresh(&self) -> Result<std::sync::MutexGuard<'_, PolicySnapshot>> {
         let modified = match std::fs::metadata(&self.path) {
             Ok(meta) => meta.modified().ok(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(LogError::io(&self.path, e)),
         };
         let mut cached = self.cached.lock().expect("policy lock");
-        if cached.0 != modified || modified.is_none() {
+        if cached.modified != modified || modified.is_none() {
             let keys = match modified {
                 None => Vec::new(),
                 Some(_) => parse_policy(
@@ -88,9 +114,12 @@ impl PublisherPolicy {
                         .map_err(|e| LogError::io(&self.path, e))?,
                 )?,
             };
-            *cached = (modified, keys);
+            *cached = PolicySnapshot {
+                modified,
+                keys: keys.into_iter().map(|k| (k.to_text(), k)).collect(),
+            };
         }
-        Ok(cached.1.clone())
+        Ok(cached)
     }
 
     /// Adds a publisher key to the file (idempotent). Returns false if it was already there.

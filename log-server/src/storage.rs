@@ -2,6 +2,8 @@
 //! URL. Both back ends run the same SQL (numbered `$n` parameters, `ON CONFLICT`, `RETURNING`,
 //! `UPDATE … FROM (VALUES …)`), so one implementation serves both and one test suite checks both.
 
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -24,6 +26,9 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite allows one writer at a time and makes waiting writers sleep in growing steps;
+    /// queueing this process's writers here instead keeps the database lock handed over at once.
+    sqlite_writer: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// A new entry to store.
@@ -111,6 +116,34 @@ pub enum BatchOutcome {
     },
 }
 
+/// Statement sizes are drawn from a few fixed row counts, so that prepared statements are reused
+/// from sqlx's cache instead of being parsed again for every batch size.
+fn statement_chunk(remaining: usize) -> usize {
+    [256, 64, 16, 4, 1]
+        .into_iter()
+        .find(|&n| n <= remaining)
+        .unwrap_or(1)
+}
+
+/// `($a, $b, …), (…)` for `rows` rows of `columns` placeholders, numbered from `first`.
+fn placeholders(rows: usize, columns: usize, first: usize) -> String {
+    let mut out = String::new();
+    for row in 0..rows {
+        if row > 0 {
+            out.push(',');
+        }
+        out.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                out.push(',');
+            }
+            out.push_str(&format!("${}", first + row * columns + column));
+        }
+        out.push(')');
+    }
+    out
+}
+
 fn to_i64(v: u64) -> Result<i64> {
     i64::try_from(v).map_err(|_| LogError::BadRequest(format!("{v} is out of range")))
 }
@@ -163,7 +196,19 @@ impl Store {
             Backend::Sqlite => sqlx::migrate!("../migrations/sqlite").run(&pool).await?,
             Backend::Postgres => sqlx::migrate!("../migrations/postgres").run(&pool).await?,
         }
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            sqlite_writer: Arc::default(),
+        })
+    }
+
+    /// Serialises this process's write transactions on SQLite (a no-op on PostgreSQL).
+    async fn writer(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match self.backend {
+            Backend::Sqlite => Some(self.sqlite_writer.lock().await),
+            Backend::Postgres => None,
+        }
     }
 
     /// The back end in use.
@@ -206,39 +251,35 @@ impl Store {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
+        let _writer = self.writer().await;
         let mut tx = self.pool.begin().await?;
-        let mut sql =
-            String::from("INSERT INTO entries (leaf_hash, data, publisher, submitted_ms) VALUES ");
-        for i in 0..entries.len() {
-            if i > 0 {
-                sql.push(',');
+        let mut inserted: HashSet<Hash> = HashSet::with_capacity(entries.len());
+        let mut rest = entries;
+        while !rest.is_empty() {
+            let (chunk, tail) = rest.split_at(statement_chunk(rest.len()));
+            rest = tail;
+            let rows = placeholders(chunk.len(), 4, 1);
+            // Audited: only placeholders are generated, never values.
+            let sql = format!(
+                "INSERT INTO entries (leaf_hash, data, publisher, submitted_ms) VALUES {rows} \
+                 ON CONFLICT (leaf_hash) DO NOTHING RETURNING leaf_hash"
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for entry in chunk {
+                query = query
+                    .bind(entry.leaf_hash.0.to_vec())
+                    .bind(entry.data.clone())
+                    .bind(entry.publisher.clone())
+                    .bind(now_ms);
             }
-            let p = 4 * i;
-            sql.push_str(&format!("(${}, ${}, ${}, ${})", p + 1, p + 2, p + 3, p + 4));
+            for row in query.fetch_all(&mut *tx).await? {
+                inserted.insert(hash_column(&row, "leaf_hash")?);
+            }
         }
-        sql.push_str(" ON CONFLICT (leaf_hash) DO NOTHING RETURNING leaf_hash");
-        // Audited: only placeholders are generated, never values.
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for entry in entries {
-            query = query
-                .bind(entry.leaf_hash.0.to_vec())
-                .bind(entry.data.clone())
-                .bind(entry.publisher.clone())
-                .bind(now_ms);
-        }
-        let inserted: Vec<Hash> = query
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|row| hash_column(row, "leaf_hash"))
-            .collect::<Result<_>>()?;
         let mut out = Vec::with_capacity(entries.len());
-        let mut first_in_batch: Vec<&Hash> = Vec::new();
         for entry in entries {
-            let new_here =
-                inserted.contains(&entry.leaf_hash) && !first_in_batch.contains(&&entry.leaf_hash);
-            first_in_batch.push(&entry.leaf_hash);
-            if new_here {
+            // The first copy of a leaf inserted by this batch is new; any later copy is not.
+            if inserted.remove(&entry.leaf_hash) {
                 out.push(Stored {
                     index: None,
                     duplicate: false,
@@ -362,6 +403,7 @@ impl Store {
 
     /// Takes or renews the sequencer lease for `holder`. True if `holder` holds it afterwards.
     pub async fn acquire_lease(&self, holder: &str, now_ms: i64, ttl_ms: i64) -> Result<bool> {
+        let _writer = self.writer().await;
         let result = sqlx::query(
             "INSERT INTO sequencer_lease (id, holder, expires_ms) VALUES (1, $1, $2) \
              ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms \
@@ -396,6 +438,7 @@ impl Store {
         limit: usize,
         plan: impl FnOnce(&[PendingEntry]) -> Result<BatchWrite>,
     ) -> Result<BatchOutcome> {
+        let _writer = self.writer().await;
         let mut tx = self.pool.begin().await?;
         // A write first: on SQLite this takes the write lock now, so the transaction cannot fail
         // later on a lock upgrade; everywhere it fences out a sequencer whose lease expired.
@@ -447,27 +490,28 @@ impl Store {
             ));
         }
 
-        let mut sql =
-            String::from("UPDATE entries SET idx = v.column2, integrated_ms = $1 FROM (VALUES ");
-        for i in 0..pending.len() {
-            if i > 0 {
-                sql.push(',');
+        let mut offset = 0usize;
+        while offset < pending.len() {
+            let chunk = &pending[offset..offset + statement_chunk(pending.len() - offset)];
+            let rows = placeholders(chunk.len(), 2, 2);
+            // Audited: only placeholders are generated, never values.
+            let sql = format!(
+                "UPDATE entries SET idx = v.column2, integrated_ms = $1 FROM (VALUES {rows}) AS v \
+                 WHERE entries.seq = v.column1 AND entries.idx IS NULL"
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now_ms);
+            for (i, entry) in chunk.iter().enumerate() {
+                query = query
+                    .bind(entry.seq)
+                    .bind(to_i64(expected_size + (offset + i) as u64)?);
             }
-            sql.push_str(&format!("(${}, ${})", 2 + 2 * i, 3 + 2 * i));
-        }
-        sql.push_str(") AS v WHERE entries.seq = v.column1 AND entries.idx IS NULL");
-        // Audited: only placeholders are generated, never values.
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now_ms);
-        for (offset, entry) in pending.iter().enumerate() {
-            query = query
-                .bind(entry.seq)
-                .bind(to_i64(expected_size + offset as u64)?);
-        }
-        let updated = query.execute(&mut *tx).await?;
-        if updated.rows_affected() != pending.len() as u64 {
-            return Err(LogError::Corrupt(
-                "pending entries changed during integration".into(),
-            ));
+            let updated = query.execute(&mut *tx).await?;
+            if updated.rows_affected() != chunk.len() as u64 {
+                return Err(LogError::Corrupt(
+                    "pending entries changed during integration".into(),
+                ));
+            }
+            offset += chunk.len();
         }
 
         for (level, index, hashes) in &write.tiles {

@@ -266,6 +266,60 @@ pub fn range_hash_from_tiles<'t>(
     })
 }
 
+/// A tile with every Merkle node inside it: row 0 holds the tile's hashes, row `r` the hashes of
+/// its complete, aligned groups of `2^r` (up to row 7). Built once, it answers any subtree hash
+/// within the tile without hashing again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TileTree {
+    rows: Vec<Vec<Hash>>,
+}
+
+impl TileTree {
+    /// Builds the tree of a tile's hashes (at most 256).
+    pub fn new(hashes: Vec<Hash>) -> Self {
+        let mut rows = vec![hashes];
+        while rows.len() < TILE_HEIGHT as usize {
+            let below = rows.last().expect("row 0 exists");
+            if below.len() < 2 {
+                break;
+            }
+            let row = below
+                .chunks_exact(2)
+                .map(|pair| node_hash(&pair[0], &pair[1]))
+                .collect();
+            rows.push(row);
+        }
+        TileTree { rows }
+    }
+
+    /// Number of hashes in the tile.
+    pub fn width(&self) -> usize {
+        self.rows[0].len()
+    }
+
+    /// The hash of the group of `2^row` hashes at `position` (counted in groups).
+    pub fn node(&self, row: u32, position: usize) -> Option<Hash> {
+        self.rows.get(row as usize)?.get(position).copied()
+    }
+}
+
+/// Like [`range_hash_from_tiles`], from prebuilt [`TileTree`]s: no hashing inside tiles.
+pub fn range_hash_from_tile_trees<'t>(
+    start: u64,
+    end: u64,
+    tile: &impl Fn(u8, u64) -> Option<&'t TileTree>,
+) -> Result<Hash> {
+    range_hash(start, end, &mut |level, index| {
+        let (tile_level, tile_index) = tile_of_node(level, index);
+        let tree =
+            tile(tile_level, tile_index).ok_or(Error::MalformedTile("tile not available"))?;
+        let row = level % TILE_HEIGHT;
+        let position = ((index << row) % TILE_WIDTH) as usize >> row;
+        tree.node(row, position)
+            .ok_or(Error::MalformedTile("tile too narrow for the node"))
+    })
+}
+
 /// Root of a perfect tree over `row` (its length a power of two).
 fn perfect_root(row: &[Hash]) -> Hash {
     let mut level: Vec<Hash> = row.to_vec();
@@ -281,6 +335,42 @@ fn perfect_root(row: &[Hash]) -> Hash {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tile_trees_agree_with_hashing_rows() {
+        use crate::merkle::{leaf_hash, root_from_leaf_hashes};
+        let leaves: Vec<Hash> = (0..700u32).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+        let trees: Vec<TileTree> = leaves
+            .chunks(256)
+            .map(|c| TileTree::new(c.to_vec()))
+            .collect();
+        let level1 = TileTree::new(vec![
+            root_from_leaf_hashes(&leaves[..256]),
+            root_from_leaf_hashes(&leaves[256..512]),
+        ]);
+        let lookup = |l: u8, i: u64| match l {
+            0 => trees.get(i as usize),
+            1 if i == 0 => Some(&level1),
+            _ => None,
+        };
+        for (s, e) in [
+            (0, 700),
+            (0, 512),
+            (256, 512),
+            (512, 700),
+            (640, 641),
+            (0, 1),
+            (512, 640),
+        ] {
+            assert_eq!(
+                range_hash_from_tile_trees(s, e, &lookup).unwrap(),
+                root_from_leaf_hashes(&leaves[s as usize..e as usize]),
+                "[{s}, {e})"
+            );
+        }
+        assert_eq!(trees[2].width(), 188);
+        assert!(range_hash_from_tile_trees(0, 1024, &lookup).is_err());
+    }
 
     #[test]
     fn paths_follow_the_spec_examples() {

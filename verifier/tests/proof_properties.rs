@@ -5,7 +5,9 @@ use arcane_verifier::merkle::{CompactRange, Hash, leaf_hash, node_hash, root_fro
 use arcane_verifier::proof::{
     consistency_proof, inclusion_proof, verify_consistency, verify_inclusion,
 };
-use arcane_verifier::tiles::{range_hash_from_tiles, tiles_for_ranges};
+use arcane_verifier::tiles::{
+    TileTree, range_hash_from_tile_trees, range_hash_from_tiles, tiles_for_ranges,
+};
 use proptest::prelude::*;
 use sha2::{Digest, Sha256};
 use std::sync::OnceLock;
@@ -202,9 +204,14 @@ proptest! {
         let _ = consistency_proof(old, size, |s, e| { ranges.push((s, e)); Ok::<_, ()>(Hash([0; 32])) });
         ranges.push((0, size));
         let needed = tiles_for_ranges(ranges.iter().copied());
+        let trees: std::collections::HashMap<(u8, u64), TileTree> =
+            stored.iter().map(|(k, v)| (*k, TileTree::new(v.clone()))).collect();
         for (s, e) in ranges {
             let lookup = |l: u8, i: u64| needed.contains(&(l, i)).then(|| stored.get(&(l, i)).map(Vec::as_slice)).flatten();
-            prop_assert_eq!(range_hash_from_tiles(s, e, &lookup).unwrap(), mth(&all_leaves()[s as usize..e as usize]));
+            let want = mth(&all_leaves()[s as usize..e as usize]);
+            prop_assert_eq!(range_hash_from_tiles(s, e, &lookup).unwrap(), want);
+            let tree_lookup = |l: u8, i: u64| needed.contains(&(l, i)).then(|| trees.get(&(l, i))).flatten();
+            prop_assert_eq!(range_hash_from_tile_trees(s, e, &tree_lookup).unwrap(), want);
         }
     }
 }
