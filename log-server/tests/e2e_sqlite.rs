@@ -180,3 +180,93 @@ async fn publisher_allowed_while_running_is_picked_up() {
     assert!(!accepted.duplicate);
     log.server.shutdown().await;
 }
+
+/// The operator's commands, as a person would run them against a live server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_keygen_allow_and_add() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = common::start(&data, None).await;
+    let bin = env!("CARGO_BIN_EXE_arcane-log");
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(bin).args(args).output().unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let key = dir.path().join("operator.key");
+    let key_arg = key.to_str().unwrap();
+    let (ok, public, _) = run(&[
+        "publisher",
+        "keygen",
+        "--out",
+        key_arg,
+        "--name",
+        "operator",
+    ]);
+    assert!(ok);
+    assert!(public.starts_with("operator+"), "{public}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let (ok, _, stderr) = run(&["publisher", "keygen", "--out", key_arg]);
+    assert!(
+        !ok && stderr.contains("arcane-log:"),
+        "never overwrites a key: {stderr}"
+    );
+
+    let entry = dir.path().join("entry.bin");
+    std::fs::write(&entry, b"an entry from the command line").unwrap();
+    let (ok, _, stderr) = run(&[
+        "add",
+        "--url",
+        &log.base,
+        "--key",
+        key_arg,
+        entry.to_str().unwrap(),
+    ]);
+    assert!(!ok && stderr.contains("403"), "not yet allowed: {stderr}");
+
+    let (ok, said, _) = run(&[
+        "publisher",
+        "allow",
+        "--data-dir",
+        data.to_str().unwrap(),
+        public.trim(),
+    ]);
+    assert!(ok && said.starts_with("allowed"), "{said}");
+    let (ok, line, stderr) = run(&[
+        "add",
+        "--url",
+        &log.base,
+        "--key",
+        key_arg,
+        "--wait",
+        entry.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(fields[0], "0");
+    assert_eq!(
+        fields[1],
+        arcane_verifier::merkle::leaf_hash(b"an entry from the command line").to_hex()
+    );
+    assert_eq!(log.checkpoint().await.checkpoint.size, 1);
+
+    let (ok, _, stderr) = run(&[
+        "add",
+        "--url",
+        &log.base,
+        "--key",
+        "/nonexistent",
+        entry.to_str().unwrap(),
+    ]);
+    assert!(!ok && stderr.contains("/nonexistent"), "{stderr}");
+    let (ok, help, _) = run(&["serve", "--help"]);
+    assert!(ok && help.contains("--database-url"));
+    log.server.shutdown().await;
+}
