@@ -59,6 +59,41 @@ pub enum Error {
     MalformedEntryBundle(&'static str),
     #[error("entry of {0} bytes does not fit a bundle (at most 65535)")]
     EntryTooLarge(usize),
+
+    // --- typed entries and proof bundles ----------------------------------------------------
+    #[error("malformed entry: {0}")]
+    MalformedEntry(&'static str),
+    #[error("entry kind {0} is not one this verifier knows")]
+    UnknownEntryKind(u8),
+    #[error("entry of kind {found} where {expected} was required")]
+    WrongEntryKind {
+        expected: &'static str,
+        found: String,
+    },
+    #[error("invalid {kind} entry: {why}")]
+    InvalidEntry { kind: &'static str, why: String },
+    #[error("entry publisher is not a trusted publisher")]
+    UnknownPublisher,
+    #[error("entry signature does not verify")]
+    EntrySignature,
+    #[error("entry expired at {not_after}, now is {now}")]
+    EntryExpired { not_after: u64, now: u64 },
+    #[error("entry is not valid before {not_before}, now is {now}")]
+    EntryNotYetValid { not_before: u64, now: u64 },
+    #[error("malformed proof bundle: {0}")]
+    MalformedBundle(&'static str),
+    #[error("bundle is against checkpoint size {bundle}, older than the current {current}")]
+    StaleCheckpoint { bundle: u64, current: u64 },
+    #[error(
+        "bundle is against checkpoint size {bundle}, newer than the current {current}; update the checkpoint first"
+    )]
+    CheckpointAhead { bundle: u64, current: u64 },
+    #[error(
+        "bundle's checkpoint has a different root for size {size} than the current one: the log forked"
+    )]
+    ForkedCheckpoint { size: u64 },
+    #[error("malformed EIF: {0}")]
+    MalformedEif(String),
 }
 
 /// Result with the verifier's [`Error`].

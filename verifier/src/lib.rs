@@ -10,6 +10,9 @@
 //! - [`checkpoint`]: C2SP checkpoints, signed by the log and checked against a witness policy.
 //! - [`cosignature`]: C2SP `cosignature/v1` witness cosignatures and the k-of-n policy.
 //! - [`tiles`]: C2SP tlog-tiles paths, entry bundles and subtree hashes from tiles.
+//! - [`entry`]: typed, canonically encoded, publisher-signed log entries.
+//! - [`bundle`]: proof bundles (C2SP tlog-proof plus the entry), verified in one call.
+//! - [`eif`]: PCR0/1/2/8 of a Nitro Enclave Image File, as `nitro-cli describe-eif` computes them.
 //!
 //! ```
 //! use arcane_verifier::{checkpoint::Checkpoint, cosignature::WitnessPolicy, merkle, note, proof};
@@ -31,8 +34,12 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod bundle;
+mod cbor;
 pub mod checkpoint;
 pub mod cosignature;
+pub mod eif;
+pub mod entry;
 mod error;
 pub mod merkle;
 pub mod note;

@@ -1,0 +1,159 @@
+//! PCRs of small EIFs that the test builds itself, against an independent computation here.
+
+use arcane_verifier::eif::{EIF_HEADER_LEN, measure};
+use sha2::{Digest, Sha384};
+
+fn crc32(bytes: &[u8]) -> u32 {
+    // Bitwise CRC-32 (reflected 0xEDB88320), written independently of the crate's table version.
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// serde's CBOR for `Vec<u8>`: an array of unsigned integers.
+fn cbor_byte_array(bytes: &[u8]) -> Vec<u8> {
+    let mut out = match bytes.len() {
+        n if n < 24 => vec![0x80 | n as u8],
+        n if n < 256 => vec![0x98, n as u8],
+        n => vec![0x99, (n >> 8) as u8, n as u8],
+    };
+    for &b in bytes {
+        if b < 24 {
+            out.push(b);
+        } else {
+            out.extend_from_slice(&[0x18, b]);
+        }
+    }
+    out
+}
+
+fn cbor_text(s: &str) -> Vec<u8> {
+    let mut out = vec![0x60 | s.len() as u8];
+    out.extend_from_slice(s.as_bytes());
+    out
+}
+
+fn signature_section(cert_der: &[u8]) -> Vec<u8> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(cert_der);
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line).unwrap());
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    let mut out = vec![0x81, 0xa2];
+    out.extend(cbor_text("signing_certificate"));
+    out.extend(cbor_byte_array(pem.as_bytes()));
+    out.extend(cbor_text("signature"));
+    out.extend(cbor_byte_array(&[0xd2, 0x84, 0x44, 0xa1]));
+    out
+}
+
+fn build_eif(sections: &[(u16, Vec<u8>)]) -> Vec<u8> {
+    let mut header = Vec::with_capacity(EIF_HEADER_LEN);
+    header.extend_from_slice(b".eif");
+    header.extend_from_slice(&4u16.to_be_bytes()); // version
+    header.extend_from_slice(&0u16.to_be_bytes()); // flags
+    header.extend_from_slice(&(512u64 << 20).to_be_bytes());
+    header.extend_from_slice(&2u64.to_be_bytes());
+    header.extend_from_slice(&0u16.to_be_bytes());
+    header.extend_from_slice(&(sections.len() as u16).to_be_bytes());
+    let mut offset = EIF_HEADER_LEN as u64;
+    let mut offsets = [0u64; 32];
+    let mut sizes = [0u64; 32];
+    for (i, (_, data)) in sections.iter().enumerate() {
+        offsets[i] = offset;
+        sizes[i] = data.len() as u64;
+        offset += 12 + data.len() as u64;
+    }
+    offsets
+        .iter()
+        .for_each(|o| header.extend_from_slice(&o.to_be_bytes()));
+    sizes
+        .iter()
+        .for_each(|s| header.extend_from_slice(&s.to_be_bytes()));
+    header.extend_from_slice(&0u32.to_be_bytes());
+    let mut body = Vec::new();
+    for (kind, data) in sections {
+        body.extend_from_slice(&kind.to_be_bytes());
+        body.extend_from_slice(&0u16.to_be_bytes());
+        body.extend_from_slice(&(data.len() as u64).to_be_bytes());
+        body.extend_from_slice(data);
+    }
+    let mut crc_input = header.clone();
+    crc_input.extend_from_slice(&body);
+    header.extend_from_slice(&crc32(&crc_input).to_be_bytes());
+    assert_eq!(header.len(), EIF_HEADER_LEN);
+    header.extend_from_slice(&body);
+    header
+}
+
+fn extend(parts: &[&[u8]]) -> [u8; 48] {
+    let mut inner = Sha384::new();
+    parts.iter().for_each(|p| inner.update(p));
+    let mut outer = Sha384::new();
+    outer.update([0u8; 48]);
+    outer.update(inner.finalize());
+    outer.finalize().into()
+}
+
+#[test]
+fn pcrs_of_an_unsigned_and_a_signed_eif() {
+    let kernel = vec![0x4b; 70_000];
+    let cmdline = b"console=ttyS0 reboot=k panic=30".to_vec();
+    let init = vec![0x49; 3000];
+    let app = vec![0x41; 100_000];
+    let app2 = b"second application ramdisk".to_vec();
+    let metadata = br#"{"ImageName":"test"}"#.to_vec();
+    let eif = build_eif(&[
+        (1, kernel.clone()),
+        (2, cmdline.clone()),
+        (5, metadata.clone()),
+        (3, init.clone()),
+        (3, app.clone()),
+        (3, app2.clone()),
+    ]);
+    let m = measure(&eif[..]).unwrap();
+    assert!(m.crc_ok);
+    assert_eq!(m.pcr0, extend(&[&kernel, &cmdline, &init, &app, &app2]));
+    assert_eq!(m.pcr1, extend(&[&kernel, &cmdline, &init]));
+    assert_eq!(m.pcr2, extend(&[&app, &app2]));
+    assert_eq!(m.pcr8, None);
+    assert_eq!(m.file_sha384.to_vec(), Sha384::digest(&eif).to_vec());
+
+    let cert_der = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/entries/rsa2048.spki.der"),
+    )
+    .unwrap();
+    let signed = build_eif(&[
+        (1, kernel.clone()),
+        (2, cmdline.clone()),
+        (3, init.clone()),
+        (3, app.clone()),
+        (4, signature_section(&cert_der)),
+    ]);
+    let m = measure(&signed[..]).unwrap();
+    assert!(m.crc_ok);
+    assert_eq!(m.pcr0, extend(&[&kernel, &cmdline, &init, &app]));
+    assert_eq!(m.pcr8, Some(extend(&[&cert_der])));
+
+    // A corrupted byte in a section changes the CRC verdict and the PCRs.
+    let mut corrupt = eif.clone();
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 1;
+    let c = measure(&corrupt[..]).unwrap();
+    assert!(!c.crc_ok);
+    assert_ne!(c.pcr2, extend(&[&app, &app2]));
+    // Truncation is an error.
+    assert!(measure(&eif[..eif.len() - 1]).is_err());
+}
