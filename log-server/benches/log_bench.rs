@@ -91,6 +91,7 @@ async fn raw_inserts(url: &str, n: usize) -> f64 {
             leaf_hash: leaf_hash(&data),
             data,
             publisher: "publisher+00000000+AAAA".into(),
+            typed: None,
         })
         .collect();
     let start = Instant::now();
@@ -107,7 +108,10 @@ async fn http_appends(data: &Path, database_url: Option<&str>, n: usize) -> (f64
     arcane_log::init_data_dir(data, None).unwrap();
     let publisher = generate_signer("bench").unwrap();
     PublisherPolicy::new(data.join(arcane_log::POLICY_FILE))
-        .allow(&publisher.verifier())
+        .allow(
+            &publisher.verifier(),
+            &arcane_log::keys::AllowedKinds::parse("release,ohttp-keys,token-key,opaque").unwrap(),
+        )
         .unwrap();
     let server = start_server(data, database_url).await;
     let bodies: Vec<Vec<u8>> = entries("http", n)
@@ -328,7 +332,10 @@ async fn main() {
         let data = dir.path().join(format!("data-{name}"));
         let (http, server) = http_appends(&data, url.as_deref(), n).await;
         PublisherPolicy::new(data.join(arcane_log::POLICY_FILE))
-            .allow(&BENCH_PUBLISHER.get().unwrap().verifier())
+            .allow(
+                &BENCH_PUBLISHER.get().unwrap().verifier(),
+                &arcane_log::keys::AllowedKinds::parse("opaque").unwrap(),
+            )
             .unwrap();
         rows.push((
             format!("append {name} ({n} entries)"),

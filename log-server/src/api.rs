@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use arcane_verifier::Hash;
+use arcane_verifier::bundle::ProofBundle;
+use arcane_verifier::entry::{EntryPolicy, kind_code};
 use arcane_verifier::merkle::leaf_hash;
 use arcane_verifier::proof::{ProofError, consistency_proof, inclusion_proof};
 use arcane_verifier::tiles::{
@@ -26,7 +28,7 @@ use arcane_verifier::tiles::{
 use crate::error::{LogError, Result};
 use crate::keys::PublisherPolicy;
 use crate::metrics::Metrics;
-use crate::storage::{NewEntry, Store, Stored};
+use crate::storage::{EntryRecord, NewEntry, Store, Stored};
 use crate::submission::{MAX_ENTRY_BYTES, Submission};
 use crate::{Published, now_ms};
 
@@ -242,6 +244,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/entries", axum::routing::post(submit))
         .route("/v1/entries/{index}", get(entry_by_index))
         .route("/v1/entries/by-hash/{hash}", get(entry_by_hash))
+        .route("/v1/bundles", get(bundles_by_kind))
+        .route("/v1/bundles/{index}", get(bundle_by_index))
+        .route("/v1/bundles/by-hash/{hash}", get(bundle_by_hash))
         .route("/v1/proof/inclusion", get(inclusion))
         .route("/v1/proof/consistency", get(consistency))
         .route("/healthz", get(healthz))
@@ -335,6 +340,7 @@ async fn submit_inner(state: &AppState, request: Request) -> Result<Response> {
     let submission: Submission = serde_json::from_slice(&body)
         .map_err(|e| LogError::BadRequest(format!("malformed JSON: {e}")))?;
     let accepted = submission.check(|text| state.inner.policy.find(text))?;
+    let typed = accepted.admit(&EntryPolicy::default(), (now_ms() / 1000) as u64)?;
     let hash = leaf_hash(&accepted.entry);
     let stored = state
         .inner
@@ -343,6 +349,7 @@ async fn submit_inner(state: &AppState, request: Request) -> Result<Response> {
             leaf_hash: hash,
             data: accepted.entry,
             publisher: accepted.publisher.to_text(),
+            typed,
         })
         .await?;
     let reply = SubmitReply {
@@ -618,4 +625,179 @@ async fn metrics(State(state): State<AppState>) -> Response {
         "text/plain; version=0.0.4",
         "no-store",
     )
+}
+
+/// Tree size to answer at: the published one, or a requested one that has a signed checkpoint.
+/// Returns the size and that checkpoint's note.
+async fn tree_at(inner: &Inner, size: Option<&str>) -> Result<(u64, String)> {
+    let published = inner.published.get();
+    let Some(size) = size else {
+        return Ok((published.size, published.note));
+    };
+    let size = parse_u64("size", size)?;
+    if size > published.size {
+        return Err(LogError::BadRequest(format!(
+            "size {size} is beyond the published tree size {}",
+            published.size
+        )));
+    }
+    let checkpoint =
+        inner.store.checkpoint_at(size).await?.ok_or_else(|| {
+            LogError::NotFound(format!("no checkpoint was signed for size {size}"))
+        })?;
+    Ok((size, checkpoint.note))
+}
+
+/// The proof bundle of an integrated entry in the tree of `size` leaves.
+async fn bundle_of(
+    inner: &Inner,
+    record: EntryRecord,
+    size: u64,
+    checkpoint: String,
+) -> Result<String> {
+    let index = record.index;
+    let proof = prove(inner, size, |f| inclusion_proof(index, size, f)).await?;
+    Ok(ProofBundle {
+        entry: record.data,
+        index,
+        proof,
+        checkpoint,
+    }
+    .to_text())
+}
+
+fn bundle_response(text: String) -> Response {
+    let mut response = Response::new(Body::from(text));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SizeQuery {
+    size: Option<String>,
+}
+
+type QueryResult<T> = std::result::Result<Query<T>, axum::extract::rejection::QueryRejection>;
+
+async fn bundle_by_index(
+    State(state): State<AppState>,
+    Path(index): Path<String>,
+    query: QueryResult<SizeQuery>,
+) -> Result<Response> {
+    let Query(query) = query.map_err(|e| LogError::BadRequest(e.body_text()))?;
+    let index = parse_u64("index", &index)?;
+    let (size, checkpoint) = tree_at(&state.inner, query.size.as_deref()).await?;
+    if index >= size {
+        return Err(LogError::NotFound(format!(
+            "index {index} is not below tree size {size}"
+        )));
+    }
+    let record = state
+        .inner
+        .store
+        .entries_range(index, index + 1)
+        .await?
+        .pop()
+        .ok_or_else(|| LogError::Corrupt(format!("entry {index} missing")))?;
+    Ok(bundle_response(
+        bundle_of(&state.inner, record, size, checkpoint).await?,
+    ))
+}
+
+async fn bundle_by_hash(
+    State(state): State<AppState>,
+    Path(hash): Path<String>,
+    query: QueryResult<SizeQuery>,
+) -> Result<Response> {
+    let Query(query) = query.map_err(|e| LogError::BadRequest(e.body_text()))?;
+    let hash = Hash::from_hex(&hash)
+        .map_err(|_| LogError::BadRequest("leaf hash must be 64 hex digits".into()))?;
+    let (size, checkpoint) = tree_at(&state.inner, query.size.as_deref()).await?;
+    let index = match state.inner.store.lookup(&hash).await? {
+        Some(Some(index)) if index < size => index,
+        _ => {
+            return Err(LogError::NotFound(format!(
+                "leaf not in the tree of size {size}"
+            )));
+        }
+    };
+    let record = state
+        .inner
+        .store
+        .entries_range(index, index + 1)
+        .await?
+        .pop()
+        .ok_or_else(|| LogError::Corrupt(format!("entry {index} missing")))?;
+    Ok(bundle_response(
+        bundle_of(&state.inner, record, size, checkpoint).await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KindQuery {
+    kind: String,
+    pcr0: Option<String>,
+    valid_at: Option<String>,
+    size: Option<String>,
+    limit: Option<String>,
+}
+
+#[derive(Serialize)]
+struct BundlesReply {
+    tree_size: u64,
+    valid_at: u64,
+    bundles: Vec<String>,
+}
+
+/// Most bundles in one answer.
+const MAX_BUNDLES: u64 = 256;
+
+async fn bundles_by_kind(
+    State(state): State<AppState>,
+    query: QueryResult<KindQuery>,
+) -> Result<Response> {
+    let Query(query) = query.map_err(|e| LogError::BadRequest(e.body_text()))?;
+    let kind = kind_code(&query.kind).ok_or_else(|| {
+        LogError::BadRequest("kind must be release, ohttp-keys or token-key".into())
+    })?;
+    let pcr0 = match &query.pcr0 {
+        None => None,
+        Some(text) => {
+            let bytes = hex::decode(text)
+                .ok()
+                .and_then(|b| <[u8; 48]>::try_from(b).ok());
+            Some(bytes.ok_or_else(|| LogError::BadRequest("pcr0 must be 96 hex digits".into()))?)
+        }
+    };
+    let valid_at = match &query.valid_at {
+        Some(t) => parse_u64("valid_at", t)?,
+        None => (now_ms() / 1000) as u64,
+    };
+    let limit = match &query.limit {
+        Some(l) => parse_u64("limit", l)?.clamp(1, MAX_BUNDLES),
+        None => MAX_BUNDLES,
+    };
+    let (size, checkpoint) = tree_at(&state.inner, query.size.as_deref()).await?;
+    let records = state
+        .inner
+        .store
+        .typed_entries(kind, size, valid_at, pcr0.as_ref(), limit as usize)
+        .await?;
+    let mut bundles = Vec::with_capacity(records.len());
+    for record in records {
+        bundles.push(bundle_of(&state.inner, record, size, checkpoint.clone()).await?);
+    }
+    Ok(axum::Json(BundlesReply {
+        tree_size: size,
+        valid_at,
+        bundles,
+    })
+    .into_response())
 }

@@ -47,20 +47,54 @@ impl LogClient {
         })
     }
 
-    async fn decode(response: reqwest::Response) -> Result<EntryStatus> {
+    /// The body of a successful answer; a 4xx is [`LogError::Refused`], a 5xx or a transport
+    /// failure [`LogError::Unreachable`].
+    async fn body(
+        response: std::result::Result<reqwest::Response, reqwest::Error>,
+    ) -> Result<Vec<u8>> {
+        let response = response.map_err(|e| LogError::Unreachable(e.to_string()))?;
         let status = response.status();
         let body = response
             .bytes()
             .await
-            .map_err(|e| LogError::Client(e.to_string()))?;
+            .map_err(|e| LogError::Unreachable(e.to_string()))?;
         if status.is_success() {
-            serde_json::from_slice(&body).map_err(|e| LogError::Client(format!("bad reply: {e}")))
-        } else {
-            let message = serde_json::from_slice::<ErrorBody>(&body)
-                .map(|b| b.error)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
-            Err(LogError::Client(format!("{status}: {message}")))
+            return Ok(body.to_vec());
         }
+        let message = serde_json::from_slice::<ErrorBody>(&body)
+            .map(|b| b.error)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
+        if status.is_client_error() {
+            Err(LogError::Refused {
+                status: status.as_u16(),
+                message,
+            })
+        } else {
+            Err(LogError::Unreachable(format!("{status}: {message}")))
+        }
+    }
+
+    async fn decode(
+        response: std::result::Result<reqwest::Response, reqwest::Error>,
+    ) -> Result<EntryStatus> {
+        let body = Self::body(response).await?;
+        serde_json::from_slice(&body).map_err(|e| LogError::Client(format!("bad reply: {e}")))
+    }
+
+    async fn get_text(&self, path: &str) -> Result<String> {
+        let body = Self::body(self.http.get(format!("{}{path}", self.base)).send().await).await?;
+        String::from_utf8(body).map_err(|_| LogError::Client(format!("{path}: reply is not UTF-8")))
+    }
+
+    /// The proof bundle of an integrated entry, by hex leaf hash, at the newest checkpoint.
+    pub async fn bundle_by_hash(&self, leaf_hash: &str) -> Result<String> {
+        self.get_text(&format!("/v1/bundles/by-hash/{leaf_hash}"))
+            .await
+    }
+
+    /// The log's verifier key text, as the server states it.
+    pub async fn log_key(&self) -> Result<String> {
+        Ok(self.get_text("/log.vkey").await?.trim().to_owned())
     }
 
     /// Submits one entry signed by `publisher`.
@@ -70,8 +104,7 @@ impl LogClient {
             .post(format!("{}/v1/entries", self.base))
             .json(&Submission::sign(entry, publisher))
             .send()
-            .await
-            .map_err(|e| LogError::Client(e.to_string()))?;
+            .await;
         Self::decode(response).await
     }
 
@@ -81,8 +114,7 @@ impl LogClient {
             .http
             .get(format!("{}/v1/entries/by-hash/{leaf_hash}", self.base))
             .send()
-            .await
-            .map_err(|e| LogError::Client(e.to_string()))?;
+            .await;
         Self::decode(response).await
     }
 
@@ -105,21 +137,6 @@ impl LogClient {
 
     /// Fetches the current checkpoint text.
     pub async fn checkpoint(&self) -> Result<String> {
-        let response = self
-            .http
-            .get(format!("{}/checkpoint", self.base))
-            .send()
-            .await
-            .map_err(|e| LogError::Client(e.to_string()))?;
-        if !response.status().is_success() {
-            return Err(LogError::Client(format!(
-                "checkpoint: {}",
-                response.status()
-            )));
-        }
-        response
-            .text()
-            .await
-            .map_err(|e| LogError::Client(e.to_string()))
+        self.get_text("/checkpoint").await
     }
 }

@@ -18,6 +18,14 @@ pub enum LogError {
     UnknownPublisher,
     #[error("submission signature does not verify")]
     BadSignature,
+    #[error("this publisher may not publish {0}")]
+    KindNotAllowed(String),
+    #[error("invalid entry: {0}")]
+    InvalidEntry(String),
+    #[error("the log refused the request ({status}): {message}")]
+    Refused { status: u16, message: String },
+    #[error("the log is unreachable: {0}")]
+    Unreachable(String),
     #[error("not found: {0}")]
     NotFound(String),
     #[error("verification failed: {0}")]
@@ -59,6 +67,8 @@ impl LogError {
             LogError::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
             LogError::UnknownPublisher => (StatusCode::FORBIDDEN, "unknown_publisher"),
             LogError::BadSignature => (StatusCode::FORBIDDEN, "bad_signature"),
+            LogError::KindNotAllowed(_) => (StatusCode::FORBIDDEN, "kind_not_allowed"),
+            LogError::InvalidEntry(_) => (StatusCode::BAD_REQUEST, "invalid_entry"),
             LogError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             LogError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
+use arcane_verifier::entry::{KIND_OHTTP_KEYS, KIND_RELEASE, KIND_TOKEN_KEY, kind_code, kind_name};
 use arcane_verifier::note::{ALG_ED25519, NoteSigner, VerifierKey};
 use zeroize::Zeroizing;
 
@@ -51,11 +52,61 @@ pub fn read_secret_key(path: &Path) -> Result<NoteSigner> {
     Ok(NoteSigner::parse(text.trim())?)
 }
 
+/// What one publisher may publish.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AllowedKinds {
+    /// Typed entry kinds (codes).
+    pub typed: Vec<u8>,
+    /// Whether arbitrary (untyped) entries are accepted from this publisher.
+    pub opaque: bool,
+}
+
+impl AllowedKinds {
+    /// Every typed kind, no opaque entries: the default for `publisher allow`.
+    pub fn all_typed() -> Self {
+        AllowedKinds {
+            typed: vec![KIND_RELEASE, KIND_OHTTP_KEYS, KIND_TOKEN_KEY],
+            opaque: false,
+        }
+    }
+
+    /// Parses `release,ohttp-keys,token-key,opaque` (any non-empty subset).
+    pub fn parse(list: &str) -> Result<Self> {
+        let mut allowed = AllowedKinds {
+            typed: Vec::new(),
+            opaque: false,
+        };
+        for name in list.split(',') {
+            match (name, kind_code(name)) {
+                ("opaque", _) => allowed.opaque = true,
+                (_, Some(code)) if !allowed.typed.contains(&code) => allowed.typed.push(code),
+                _ => {
+                    return Err(LogError::Config(format!(
+                        "unknown or repeated kind {name:?} (known: release, ohttp-keys, token-key, opaque)"
+                    )));
+                }
+            }
+        }
+        Ok(allowed)
+    }
+
+    /// The comma-separated form.
+    pub fn to_text(&self) -> String {
+        let mut names: Vec<String> = self.typed.iter().map(|k| kind_name(*k)).collect();
+        if self.opaque {
+            names.push("opaque".into());
+        }
+        names.join(",")
+    }
+}
+
 /// The policy file as last read: its modification time, and each key with its text form.
 #[derive(Debug, Default)]
 struct PolicySnapshot {
-    modified: Option<SystemTime>,
-    keys: Vec<(String, VerifierKey)>,
+    /// Modification time, inode and length: file timestamps are coarser than fast rewrites, and a
+    /// rewrite (by rename) always brings a new inode.
+    modified: Option<(SystemTime, u64, u64)>,
+    keys: Vec<(String, VerifierKey, AllowedKinds)>,
 }
 
 /// The publishers allowed to submit, reloaded when the policy file changes.
@@ -79,14 +130,15 @@ impl PublisherPolicy {
         &self.path
     }
 
-    /// The allowed key whose text form is `text`, if any (no parsing of untrusted key text).
-    pub fn find(&self, text: &str) -> Result<Option<VerifierKey>> {
+    /// The allowed key whose text form is `text`, and what it may publish (no parsing of
+    /// untrusted key text).
+    pub fn find(&self, text: &str) -> Result<Option<(VerifierKey, AllowedKinds)>> {
         let cached = self.refresh()?;
         Ok(cached
             .keys
             .iter()
-            .find(|(t, _)| t == text)
-            .map(|(_, k)| k.clone()))
+            .find(|(t, _, _)| t == text)
+            .map(|(_, k, a)| (k.clone(), a.clone())))
     }
 
     /// The allowed keys, rereading the file if it changed since the last call.
@@ -95,13 +147,17 @@ impl PublisherPolicy {
             .refresh()?
             .keys
             .iter()
-            .map(|(_, k)| k.clone())
+            .map(|(_, k, _)| k.clone())
             .collect())
     }
 
     fn refresh(&self) -> Result<std::sync::MutexGuard<'_, PolicySnapshot>> {
         let modified = match std::fs::metadata(&self.path) {
-            Ok(meta) => meta.modified().ok(),
+            Ok(meta) => Some((
+                meta.modified().map_err(|e| LogError::io(&self.path, e))?,
+                std::os::unix::fs::MetadataExt::ino(&meta),
+                meta.len(),
+            )),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(LogError::io(&self.path, e)),
         };
@@ -116,47 +172,71 @@ impl PublisherPolicy {
             };
             *cached = PolicySnapshot {
                 modified,
-                keys: keys.into_iter().map(|k| (k.to_text(), k)).collect(),
+                keys: keys.into_iter().map(|(k, a)| (k.to_text(), k, a)).collect(),
             };
         }
         Ok(cached)
     }
 
-    /// Adds a publisher key to the file (idempotent). Returns false if it was already there.
-    pub fn allow(&self, key: &VerifierKey) -> Result<bool> {
+    /// Allows a publisher key to publish `kinds`, replacing what it was allowed before. Returns
+    /// false if nothing changed. The file is rewritten atomically.
+    pub fn allow(&self, key: &VerifierKey, kinds: &AllowedKinds) -> Result<bool> {
         if key.algorithm() != ALG_ED25519 {
             return Err(LogError::Config(
                 "publisher keys are Ed25519 note keys".into(),
             ));
         }
-        let existing = match std::fs::read_to_string(&self.path) {
+        let mut entries = match std::fs::read_to_string(&self.path) {
             Ok(text) => parse_policy(&text)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(LogError::io(&self.path, e)),
         };
-        if existing.contains(key) {
-            return Ok(false);
+        match entries.iter_mut().find(|(k, _)| k == key) {
+            Some((_, existing)) if existing == kinds => return Ok(false),
+            Some((_, existing)) => *existing = kinds.clone(),
+            None => entries.push((key.clone(), kinds.clone())),
         }
+        let mut text =
+            String::from("# Publishers allowed to submit to this log: <verifier key> <kinds>\n");
+        for (key, kinds) in &entries {
+            text.push_str(&format!("{} {}\n", key.to_text(), kinds.to_text()));
+        }
+        let temporary = self.path.with_extension("tmp");
         let mut file = std::fs::OpenOptions::new()
-            .append(true)
+            .write(true)
             .create(true)
+            .truncate(true)
             .mode(0o644)
-            .open(&self.path)
-            .map_err(|e| LogError::io(&self.path, e))?;
-        writeln!(file, "{}", key.to_text())
+            .open(&temporary)
+            .map_err(|e| LogError::io(&temporary, e))?;
+        file.write_all(text.as_bytes())
             .and_then(|()| file.sync_all())
-            .map_err(|e| LogError::io(&self.path, e))?;
+            .map_err(|e| LogError::io(&temporary, e))?;
+        std::fs::rename(&temporary, &self.path).map_err(|e| LogError::io(&self.path, e))?;
         Ok(true)
     }
 }
 
-fn parse_policy(text: &str) -> Result<Vec<VerifierKey>> {
+/// Policy lines: `<verifier key>` (every typed kind) or `<verifier key> <kind>,<kind>…`.
+fn parse_policy(text: &str) -> Result<Vec<(VerifierKey, AllowedKinds)>> {
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(|l| {
-            VerifierKey::parse(l)
-                .map_err(|e| LogError::Config(format!("publisher policy line {l:?}: {e}")))
+        .map(|line| {
+            let mut fields = line.split_whitespace();
+            let key = fields.next().unwrap_or_default();
+            let key = VerifierKey::parse(key)
+                .map_err(|e| LogError::Config(format!("publisher policy line {line:?}: {e}")))?;
+            let kinds = match (fields.next(), fields.next()) {
+                (None, _) => AllowedKinds::all_typed(),
+                (Some(list), None) => AllowedKinds::parse(list)?,
+                _ => {
+                    return Err(LogError::Config(format!(
+                        "publisher policy line {line:?}: too many fields"
+                    )));
+                }
+            };
+            Ok((key, kinds))
         })
         .collect()
 }
@@ -193,8 +273,18 @@ mod tests {
         let policy = PublisherPolicy::new(dir.path().join("publishers"));
         assert!(policy.keys().unwrap().is_empty());
         let key = generate_signer("p1").unwrap().verifier();
-        assert!(policy.allow(&key).unwrap());
-        assert!(!policy.allow(&key).unwrap());
-        assert_eq!(policy.keys().unwrap(), vec![key]);
+        let all = AllowedKinds::all_typed();
+        assert!(policy.allow(&key, &all).unwrap());
+        assert!(!policy.allow(&key, &all).unwrap());
+        assert_eq!(policy.keys().unwrap(), vec![key.clone()]);
+        let releases = AllowedKinds::parse("release").unwrap();
+        assert!(policy.allow(&key, &releases).unwrap());
+        assert_eq!(policy.find(&key.to_text()).unwrap().unwrap().1, releases);
+        assert_eq!(
+            AllowedKinds::parse("token-key,opaque").unwrap().to_text(),
+            "token-key,opaque"
+        );
+        assert!(AllowedKinds::parse("release,release").is_err());
+        assert!(AllowedKinds::parse("nonsense").is_err());
     }
 }

@@ -8,8 +8,15 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use arcane_log::client::LogClient;
-use arcane_log::keys::{PublisherPolicy, generate_signer, read_secret_key, write_secret_key};
+use arcane_log::keys::{
+    AllowedKinds, PublisherPolicy, generate_signer, read_secret_key, write_secret_key,
+};
+use arcane_log::publish::{
+    ReleaseInfo, file_sha256, key_config_from_file, measure_eif, release_body, token_key_from_file,
+};
 use arcane_log::{DEFAULT_LISTEN, LogError, POLICY_FILE, ServeConfig};
+use arcane_verifier::bundle::ProofBundle;
+use arcane_verifier::entry::{EntryBody, SignedEntry, TokenRole};
 use arcane_verifier::note::VerifierKey;
 
 #[derive(Parser)]
@@ -58,6 +65,18 @@ enum Command {
         #[command(subcommand)]
         command: PublisherCommand,
     },
+    /// Publish a typed entry: sign, submit, wait, and verify its proof bundle.
+    Publish {
+        #[command(subcommand)]
+        what: PublishCommand,
+    },
+    /// Print an entry or a proof bundle (file, or - for standard input) in the JSON view. Shows;
+    /// does not verify.
+    Show {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Submit opaque entries, printing index (once known) and leaf hash of each.
     Add {
         /// The log's base URL.
@@ -89,10 +108,83 @@ enum PublisherCommand {
     Allow {
         #[arg(long, default_value = "./arcane-data")]
         data_dir: PathBuf,
+        /// What it may publish: any of release, ohttp-keys, token-key, opaque, comma-separated.
+        #[arg(long, default_value = "release,ohttp-keys,token-key")]
+        kinds: String,
         /// The publisher's verifier key text.
         public_key: String,
     },
 }
+
+#[derive(clap::Args)]
+struct PublishArgs {
+    /// The log's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8740")]
+    url: String,
+    /// The publisher's secret key file.
+    #[arg(long)]
+    key: PathBuf,
+    /// The log's verifier key (text, or a file holding it). Without it the key the server states
+    /// is trusted, with a warning.
+    #[arg(long)]
+    log_key: Option<String>,
+    /// How long the entry is valid, in days.
+    #[arg(long, default_value_t = 30)]
+    valid_days: u64,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum PublishCommand {
+    /// Publish a release: PCRs from an EIF, the model's digest, engine and source.
+    Release {
+        #[command(flatten)]
+        common: PublishArgs,
+        /// The Nitro Enclave Image File.
+        #[arg(long)]
+        eif: PathBuf,
+        /// The model file (GGUF) whose SHA-256 the release names.
+        #[arg(long, conflicts_with = "model_sha256")]
+        model: Option<PathBuf>,
+        /// The model's SHA-256 (hex), instead of --model.
+        #[arg(long)]
+        model_sha256: Option<String>,
+        #[arg(long, default_value = "mistral.rs")]
+        engine: String,
+        #[arg(long)]
+        engine_version: String,
+        #[arg(long)]
+        source_commit: String,
+        #[arg(long, default_value = "")]
+        notes: String,
+    },
+    /// Publish an OHTTP key configuration (RFC 9458) created by the gateway.
+    OhttpKeys {
+        #[command(flatten)]
+        common: PublishArgs,
+        /// One binary key configuration, or an application/ohttp-keys list holding one.
+        #[arg(long)]
+        key_config: PathBuf,
+    },
+    /// Publish a token issuer's RSA public key.
+    TokenKey {
+        #[command(flatten)]
+        common: PublishArgs,
+        /// tgt or ott.
+        #[arg(long, value_parser = ["tgt", "ott"])]
+        role: String,
+        /// DER or PEM SubjectPublicKeyInfo.
+        #[arg(long)]
+        public_key: PathBuf,
+    },
+}
+
+/// Exit status when the log refused the request (4xx).
+const EXIT_REFUSED: u8 = 3;
+/// Exit status when the log could not be reached or failed (network error, 5xx).
+const EXIT_UNREACHABLE: u8 = 4;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -107,7 +199,11 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("arcane-log: {error}");
-            ExitCode::FAILURE
+            match error {
+                LogError::Refused { .. } => ExitCode::from(EXIT_REFUSED),
+                LogError::Unreachable(_) => ExitCode::from(EXIT_UNREACHABLE),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }
@@ -158,20 +254,30 @@ async fn run(cli: Cli) -> Result<(), LogError> {
             }
             PublisherCommand::Allow {
                 data_dir,
+                kinds,
                 public_key,
             } => {
                 let key = VerifierKey::parse(public_key.trim())?;
+                let kinds = AllowedKinds::parse(&kinds)?;
                 let policy = PublisherPolicy::new(data_dir.join(POLICY_FILE));
-                let added = policy.allow(&key)?;
+                let changed = policy.allow(&key, &kinds)?;
                 println!(
-                    "{} {} ({}; a running server picks the change up on its next submission)",
-                    if added { "allowed" } else { "already allowed" },
+                    "{} {} to publish {} ({}; a running server picks the change up on its next \
+                     submission)",
+                    if changed {
+                        "allowed"
+                    } else {
+                        "already allowed"
+                    },
                     key.to_text(),
+                    kinds.to_text(),
                     policy.path().display()
                 );
                 Ok(())
             }
         },
+        Command::Publish { what } => publish(what).await,
+        Command::Show { file, json } => show(&file, json),
         Command::Add {
             url,
             key,
@@ -205,4 +311,134 @@ async fn wait_for_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+async fn publish(what: PublishCommand) -> Result<(), LogError> {
+    let (common, body) = match what {
+        PublishCommand::Release {
+            common,
+            eif,
+            model,
+            model_sha256,
+            engine,
+            engine_version,
+            source_commit,
+            notes,
+        } => {
+            let model_sha256 = match (model, model_sha256) {
+                (Some(path), None) => file_sha256(&path)?,
+                (None, Some(text)) => hex::decode(text.trim())
+                    .ok()
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .ok_or_else(|| {
+                        LogError::Config("--model-sha256 must be 64 hex digits".into())
+                    })?,
+                _ => return Err(LogError::Config("give --model or --model-sha256".into())),
+            };
+            let measurements = measure_eif(&eif)?;
+            let info = ReleaseInfo {
+                model_sha256,
+                engine,
+                engine_version,
+                source_commit,
+                notes,
+            };
+            (common, release_body(&measurements, info))
+        }
+        PublishCommand::OhttpKeys { common, key_config } => (
+            common,
+            EntryBody::OhttpKeys(key_config_from_file(&key_config)?),
+        ),
+        PublishCommand::TokenKey {
+            common,
+            role,
+            public_key,
+        } => {
+            let role = if role == "tgt" {
+                TokenRole::Tgt
+            } else {
+                TokenRole::Ott
+            };
+            (common, token_key_from_file(&public_key, role)?)
+        }
+    };
+    let publisher = read_secret_key(&common.key)?;
+    let client = LogClient::new(&common.url)?;
+    let log_key = match &common.log_key {
+        Some(text) => {
+            let path = std::path::Path::new(text);
+            let text = if path.is_file() {
+                std::fs::read_to_string(path).map_err(|e| LogError::io(path, e))?
+            } else {
+                text.clone()
+            };
+            VerifierKey::parse(text.trim())?
+        }
+        None => {
+            let text = client.log_key().await?;
+            eprintln!(
+                "arcane-log: warning: no --log-key given; trusting the key the server states: {text}"
+            );
+            VerifierKey::parse(&text)?
+        }
+    };
+    let validity = Duration::from_secs(common.valid_days.saturating_mul(86_400));
+    let done = arcane_log::publish::publish(&client, &publisher, &log_key, body, validity).await?;
+    let view = done.verified.entry.view();
+    if common.json {
+        let out = serde_json::json!({
+            "index": done.verified.index,
+            "leaf_hash": done.verified.leaf_hash.to_hex(),
+            "tree_size": done.verified.checkpoint.checkpoint.size,
+            "entry": view,
+            "bundle": done.bundle,
+        });
+        println!("{}", serde_json::to_string_pretty(&out).expect("JSON"));
+    } else {
+        println!(
+            "published {} at index {} (leaf hash {}), verified against checkpoint size {}",
+            view.kind,
+            done.verified.index,
+            done.verified.leaf_hash,
+            done.verified.checkpoint.checkpoint.size
+        );
+        println!(
+            "valid from {} to {} (seconds since the epoch)\n",
+            view.not_before, view.not_after
+        );
+        print!("{}", done.bundle);
+    }
+    Ok(())
+}
+
+fn show(file: &std::path::Path, json: bool) -> Result<(), LogError> {
+    let bytes = if file.as_os_str() == "-" {
+        let mut buffer = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buffer)
+            .map_err(|e| LogError::io("standard input", e))?;
+        buffer
+    } else {
+        std::fs::read(file).map_err(|e| LogError::io(file, e))?
+    };
+    let (entry_bytes, index) =
+        if bytes.starts_with(arcane_verifier::bundle::TLOG_PROOF_HEADER.as_bytes()) {
+            let bundle = ProofBundle::parse(&bytes)?;
+            (bundle.entry, Some(bundle.index))
+        } else {
+            (bytes, None)
+        };
+    let entry = SignedEntry::decode(&entry_bytes)?;
+    let view = serde_json::to_value(entry.view()).expect("JSON");
+    let out = serde_json::json!({ "index": index, "entry": view, "verified": false });
+    if json {
+        println!("{}", serde_json::to_string_pretty(&out).expect("JSON"));
+    } else {
+        if let Some(index) = index {
+            println!(
+                "proof bundle for index {index} (not verified: use a client or auditor to verify)"
+            );
+        }
+        println!("{}", serde_json::to_string_pretty(&view).expect("JSON"));
+    }
+    Ok(())
 }

@@ -40,6 +40,21 @@ pub struct NewEntry {
     pub data: Vec<u8>,
     /// The publisher's verifier key text.
     pub publisher: String,
+    /// For typed entries, what lookups index.
+    pub typed: Option<TypedColumns>,
+}
+
+/// The indexed fields of a typed entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TypedColumns {
+    /// Kind code.
+    pub kind: u8,
+    /// Start of validity (seconds).
+    pub not_before: u64,
+    /// End of validity (seconds, exclusive).
+    pub not_after: u64,
+    /// PCR0 of a release.
+    pub pcr0: Option<[u8; 48]>,
 }
 
 /// What happened to a submitted entry.
@@ -157,6 +172,15 @@ fn hash_column(row: &AnyRow, column: &str) -> Result<Hash> {
     Hash::from_slice(&bytes).map_err(|_| LogError::Corrupt(format!("{column} is not 32 bytes")))
 }
 
+fn entry_from_row(row: &AnyRow) -> Result<EntryRecord> {
+    Ok(EntryRecord {
+        index: to_u64(row.try_get("idx")?)?,
+        leaf_hash: hash_column(row, "leaf_hash")?,
+        data: row.try_get("data")?,
+        publisher: row.try_get("publisher")?,
+    })
+}
+
 fn checkpoint_from_row(row: &AnyRow) -> Result<StoredCheckpoint> {
     Ok(StoredCheckpoint {
         size: to_u64(row.try_get("size")?)?,
@@ -258,11 +282,11 @@ impl Store {
         while !rest.is_empty() {
             let (chunk, tail) = rest.split_at(statement_chunk(rest.len()));
             rest = tail;
-            let rows = placeholders(chunk.len(), 4, 1);
+            let rows = placeholders(chunk.len(), 8, 1);
             // Audited: only placeholders are generated, never values.
             let sql = format!(
-                "INSERT INTO entries (leaf_hash, data, publisher, submitted_ms) VALUES {rows} \
-                 ON CONFLICT (leaf_hash) DO NOTHING RETURNING leaf_hash"
+                "INSERT INTO entries (leaf_hash, data, publisher, submitted_ms, kind, not_before, \
+                 not_after, pcr0) VALUES {rows} ON CONFLICT (leaf_hash) DO NOTHING RETURNING leaf_hash"
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for entry in chunk {
@@ -271,6 +295,12 @@ impl Store {
                     .bind(entry.data.clone())
                     .bind(entry.publisher.clone())
                     .bind(now_ms);
+                let typed = entry.typed.as_ref();
+                query = query
+                    .bind(typed.map(|t| i64::from(t.kind)))
+                    .bind(typed.map(|t| to_i64(t.not_before)).transpose()?)
+                    .bind(typed.map(|t| to_i64(t.not_after)).transpose()?)
+                    .bind(typed.and_then(|t| t.pcr0.map(|p| p.to_vec())));
             }
             for row in query.fetch_all(&mut *tx).await? {
                 inserted.insert(hash_column(&row, "leaf_hash")?);
@@ -381,16 +411,36 @@ impl Store {
         .bind(to_i64(end)?)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(EntryRecord {
-                    index: to_u64(row.try_get("idx")?)?,
-                    leaf_hash: hash_column(row, "leaf_hash")?,
-                    data: row.try_get("data")?,
-                    publisher: row.try_get("publisher")?,
-                })
-            })
-            .collect()
+        rows.iter().map(entry_from_row).collect()
+    }
+
+    /// Integrated typed entries of `kind` below index `below`, valid at `valid_at` (seconds), and
+    /// with the given PCR0 when one is given; in index order, at most `limit`.
+    pub async fn typed_entries(
+        &self,
+        kind: u8,
+        below: u64,
+        valid_at: u64,
+        pcr0: Option<&[u8; 48]>,
+        limit: usize,
+    ) -> Result<Vec<EntryRecord>> {
+        let sql = if pcr0.is_some() {
+            "SELECT idx, leaf_hash, data, publisher FROM entries WHERE kind = $1 AND idx IS NOT NULL \
+             AND idx < $2 AND not_before <= $3 AND not_after > $3 AND pcr0 = $5 ORDER BY idx LIMIT $4"
+        } else {
+            "SELECT idx, leaf_hash, data, publisher FROM entries WHERE kind = $1 AND idx IS NOT NULL \
+             AND idx < $2 AND not_before <= $3 AND not_after > $3 ORDER BY idx LIMIT $4"
+        };
+        let mut query = sqlx::query(sql)
+            .bind(i64::from(kind))
+            .bind(to_i64(below)?)
+            .bind(to_i64(valid_at)?)
+            .bind(to_i64(limit as u64)?);
+        if let Some(pcr0) = pcr0 {
+            query = query.bind(pcr0.to_vec());
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(entry_from_row).collect()
     }
 
     /// Number of entries waiting for the sequencer.

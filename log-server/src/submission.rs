@@ -5,7 +5,11 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 
+use arcane_verifier::entry::{EntryBody, EntryPolicy, SignedEntry, kind_name};
 use arcane_verifier::note::{NoteSigner, VerifierKey};
+
+use crate::keys::AllowedKinds;
+use crate::storage::TypedColumns;
 
 use crate::error::{LogError, Result};
 
@@ -34,6 +38,61 @@ pub struct AcceptedSubmission {
     pub entry: Vec<u8>,
     /// The publisher.
     pub publisher: VerifierKey,
+    /// What the publisher may publish.
+    pub allowed: AllowedKinds,
+}
+
+impl AcceptedSubmission {
+    /// Applies the kind rules: a typed entry must be of a kind the publisher may publish, signed
+    /// inside by the same publisher, valid under `policy` and not expired at `now` (seconds);
+    /// anything else is accepted only from publishers allowed opaque entries. Returns the columns
+    /// to index for a typed entry.
+    pub fn admit(&self, policy: &EntryPolicy, now: u64) -> Result<Option<TypedColumns>> {
+        let signed = match SignedEntry::decode(&self.entry) {
+            Ok(signed) if !matches!(signed.entry.body, EntryBody::Unknown { .. }) => signed,
+            _ if self.allowed.opaque => return Ok(None),
+            Ok(signed) => {
+                return Err(LogError::KindNotAllowed(format!(
+                    "{} entries",
+                    signed.entry.body.kind_name()
+                )));
+            }
+            Err(e) => {
+                return Err(LogError::KindNotAllowed(format!(
+                    "opaque entries (this is not a valid typed entry: {e})"
+                )));
+            }
+        };
+        let kind = signed.entry.body.kind();
+        if !self.allowed.typed.contains(&kind) {
+            return Err(LogError::KindNotAllowed(format!(
+                "{} entries",
+                kind_name(kind)
+            )));
+        }
+        signed
+            .verify_signature(std::slice::from_ref(&self.publisher))
+            .map_err(|_| {
+                LogError::InvalidEntry("the entry is not signed by the submitting publisher".into())
+            })?;
+        policy
+            .validate(&signed.entry)
+            .map_err(|e| LogError::InvalidEntry(e.to_string()))?;
+        if signed.entry.not_after <= now {
+            return Err(LogError::InvalidEntry(
+                "the entry has already expired".into(),
+            ));
+        }
+        Ok(Some(TypedColumns {
+            kind,
+            not_before: signed.entry.not_before,
+            not_after: signed.entry.not_after,
+            pcr0: match &signed.entry.body {
+                EntryBody::Release(r) => Some(r.pcr0),
+                _ => None,
+            },
+        }))
+    }
 }
 
 impl Submission {
@@ -49,7 +108,7 @@ impl Submission {
     /// Decodes and checks the submission; `allowed` finds an allowed publisher by its key text.
     pub fn check(
         &self,
-        allowed: impl Fn(&str) -> Result<Option<VerifierKey>>,
+        allowed: impl Fn(&str) -> Result<Option<(VerifierKey, AllowedKinds)>>,
     ) -> Result<AcceptedSubmission> {
         let entry = BASE64
             .decode(&self.entry)
@@ -60,7 +119,7 @@ impl Submission {
                 limit: MAX_ENTRY_BYTES,
             });
         }
-        let Some(publisher) = allowed(&self.publisher)? else {
+        let Some((publisher, kinds)) = allowed(&self.publisher)? else {
             return Err(match VerifierKey::parse(&self.publisher) {
                 Err(e) => LogError::BadRequest(format!("publisher key: {e}")),
                 Ok(_) => LogError::UnknownPublisher,
@@ -72,7 +131,11 @@ impl Submission {
         publisher
             .verify_with_context(SUBMISSION_CONTEXT, &entry, &signature)
             .map_err(|_| LogError::BadSignature)?;
-        Ok(AcceptedSubmission { entry, publisher })
+        Ok(AcceptedSubmission {
+            entry,
+            publisher,
+            allowed: kinds,
+        })
     }
 }
 
@@ -86,7 +149,9 @@ mod tests {
         let p = generate_signer("p").unwrap();
         let q = generate_signer("q").unwrap();
         let known = p.verifier();
-        let allowed = |text: &str| Ok((text == known.to_text()).then(|| known.clone()));
+        let allowed = |text: &str| {
+            Ok((text == known.to_text()).then(|| (known.clone(), AllowedKinds::all_typed())))
+        };
         let good = Submission::sign(b"entry", &p);
         assert_eq!(good.check(allowed).unwrap().entry, b"entry");
         assert!(matches!(

@@ -67,7 +67,10 @@ async fn sigkill_during_appends_loses_nothing_and_never_forks() {
     arcane_log::init_data_dir(&data, None).unwrap();
     let publisher = Arc::new(generate_signer("crash-publisher").unwrap());
     PublisherPolicy::new(data.join(arcane_log::POLICY_FILE))
-        .allow(&publisher.verifier())
+        .allow(
+            &publisher.verifier(),
+            &arcane_log::keys::AllowedKinds::parse("release,ohttp-keys,token-key,opaque").unwrap(),
+        )
         .unwrap();
     let log_key = VerifierKey::parse(
         std::fs::read_to_string(data.join("log.vkey"))

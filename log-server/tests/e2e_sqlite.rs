@@ -174,7 +174,10 @@ async fn publisher_allowed_while_running_is_picked_up() {
     let refused = log.client.add(b"late entry", &late).await;
     assert!(refused.is_err());
     arcane_log::keys::PublisherPolicy::new(data.join(arcane_log::POLICY_FILE))
-        .allow(&late.verifier())
+        .allow(
+            &late.verifier(),
+            &arcane_log::keys::AllowedKinds::parse("release,ohttp-keys,token-key,opaque").unwrap(),
+        )
         .unwrap();
     let accepted = log.client.add(b"late entry", &late).await.unwrap();
     assert!(!accepted.duplicate);
@@ -230,6 +233,22 @@ async fn cli_keygen_allow_and_add() {
         entry.to_str().unwrap(),
     ]);
     assert!(!ok && stderr.contains("403"), "not yet allowed: {stderr}");
+    let unreachable = std::process::Command::new(bin)
+        .args([
+            "add",
+            "--url",
+            "http://127.0.0.1:9",
+            "--key",
+            key_arg,
+            entry.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        unreachable.status.code(),
+        Some(4),
+        "unreachable has its own exit status"
+    );
 
     let (ok, said, _) = run(&[
         "publisher",
@@ -239,6 +258,36 @@ async fn cli_keygen_allow_and_add() {
         public.trim(),
     ]);
     assert!(ok && said.starts_with("allowed"), "{said}");
+    // Allowed typed kinds only: an opaque entry is still refused, with the "refused" exit status.
+    let output = std::process::Command::new(bin)
+        .args([
+            "add",
+            "--url",
+            &log.base,
+            "--key",
+            key_arg,
+            entry.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("opaque"));
+    let data_arg = data.to_str().unwrap();
+    let (ok, said, _) = run(&[
+        "publisher",
+        "allow",
+        "--data-dir",
+        data_arg,
+        "--kinds",
+        "opaque",
+        public.trim(),
+    ]);
+    assert!(ok && said.contains("to publish opaque"), "{said}");
     let (ok, line, stderr) = run(&[
         "add",
         "--url",

@@ -98,7 +98,11 @@ async fn two_servers_on_one_database_elect_one_sequencer_and_fail_over() {
     // Each replica's own publisher policy allows both publishers.
     for (log, other) in [(&a, &b), (&b, &a)] {
         arcane_log::keys::PublisherPolicy::new(log.policy_path())
-            .allow(&other.publisher.verifier())
+            .allow(
+                &other.publisher.verifier(),
+                &arcane_log::keys::AllowedKinds::parse("release,ohttp-keys,token-key,opaque")
+                    .unwrap(),
+            )
             .unwrap();
     }
     assert_eq!(a.server.vkey(), b.server.vkey());

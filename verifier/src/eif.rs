@@ -145,6 +145,48 @@ pub fn measure(mut input: impl Read) -> Result<EifMeasurements> {
     })
 }
 
+/// Writes an EIF (format version 4) holding `sections` in order, as (type, data), with a correct
+/// header CRC. For tests and development images; real images come from `nitro-cli build-enclave`.
+pub fn build(sections: &[(u16, &[u8])]) -> Result<Vec<u8>> {
+    if sections.len() > 32 {
+        return Err(Error::MalformedEif("at most 32 sections".into()));
+    }
+    let mut offsets = [0u64; 32];
+    let mut sizes = [0u64; 32];
+    let mut offset = EIF_HEADER_LEN as u64;
+    let mut body = Vec::new();
+    for (i, (kind, data)) in sections.iter().enumerate() {
+        offsets[i] = offset;
+        sizes[i] = data.len() as u64;
+        offset += (SECTION_HEADER_LEN + data.len()) as u64;
+        body.extend_from_slice(&kind.to_be_bytes());
+        body.extend_from_slice(&0u16.to_be_bytes());
+        body.extend_from_slice(&(data.len() as u64).to_be_bytes());
+        body.extend_from_slice(data);
+    }
+    let mut out = Vec::with_capacity(EIF_HEADER_LEN + body.len());
+    out.extend_from_slice(&EIF_MAGIC);
+    out.extend_from_slice(&4u16.to_be_bytes()); // version
+    out.extend_from_slice(&0u16.to_be_bytes()); // flags
+    out.extend_from_slice(&(512u64 << 20).to_be_bytes()); // default memory
+    out.extend_from_slice(&2u64.to_be_bytes()); // default CPUs
+    out.extend_from_slice(&0u16.to_be_bytes()); // reserved
+    out.extend_from_slice(&(sections.len() as u16).to_be_bytes());
+    offsets
+        .iter()
+        .for_each(|o| out.extend_from_slice(&o.to_be_bytes()));
+    sizes
+        .iter()
+        .for_each(|s| out.extend_from_slice(&s.to_be_bytes()));
+    out.extend_from_slice(&0u32.to_be_bytes()); // unused
+    let mut crc = Crc32::new();
+    crc.update(&out);
+    crc.update(&body);
+    out.extend_from_slice(&crc.finish().to_be_bytes());
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
 fn read_full(input: &mut impl Read, buffer: &mut [u8]) -> Result<usize> {
     let mut filled = 0;
     while filled < buffer.len() {

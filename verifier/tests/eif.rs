@@ -59,43 +59,27 @@ fn signature_section(cert_der: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Builds with the library, then checks the header CRC independently.
 fn build_eif(sections: &[(u16, Vec<u8>)]) -> Vec<u8> {
-    let mut header = Vec::with_capacity(EIF_HEADER_LEN);
-    header.extend_from_slice(b".eif");
-    header.extend_from_slice(&4u16.to_be_bytes()); // version
-    header.extend_from_slice(&0u16.to_be_bytes()); // flags
-    header.extend_from_slice(&(512u64 << 20).to_be_bytes());
-    header.extend_from_slice(&2u64.to_be_bytes());
-    header.extend_from_slice(&0u16.to_be_bytes());
-    header.extend_from_slice(&(sections.len() as u16).to_be_bytes());
-    let mut offset = EIF_HEADER_LEN as u64;
-    let mut offsets = [0u64; 32];
-    let mut sizes = [0u64; 32];
-    for (i, (_, data)) in sections.iter().enumerate() {
-        offsets[i] = offset;
-        sizes[i] = data.len() as u64;
-        offset += 12 + data.len() as u64;
-    }
-    offsets
-        .iter()
-        .for_each(|o| header.extend_from_slice(&o.to_be_bytes()));
-    sizes
-        .iter()
-        .for_each(|s| header.extend_from_slice(&s.to_be_bytes()));
-    header.extend_from_slice(&0u32.to_be_bytes());
-    let mut body = Vec::new();
+    let borrowed: Vec<(u16, &[u8])> = sections.iter().map(|(k, d)| (*k, d.as_slice())).collect();
+    let eif = arcane_verifier::eif::build(&borrowed).unwrap();
+    let mut without_crc = eif[..EIF_HEADER_LEN - 4].to_vec();
+    without_crc.extend_from_slice(&eif[EIF_HEADER_LEN..]);
+    let stored = u32::from_be_bytes(eif[EIF_HEADER_LEN - 4..EIF_HEADER_LEN].try_into().unwrap());
+    assert_eq!(stored, crc32(&without_crc));
+    // The sections follow the header as (type, flags, size, data), in order.
+    let mut at = EIF_HEADER_LEN;
     for (kind, data) in sections {
-        body.extend_from_slice(&kind.to_be_bytes());
-        body.extend_from_slice(&0u16.to_be_bytes());
-        body.extend_from_slice(&(data.len() as u64).to_be_bytes());
-        body.extend_from_slice(data);
+        assert_eq!(u16::from_be_bytes([eif[at], eif[at + 1]]), *kind);
+        assert_eq!(
+            u64::from_be_bytes(eif[at + 4..at + 12].try_into().unwrap()),
+            data.len() as u64
+        );
+        assert_eq!(&eif[at + 12..at + 12 + data.len()], &data[..]);
+        at += 12 + data.len();
     }
-    let mut crc_input = header.clone();
-    crc_input.extend_from_slice(&body);
-    header.extend_from_slice(&crc32(&crc_input).to_be_bytes());
-    assert_eq!(header.len(), EIF_HEADER_LEN);
-    header.extend_from_slice(&body);
-    header
+    assert_eq!(at, eif.len());
+    eif
 }
 
 fn extend(parts: &[&[u8]]) -> [u8; 48] {

@@ -39,7 +39,10 @@ pub async fn start_with(config: ServeConfig) -> TestLog {
     let server = arcane_log::start(config).await.expect("server starts");
     let publisher = generate_signer("test-publisher").unwrap();
     PublisherPolicy::new(data_dir.join(POLICY_FILE))
-        .allow(&publisher.verifier())
+        .allow(
+            &publisher.verifier(),
+            &arcane_log::keys::AllowedKinds::parse("release,ohttp-keys,token-key,opaque").unwrap(),
+        )
         .unwrap();
     let base = format!("http://{}", server.addr());
     TestLog {
