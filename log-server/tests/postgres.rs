@@ -70,6 +70,18 @@ async fn conformance_suite_on_postgres() {
     db.drop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_entries_on_postgres() {
+    let Some(db) = TestDatabase::create("typed").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let log = common::start(&dir.path().join("data"), Some(db.url.clone())).await;
+    suite::typed::publishing_rules_lookups_and_bundles(&log).await;
+    log.server.shutdown().await;
+    db.drop().await;
+}
+
 async fn integrated_by(log: &common::TestLog) -> u64 {
     let text = log.get("/metrics").await.text().await.unwrap();
     text.lines()

@@ -1,4 +1,7 @@
 //! The conformance suite every storage back end must pass, driven through the HTTP API.
+#![allow(dead_code)]
+
+pub mod typed;
 
 use std::collections::HashMap;
 
