@@ -50,6 +50,19 @@ proptest! {
     }
 
     #[test]
+    fn bundles_and_eifs_never_panic(data in proptest::collection::vec(any::<u8>(), 0..1200)) {
+        if let Ok(bundle) = arcane_verifier::bundle::ProofBundle::parse(&data) {
+            prop_assert_eq!(bundle.to_text().into_bytes(), data.clone());
+        }
+        let _ = arcane_verifier::eif::measure(&data[..]);
+        let mut eif = arcane_verifier::eif::build(&[(1, &data[..data.len() / 2]), (3, &data[data.len() / 2..])]).unwrap();
+        prop_assert!(arcane_verifier::eif::measure(&eif[..]).unwrap().crc_ok);
+        let i = data.len() % eif.len();
+        eif[i] ^= 0x55;
+        let _ = arcane_verifier::eif::measure(&eif[..]);
+    }
+
+    #[test]
     fn any_single_byte_change_to_a_witnessed_checkpoint_is_caught(position in any::<usize>(), value in any::<u8>()) {
         let (bytes, log, policy) = signed_checkpoint();
         prop_assert!(verify_checkpoint(&bytes, &log, &policy).is_ok());
