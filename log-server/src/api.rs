@@ -528,12 +528,14 @@ async fn inclusion(
                     "index {index} is not below size {size}"
                 )));
             }
-            let record = store
-                .entries_range(index, index + 1)
-                .await?
-                .pop()
-                .ok_or_else(|| LogError::Corrupt(format!("entry {index} missing")))?;
-            (index, record.leaf_hash)
+            // The leaf hash is in the level-0 tile (usually cached), no entry read needed.
+            let tile_index = index / TILE_WIDTH;
+            let width = tile_width(TileKind::Hashes(0), tile_index, size);
+            let tile = state.inner.tile_tree(0, tile_index, width).await?;
+            let leaf = tile
+                .node(0, (index % TILE_WIDTH) as usize)
+                .ok_or_else(|| LogError::Corrupt(format!("leaf {index} missing from its tile")))?;
+            (index, leaf)
         }
         (None, Some(hex)) => {
             let hash = Hash::from_hex(hex)
@@ -554,7 +556,11 @@ async fn inclusion(
         }
     };
     let proof = prove(&state.inner, size, |f| inclusion_proof(index, size, f)).await?;
-    let checkpoint = store.checkpoint_at(size).await?.map(|c| c.note);
+    let checkpoint = if size == published.size {
+        Some(published.note)
+    } else {
+        store.checkpoint_at(size).await?.map(|c| c.note)
+    };
     Ok(axum::Json(InclusionReply {
         index,
         tree_size: size,
