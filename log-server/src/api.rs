@@ -173,6 +173,15 @@ impl Inner {
         Ok(tree)
     }
 
+    /// The integrated entry at `index` (the caller has checked it is below the tree size).
+    async fn entry(&self, index: u64) -> Result<EntryRecord> {
+        self.store
+            .entries_range(index, index + 1)
+            .await?
+            .pop()
+            .ok_or_else(|| LogError::Corrupt(format!("entry {index} missing")))
+    }
+
     /// An entry bundle of exactly `coord.width` entries.
     async fn bundle(&self, coord: TileCoord) -> Result<Bytes> {
         if let Some(bytes) = self
@@ -403,13 +412,7 @@ async fn entry_by_index(
             "index {index} is not below tree size {size}"
         )));
     }
-    let record = state
-        .inner
-        .store
-        .entries_range(index, index + 1)
-        .await?
-        .pop()
-        .ok_or_else(|| LogError::Corrupt(format!("entry {index} missing")))?;
+    let record = state.inner.entry(index).await?;
     Ok(axum::Json(EntryReply {
         index,
         leaf_hash: record.leaf_hash.to_hex(),
@@ -654,6 +657,19 @@ async fn tree_at(inner: &Inner, size: Option<&str>) -> Result<(u64, String)> {
     Ok((size, checkpoint.note))
 }
 
+/// The bundle of the entry at `index` in the tree of `size` leaves, as an HTTP answer.
+async fn bundle_reply(
+    inner: &Inner,
+    index: u64,
+    size: u64,
+    checkpoint: String,
+) -> Result<Response> {
+    let record = inner.entry(index).await?;
+    Ok(bundle_response(
+        bundle_of(inner, record, size, checkpoint).await?,
+    ))
+}
+
 /// The proof bundle of an integrated entry in the tree of `size` leaves.
 async fn bundle_of(
     inner: &Inner,
@@ -704,16 +720,7 @@ async fn bundle_by_index(
             "index {index} is not below tree size {size}"
         )));
     }
-    let record = state
-        .inner
-        .store
-        .entries_range(index, index + 1)
-        .await?
-        .pop()
-        .ok_or_else(|| LogError::Corrupt(format!("entry {index} missing")))?;
-    Ok(bundle_response(
-        bundle_of(&state.inner, record, size, checkpoint).await?,
-    ))
+    bundle_reply(&state.inner, index, size, checkpoint).await
 }
 
 async fn bundle_by_hash(
@@ -733,16 +740,7 @@ async fn bundle_by_hash(
             )));
         }
     };
-    let record = state
-        .inner
-        .store
-        .entries_range(index, index + 1)
-        .await?
-        .pop()
-        .ok_or_else(|| LogError::Corrupt(format!("entry {index} missing")))?;
-    Ok(bundle_response(
-        bundle_of(&state.inner, record, size, checkpoint).await?,
-    ))
+    bundle_reply(&state.inner, index, size, checkpoint).await
 }
 
 #[derive(Deserialize)]
