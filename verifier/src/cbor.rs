@@ -1,5 +1,7 @@
-//! A small, strict CBOR (RFC 8949) reader for the structures this crate reads: unsigned integers,
-//! byte and text strings, arrays and maps, definite or indefinite length. Anything else is refused.
+//! A small, strict CBOR (RFC 8949) reader for the structures this crate reads (EIF signature
+//! sections, Nitro attestation payloads): integers, byte and text strings, arrays and maps of
+//! definite or indefinite length, and the simple values false, true and null. Anything else
+//! (tags, floats, undefined) is refused.
 
 use crate::{Error, Result};
 
@@ -54,7 +56,7 @@ impl Value {
 }
 
 fn malformed(why: &'static str) -> Error {
-    Error::MalformedEif(format!("CBOR: {why}"))
+    Error::MalformedCbor(why)
 }
 
 /// Decodes exactly one value; trailing bytes are an error.

@@ -94,6 +94,30 @@ pub enum Error {
     ForkedCheckpoint { size: u64 },
     #[error("malformed EIF: {0}")]
     MalformedEif(String),
+    #[error("malformed CBOR: {0}")]
+    MalformedCbor(&'static str),
+
+    // --- Nitro attestation ------------------------------------------------------------------
+    #[error("malformed attestation document: {0}")]
+    MalformedAttestation(String),
+    #[error("attestation signature does not verify")]
+    AttestationSignature,
+    #[error("attestation certificate chain does not verify: {0}")]
+    AttestationChain(String),
+    #[error("attestation certificate chain is expired or not yet valid at {at}")]
+    AttestationExpired { at: u64 },
+    #[error("attestation chain does not start at the configured root")]
+    AttestationRootMismatch,
+    #[error("PCR{index} of the enclave does not match the release")]
+    PcrMismatch { index: u8 },
+    #[error("the enclave runs in debug mode (PCR0, PCR1 and PCR2 are all zero)")]
+    DebugEnclave,
+    #[error("attestation document is {age_ms} ms old, the maximum is {max_ms} ms")]
+    StaleAttestation { age_ms: u64, max_ms: u64 },
+    #[error("attestation document is dated {ahead_ms} ms in the future")]
+    AttestationFromFuture { ahead_ms: u64 },
+    #[error("attestation binding mismatch: {0}")]
+    AttestationBinding(&'static str),
 }
 
 /// Result with the verifier's [`Error`].

@@ -12,6 +12,7 @@
 //! - [`tiles`]: C2SP tlog-tiles paths, entry bundles and subtree hashes from tiles.
 //! - [`entry`]: typed, canonically encoded, publisher-signed log entries.
 //! - [`bundle`]: proof bundles (C2SP tlog-proof plus the entry), verified in one call.
+//! - [`nitro`]: AWS Nitro Enclaves attestation documents, chain to a configured root, release policy.
 //! - [`eif`]: PCR0/1/2/8 of a Nitro Enclave Image File, as `nitro-cli describe-eif` computes them.
 //!
 //! ```
@@ -42,6 +43,7 @@ pub mod eif;
 pub mod entry;
 mod error;
 pub mod merkle;
+pub mod nitro;
 pub mod note;
 pub mod proof;
 pub mod tiles;
