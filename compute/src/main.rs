@@ -1,11 +1,10 @@
-//! `arcane-compute`: Nitro Enclave compute node: REK, attestation, mistral.rs inference, encrypted streaming.
+//! `arcane-compute`: the Nitro Enclave compute node.
 //!
-//! This component is not built yet; the binary exists so the workspace has its final shape.
-//! It refuses to run rather than pretend to work.
+//! The node's attestation (real and simulated NSM) is built (see the library); loading the model,
+//! the REK, registration and serving requests are not yet, so the binary refuses to run rather
+//! than pretend to serve.
 
 fn main() -> std::process::ExitCode {
-    eprintln!(
-        "arcane-compute: not implemented yet (Nitro Enclave compute node: REK, attestation, mistral.rs inference, encrypted streaming.)"
-    );
+    eprintln!("arcane-compute: serving is not implemented yet (attestation only, see the library)");
     std::process::ExitCode::from(2)
 }

@@ -55,6 +55,72 @@ impl Value {
     }
 }
 
+/// Encodes a value in the shortest form (maps with definite length, in the given order).
+pub fn encode(value: &Value) -> Vec<u8> {
+    let mut out = Vec::new();
+    write(&mut out, value);
+    out
+}
+
+/// Encodes a map with indefinite length (`0xbf` … `0xff`), as the NSM has written attestation
+/// payloads since 2025.
+pub fn encode_indefinite_map(entries: &[(Value, Value)]) -> Vec<u8> {
+    let mut out = vec![0xbf];
+    for (key, value) in entries {
+        write(&mut out, key);
+        write(&mut out, value);
+    }
+    out.push(0xff);
+    out
+}
+
+fn head(out: &mut Vec<u8>, major: u8, n: u64) {
+    let major = major << 5;
+    match n {
+        0..=23 => out.push(major | n as u8),
+        24..=0xff => out.extend_from_slice(&[major | 24, n as u8]),
+        0x100..=0xffff => {
+            out.push(major | 25);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        0x1_0000..=0xffff_ffff => {
+            out.push(major | 26);
+            out.extend_from_slice(&(n as u32).to_be_bytes());
+        }
+        _ => {
+            out.push(major | 27);
+            out.extend_from_slice(&n.to_be_bytes());
+        }
+    }
+}
+
+fn write(out: &mut Vec<u8>, value: &Value) {
+    match value {
+        Value::Unsigned(n) => head(out, 0, *n),
+        Value::Negative(n) => head(out, 1, *n),
+        Value::Bytes(b) => {
+            head(out, 2, b.len() as u64);
+            out.extend_from_slice(b);
+        }
+        Value::Text(t) => {
+            head(out, 3, t.len() as u64);
+            out.extend_from_slice(t.as_bytes());
+        }
+        Value::Array(items) => {
+            head(out, 4, items.len() as u64);
+            items.iter().for_each(|v| write(out, v));
+        }
+        Value::Map(entries) => {
+            head(out, 5, entries.len() as u64);
+            for (k, v) in entries {
+                write(out, k);
+                write(out, v);
+            }
+        }
+        Value::Simple(n) => out.push(0xe0 | n),
+    }
+}
+
 fn malformed(why: &'static str) -> Error {
     Error::MalformedCbor(why)
 }
@@ -210,6 +276,24 @@ mod tests {
                 .unwrap(),
             vec![9, 8]
         );
+    }
+
+    #[test]
+    fn encoding_round_trips() {
+        let value = Value::Map(vec![
+            (Value::Text("a".into()), Value::Unsigned(300)),
+            (Value::Text("b".into()), Value::Bytes(vec![7; 30])),
+            (
+                Value::Text("c".into()),
+                Value::Array(vec![Value::Simple(22), Value::Negative(4)]),
+            ),
+            (Value::Text("d".into()), Value::Unsigned(1 << 40)),
+        ]);
+        assert_eq!(decode(&encode(&value)).unwrap(), value);
+        let entries = vec![(Value::Text("k".into()), Value::Unsigned(1))];
+        let indefinite = encode_indefinite_map(&entries);
+        assert_eq!(indefinite[0], 0xbf);
+        assert_eq!(decode(&indefinite).unwrap(), Value::Map(entries));
     }
 
     #[test]

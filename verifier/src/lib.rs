@@ -13,6 +13,7 @@
 //! - [`entry`]: typed, canonically encoded, publisher-signed log entries.
 //! - [`bundle`]: proof bundles (C2SP tlog-proof plus the entry), verified in one call.
 //! - [`nitro`]: AWS Nitro Enclaves attestation documents, chain to a configured root, release policy.
+//! - [`cbor`]: the small strict CBOR reader and writer used for EIF sections and attestation payloads.
 //! - [`eif`]: PCR0/1/2/8 of a Nitro Enclave Image File, as `nitro-cli describe-eif` computes them.
 //!
 //! ```
@@ -36,7 +37,7 @@
 #![deny(missing_docs)]
 
 pub mod bundle;
-mod cbor;
+pub mod cbor;
 pub mod checkpoint;
 pub mod cosignature;
 pub mod eif;
