@@ -13,16 +13,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use aws_nitro_enclaves_cose::CoseSign1;
-use aws_nitro_enclaves_cose::crypto::{
-    Hash as CoseHash, MessageDigest, SignatureAlgorithm, SigningPublicKey,
-};
-use aws_nitro_enclaves_cose::error::CoseError;
+use aws_nitro_enclaves_cose::sign::SigStructure;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use p384::ecdsa::signature::hazmat::PrehashVerifier;
-use p384::pkcs8::DecodePublicKey;
 use rustls_pki_types::{CertificateDer, UnixTime};
-use sha2::{Digest, Sha256, Sha384};
+use sha2::{Digest, Sha256};
 
 use crate::bundle::VerifiedEntry;
 use crate::cbor::{self, Value};
@@ -174,19 +169,57 @@ fn bytes_field(map: &Value, key: &'static str, max: usize) -> Result<Option<Vec<
     }
 }
 
+/// The COSE_Sign1 envelope, as received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    /// The protected header bytes (`a1 01 38 22`: ES384).
+    pub protected: Vec<u8>,
+    /// The payload bytes, exactly as received: what the signature covers.
+    pub payload: Vec<u8>,
+    /// The 96-byte signature r ‖ s.
+    pub signature: Vec<u8>,
+}
+
+/// The protected header of every Nitro document: `{1: -35}` (alg ES384).
+const PROTECTED_ES384: [u8; 4] = [0xa1, 0x01, 0x38, 0x22];
+
 /// Parses the COSE envelope and the payload; checks structure only.
-pub fn parse_document(bytes: &[u8]) -> Result<(CoseSign1, AttestationDocument)> {
+pub fn parse_document(bytes: &[u8]) -> Result<(Envelope, AttestationDocument)> {
     if bytes.len() > MAX_DOCUMENT_BYTES {
         return Err(malformed("document too large"));
     }
     if bytes.first() != Some(&0x84) {
         return Err(malformed("not an untagged COSE_Sign1"));
     }
-    let cose = CoseSign1::from_bytes(bytes).map_err(|e| malformed(format!("COSE: {e}")))?;
-    let payload = cose
-        .get_payload::<Sha384Hasher>(None)
-        .map_err(|e| malformed(format!("COSE payload: {e}")))?;
-    let map = cbor::decode(&payload)?;
+    // The COSE crate validates the structure; the fields are read back exactly as received.
+    CoseSign1::from_bytes(bytes).map_err(|e| malformed(format!("COSE: {e}")))?;
+    let Value::Array(parts) = cbor::decode(bytes)? else {
+        return Err(malformed("COSE_Sign1 is not an array"));
+    };
+    let [
+        Value::Bytes(protected),
+        Value::Map(_),
+        Value::Bytes(payload),
+        Value::Bytes(signature),
+    ] = parts.as_slice()
+    else {
+        return Err(malformed(
+            "COSE_Sign1 must be [protected, unprotected, payload, signature]",
+        ));
+    };
+    if protected.as_slice() != PROTECTED_ES384 {
+        return Err(malformed("protected header must be {1: -35} (ES384)"));
+    }
+    if signature.len() != 96 {
+        return Err(malformed("ES384 signature must be 96 bytes"));
+    }
+    let envelope = Envelope {
+        protected: protected.clone(),
+        payload: payload.clone(),
+        signature: signature.clone(),
+    };
+    let payload = &envelope.payload;
+    let map = cbor::decode(payload)?;
     let Value::Map(entries) = &map else {
         return Err(malformed("payload is not a map"));
     };
@@ -267,37 +300,7 @@ pub fn parse_document(bytes: &[u8]) -> Result<(CoseSign1, AttestationDocument)> 
         user_data: bytes_field(&map, "user_data", 512)?,
         nonce: bytes_field(&map, "nonce", 512)?,
     };
-    Ok((cose, document))
-}
-
-/// SHA-384 for the COSE crate.
-struct Sha384Hasher;
-
-impl CoseHash for Sha384Hasher {
-    fn hash(digest: MessageDigest, data: &[u8]) -> std::result::Result<Vec<u8>, CoseError> {
-        match digest {
-            MessageDigest::Sha384 => Ok(Sha384::digest(data).to_vec()),
-            _ => Err(CoseError::UnsupportedError("only SHA-384".into())),
-        }
-    }
-}
-
-/// The leaf certificate's P-384 key, for the COSE crate.
-struct LeafKey(p384::ecdsa::VerifyingKey);
-
-impl SigningPublicKey for LeafKey {
-    fn get_parameters(
-        &self,
-    ) -> std::result::Result<(SignatureAlgorithm, MessageDigest), CoseError> {
-        Ok((SignatureAlgorithm::ES384, MessageDigest::Sha384))
-    }
-
-    fn verify(&self, digest: &[u8], signature: &[u8]) -> std::result::Result<bool, CoseError> {
-        let Ok(signature) = p384::ecdsa::Signature::from_slice(signature) else {
-            return Ok(false);
-        };
-        Ok(self.0.verify_prehash(digest, &signature).is_ok())
-    }
+    Ok((envelope, document))
 }
 
 /// A document whose signature and chain verified.
@@ -317,7 +320,7 @@ pub struct VerifiedDocument {
 
 /// Verifies a document at `now` (seconds since the epoch): structure, root, chain, signature.
 pub fn verify_document(bytes: &[u8], root: &NitroRoot, now: u64) -> Result<VerifiedDocument> {
-    let (cose, document) = parse_document(bytes)?;
+    let (envelope, document) = parse_document(bytes)?;
     if document.cabundle[0] != root.der {
         return Err(Error::AttestationRootMismatch);
     }
@@ -347,15 +350,22 @@ pub fn verify_document(bytes: &[u8], root: &NitroRoot, now: u64) -> Result<Verif
         }
         other => Error::AttestationChain(format!("{other:?}")),
     })?;
+    // The leaf's key: a P-384 point, the tail of its SubjectPublicKeyInfo (the chain check above
+    // already required a P-384 ECDSA certificate).
     let spki = leaf.subject_public_key_info();
-    let key = p384::PublicKey::from_public_key_der(spki.as_ref())
-        .map_err(|_| Error::AttestationChain("leaf key is not P-384".into()))?;
-    let verified = cose
-        .verify_signature::<Sha384Hasher>(&LeafKey(key.into()))
+    let spki = spki.as_ref();
+    let point = spki
+        .get(spki.len().saturating_sub(97)..)
+        .filter(|p| p.len() == 97 && p[0] == 0x04)
+        .ok_or_else(|| {
+            Error::AttestationChain("leaf key is not an uncompressed P-384 point".into())
+        })?;
+    let signed = SigStructure::new_sign1(&envelope.protected, &envelope.payload)
+        .and_then(|s| s.as_bytes())
         .map_err(|e| malformed(format!("COSE: {e}")))?;
-    if !verified {
-        return Err(Error::AttestationSignature);
-    }
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P384_SHA384_FIXED, point)
+        .verify(&signed, &envelope.signature)
+        .map_err(|_| Error::AttestationSignature)?;
     let mut valid_from = 0u64;
     let mut valid_until = u64::MAX;
     for der in std::iter::once(&document.certificate).chain(&document.cabundle) {
