@@ -132,3 +132,37 @@ fn garbage_is_refused_cleanly() {
         "only untagged COSE_Sign1"
     );
 }
+
+#[test]
+fn random_mutations_never_panic_and_never_verify() {
+    let bytes = document();
+    let root = NitroRoot::aws();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for _ in 0..400 {
+        let mut mutated = bytes.clone();
+        for _ in 0..1 + next() % 4 {
+            let at = (next() as usize) % mutated.len();
+            match next() % 3 {
+                0 => mutated[at] = next() as u8,
+                1 => mutated.insert(at, next() as u8),
+                _ => {
+                    mutated.remove(at);
+                }
+            }
+        }
+        if mutated == bytes {
+            continue; // the edits cancelled out
+        }
+        let _ = parse_document(&mutated);
+        assert!(
+            verify_document(&mutated, &root, AT).is_err(),
+            "a mutated document verified"
+        );
+    }
+}
