@@ -94,7 +94,9 @@ impl NitroRoot {
         }
     }
 
-    /// A development root, from DER. Callers must say loudly that it is in use.
+    /// A development root, from DER. Callers must say loudly that it is in use. Exists only in
+    /// builds with the `development-roots` feature.
+    #[cfg(feature = "development-roots")]
     pub fn development(der: Vec<u8>) -> Self {
         NitroRoot {
             der,
