@@ -37,6 +37,24 @@ enum Command {
         #[command(subcommand)]
         command: AttestationCommand,
     },
+    /// Measure an EIF and check that the log holds a valid `release` entry with exactly its PCRs.
+    Reproduce {
+        /// The Enclave Image File, built from the published source.
+        #[arg(long)]
+        eif: PathBuf,
+        /// The log's base URL.
+        #[arg(long)]
+        url: String,
+        /// The log's verifier key.
+        #[arg(long)]
+        log_key: String,
+        /// A trusted release publisher key (repeatable).
+        #[arg(long, required = true)]
+        publisher: Vec<String>,
+        /// Print a JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -81,6 +99,172 @@ fn main() -> ExitCode {
                     json,
                 },
         } => verify(&file, at, root, release, log_key, &publisher, json),
+        Command::Reproduce {
+            eif,
+            url,
+            log_key,
+            publisher,
+            json,
+        } => reproduce(&eif, &url, &log_key, &publisher, json),
+    }
+}
+
+/// Measures `eif`, asks the log for current releases with its PCR0, verifies each bundle and
+/// looks for one whose PCR0/1/2 (and PCR8) equal the measurements.
+fn reproduce(
+    eif: &PathBuf,
+    url: &str,
+    log_key: &str,
+    publishers: &[String],
+    json: bool,
+) -> ExitCode {
+    let outcome = (|| -> Result<serde_json::Value, String> {
+        let file = std::fs::File::open(eif).map_err(|e| format!("{}: {e}", eif.display()))?;
+        let m = arcane_verifier::eif::measure(std::io::BufReader::new(file))
+            .map_err(|e| e.to_string())?;
+        if !m.crc_ok {
+            return Err("the EIF's CRC does not match (corrupted file)".into());
+        }
+        let log_key = VerifierKey::parse(log_key.trim()).map_err(|e| format!("--log-key: {e}"))?;
+        let publishers = publishers
+            .iter()
+            .map(|p| VerifierKey::parse(p).map_err(|e| format!("--publisher: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let query = format!(
+            "{}/v1/bundles?kind=release&pcr0={}",
+            url.trim_end_matches('/'),
+            hex::encode(m.pcr0)
+        );
+        let body = http_get(&query)?;
+        let reply: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| format!("log reply: {e}"))?;
+        let policy = EntryPolicy::default();
+        let anchors = TrustAnchors {
+            log_key: &log_key,
+            witnesses: &WitnessPolicy::none(),
+            publishers: &publishers,
+            policy: &policy,
+        };
+        let bundles = reply["bundles"].as_array().cloned().unwrap_or_default();
+        for bundle in &bundles {
+            let Some(text) = bundle.as_str() else {
+                continue;
+            };
+            let Ok(verified) = verify_bundle(text.as_bytes(), &anchors, None, now()) else {
+                continue;
+            };
+            if let arcane_verifier::entry::EntryBody::Release(r) = &verified.entry.entry.body
+                && r.pcr0 == m.pcr0
+                && r.pcr1 == m.pcr1
+                && r.pcr2 == m.pcr2
+                && r.pcr8 == m.pcr8
+            {
+                return Ok(serde_json::json!({
+                    "reproduced": true,
+                    "index": verified.index,
+                    "leaf_hash": verified.leaf_hash.to_hex(),
+                    "pcr0": hex::encode(m.pcr0),
+                    "pcr1": hex::encode(m.pcr1),
+                    "pcr2": hex::encode(m.pcr2),
+                    "pcr8": m.pcr8.map(hex::encode),
+                    "eif_sha384": hex::encode(m.file_sha384),
+                    "bundle": text,
+                }));
+            }
+        }
+        Err(format!(
+            "no valid release entry in the log has these measurements (PCR0 {}; {} candidate bundles)",
+            hex::encode(m.pcr0),
+            bundles.len()
+        ))
+    })();
+    match outcome {
+        Ok(found) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&found).expect("JSON"));
+            } else {
+                println!(
+                    "reproduced: the log holds this EIF's release at index {} (leaf hash {})",
+                    found["index"],
+                    found["leaf_hash"].as_str().unwrap_or_default()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "reproduced": false, "error": error })
+                );
+            } else {
+                eprintln!("arcane-audit: not reproduced: {error}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A plain HTTP GET (auditors talk to the log URLs they are given, nothing else).
+fn http_get(url: &str) -> Result<Vec<u8>, String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or("only http:// URLs are supported so far")?;
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
+    let mut stream = std::net::TcpStream::connect(host).map_err(|e| format!("{host}: {e}"))?;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .map_err(|e| e.to_string())?;
+    use std::io::{Read, Write};
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nAccept: application/json\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .map_err(|e| e.to_string())?;
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("malformed HTTP response")?;
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(format!(
+            "{url}: {}",
+            head.lines().next().unwrap_or_default()
+        ));
+    }
+    let body = &response[split + 4..];
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return dechunk(body);
+    }
+    Ok(body.to_vec())
+}
+
+fn dechunk(mut body: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = body
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or("bad chunked body")?;
+        let size_text = std::str::from_utf8(&body[..line_end]).map_err(|_| "bad chunk size")?;
+        let size =
+            usize::from_str_radix(size_text.split(';').next().unwrap_or_default().trim(), 16)
+                .map_err(|_| "bad chunk size")?;
+        body = &body[line_end + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        if body.len() < size + 2 {
+            return Err("truncated chunk".into());
+        }
+        out.extend_from_slice(&body[..size]);
+        body = &body[size + 2..];
     }
 }
 
