@@ -1,0 +1,19 @@
+# arcane-compute: the enclave image (input to `nitro-cli build-enclave`).
+#
+# Everything the enclave needs is in this image: the binary (built with the real NSM), and either
+# the model file or, when the host supplies the model, only its expected digest (checked against
+# the release at start). The gateway address is fixed later, at deploy time, by
+# docker/compute-enclave.Dockerfile, so that the EIF measured for the release is the EIF that runs.
+# No shell, no SSH, no package manager: distroless, non-root.
+FROM rust:1.95.0-slim-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked -p arcane-compute --features nsm \
+    && install -D -m 0755 target/release/arcane-compute /out/arcane-compute
+
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=build /out/arcane-compute /usr/local/bin/arcane-compute
+# The model, when it ships inside the image: put it in models/ of the build context.
+COPY --chown=65532:65532 models/ /models/
+USER 65532:65532
+ENTRYPOINT ["/usr/local/bin/arcane-compute"]
