@@ -1,14 +1,23 @@
-//! `arcane-audit`: tools for auditors. So far: `attestation verify`, which checks a Nitro
-//! attestation document from bytes alone (signature, certificate chain, time) and, optionally,
-//! the release policy against a logged `release` entry.
+//! `arcane-audit`: tools for auditors, who need nothing but the log's URL and verifier key.
 //!
-//! Exit status: 0 the document verifies (and the policy holds, when asked); 1 it does not, or an
-//! input could not be read; 2 usage errors.
+//! - `checkpoint`, `inclusion`, `consistency` (state directory, fork evidence), `releases`,
+//!   `keys`: the log's answers, each verified against its key before it is printed;
+//! - `reproduce --eif`: an EIF's PCRs must belong to a valid logged release;
+//! - `attestation verify`: a Nitro attestation document from bytes alone (signature, chain, time)
+//!   and, optionally, the release policy against a logged `release` entry.
+//!
+//! Exit status: 0 the check passed; 1 it failed (a proof, signature or attestation that does not
+//! verify, a fork, an unreadable input); 2 usage errors; 3 the log could not be reached.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+mod http;
+mod log_commands;
+
+use http::http_get;
 
 use arcane_verifier::bundle::{TrustAnchors, verify_bundle};
 use arcane_verifier::cosignature::WitnessPolicy;
@@ -37,6 +46,53 @@ enum Command {
         #[command(subcommand)]
         command: AttestationCommand,
     },
+    /// Fetch and verify the log's checkpoint; print size, root and witnessing.
+    Checkpoint {
+        #[command(flatten)]
+        log: LogArgs,
+    },
+    /// Prove that an entry (file, leaf hash or index) is in the log; print its proof bundle.
+    Inclusion {
+        #[command(flatten)]
+        log: LogArgs,
+        /// The entry's bytes.
+        #[arg(long, conflicts_with_all = ["leaf_hash", "index"])]
+        file: Option<PathBuf>,
+        /// The entry's leaf hash (hex).
+        #[arg(long, conflicts_with = "index")]
+        leaf_hash: Option<String>,
+        /// The entry's index.
+        #[arg(long)]
+        index: Option<u64>,
+        /// Tree size to prove against (default: the latest).
+        #[arg(long)]
+        size: Option<u64>,
+    },
+    /// Check that the log's checkpoint extends the newest one saved in the state directory; on a
+    /// fork, keep both signed checkpoints as evidence and exit 1.
+    Consistency {
+        #[command(flatten)]
+        log: LogArgs,
+        /// State directory (0700): every checkpoint seen, and evidence.
+        #[arg(long)]
+        state: PathBuf,
+    },
+    /// List the currently valid `release` entries, each proven against the current checkpoint.
+    Releases {
+        #[command(flatten)]
+        log: LogArgs,
+        /// Publisher keys to mark as trusted (repeatable).
+        #[arg(long)]
+        publisher: Vec<String>,
+    },
+    /// List the currently valid `ohttp-keys` and `token-key` entries.
+    Keys {
+        #[command(flatten)]
+        log: LogArgs,
+        /// Publisher keys to mark as trusted (repeatable).
+        #[arg(long)]
+        publisher: Vec<String>,
+    },
     /// Measure an EIF and check that the log holds a valid `release` entry with exactly its PCRs.
     Reproduce {
         /// The Enclave Image File, built from the published source.
@@ -55,6 +111,58 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(clap::Args)]
+struct LogArgs {
+    /// The log's base URL.
+    #[arg(long)]
+    url: String,
+    /// The log's verifier key text.
+    #[arg(long, conflicts_with = "vkey_file")]
+    vkey: Option<String>,
+    /// A file holding the log's verifier key.
+    #[arg(long)]
+    vkey_file: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Exit status when the log could not be reached.
+const EXIT_UNREACHABLE: u8 = 3;
+
+fn run_log_command(
+    log: &LogArgs,
+    command: impl FnOnce(&log_commands::Log, bool) -> Result<(), log_commands::AuditError>,
+) -> ExitCode {
+    let outcome = log_commands::Log::new(&log.url, log.vkey.as_deref(), log.vkey_file.as_deref())
+        .and_then(|l| command(&l, log.json));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            if log.json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "ok": false, "error": error.to_string() })
+                );
+            }
+            eprintln!("arcane-audit: {error}");
+            match error {
+                log_commands::AuditError::Unreachable(_) => ExitCode::from(EXIT_UNREACHABLE),
+                _ => ExitCode::FAILURE,
+            }
+        }
+    }
+}
+
+fn trusted_keys(keys: &[String]) -> Result<Vec<VerifierKey>, log_commands::AuditError> {
+    keys.iter()
+        .map(|k| {
+            VerifierKey::parse(k)
+                .map_err(|e| log_commands::AuditError::Input(format!("--publisher: {e}")))
+        })
+        .collect()
 }
 
 #[derive(Subcommand)]
@@ -99,6 +207,42 @@ fn main() -> ExitCode {
                     json,
                 },
         } => verify(&file, at, root, release, log_key, &publisher, json),
+        Command::Checkpoint { log } => run_log_command(&log, |l, json| {
+            log_commands::checkpoint(l, &WitnessPolicy::none(), json)
+        }),
+        Command::Inclusion {
+            log,
+            file,
+            leaf_hash,
+            index,
+            size,
+        } => run_log_command(&log, |l, json| {
+            let target = match (file, leaf_hash, index) {
+                (Some(f), None, None) => log_commands::Target::File(f),
+                (None, Some(h), None) => log_commands::Target::LeafHash(h),
+                (None, None, Some(i)) => log_commands::Target::Index(i),
+                _ => {
+                    return Err(log_commands::AuditError::Input(
+                        "give one of --file, --leaf-hash, --index".into(),
+                    ));
+                }
+            };
+            log_commands::inclusion(l, target, size, json)
+        }),
+        Command::Consistency { log, state } => run_log_command(&log, |l, json| {
+            log_commands::consistency(l, &WitnessPolicy::none(), &state, json)
+        }),
+        Command::Releases { log, publisher } => run_log_command(&log, |l, json| {
+            log_commands::current_entries(l, &["release"], &trusted_keys(&publisher)?, json)
+        }),
+        Command::Keys { log, publisher } => run_log_command(&log, |l, json| {
+            log_commands::current_entries(
+                l,
+                &["ohttp-keys", "token-key"],
+                &trusted_keys(&publisher)?,
+                json,
+            )
+        }),
         Command::Reproduce {
             eif,
             url,
@@ -202,69 +346,6 @@ fn reproduce(
             }
             ExitCode::FAILURE
         }
-    }
-}
-
-/// A plain HTTP GET (auditors talk to the log URLs they are given, nothing else).
-fn http_get(url: &str) -> Result<Vec<u8>, String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or("only http:// URLs are supported so far")?;
-    let (host, path) = rest
-        .split_once('/')
-        .map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
-    let mut stream = std::net::TcpStream::connect(host).map_err(|e| format!("{host}: {e}"))?;
-    stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
-        .map_err(|e| e.to_string())?;
-    use std::io::{Read, Write};
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nAccept: application/json\r\n\r\n")
-        .map_err(|e| e.to_string())?;
-    let mut response = Vec::new();
-    stream
-        .read_to_end(&mut response)
-        .map_err(|e| e.to_string())?;
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("malformed HTTP response")?;
-    let head = String::from_utf8_lossy(&response[..split]).into_owned();
-    if !head.starts_with("HTTP/1.1 200") {
-        return Err(format!(
-            "{url}: {}",
-            head.lines().next().unwrap_or_default()
-        ));
-    }
-    let body = &response[split + 4..];
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        return dechunk(body);
-    }
-    Ok(body.to_vec())
-}
-
-fn dechunk(mut body: &[u8]) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = body
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .ok_or("bad chunked body")?;
-        let size_text = std::str::from_utf8(&body[..line_end]).map_err(|_| "bad chunk size")?;
-        let size =
-            usize::from_str_radix(size_text.split(';').next().unwrap_or_default().trim(), 16)
-                .map_err(|_| "bad chunk size")?;
-        body = &body[line_end + 2..];
-        if size == 0 {
-            return Ok(out);
-        }
-        if body.len() < size + 2 {
-            return Err("truncated chunk".into());
-        }
-        out.extend_from_slice(&body[..size]);
-        body = &body[size + 2..];
     }
 }
 

@@ -1,0 +1,469 @@
+//! Log audits: `checkpoint`, `inclusion`, `consistency` (with a state directory and fork
+//! evidence), `releases` and `keys`. Every answer is checked against the log's verifier key before
+//! it is printed.
+
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
+use arcane_verifier::Hash;
+use arcane_verifier::bundle::ProofBundle;
+use arcane_verifier::checkpoint::{Checkpoint, VerifiedCheckpoint, verify_checkpoint};
+use arcane_verifier::cosignature::WitnessPolicy;
+use arcane_verifier::entry::{EntryBody, EntryPolicy, SignedEntry};
+use arcane_verifier::merkle::leaf_hash;
+use arcane_verifier::note::VerifierKey;
+use arcane_verifier::proof::{verify_consistency, verify_inclusion};
+
+use crate::http::http_get;
+
+/// Why an audit failed, mapped to the exit status.
+#[derive(Debug)]
+pub enum AuditError {
+    /// The log's answer does not verify, or the log forked: exit 1.
+    Failed(String),
+    /// The log could not be reached or read: exit 3.
+    Unreachable(String),
+    /// Bad local input (files, keys): exit 1.
+    Input(String),
+}
+
+impl std::fmt::Display for AuditError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AuditError::Failed(m) => write!(f, "verification failed: {m}"),
+            AuditError::Unreachable(m) => write!(f, "log unreachable: {m}"),
+            AuditError::Input(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, AuditError>;
+
+fn failed(e: impl std::fmt::Display) -> AuditError {
+    AuditError::Failed(e.to_string())
+}
+
+/// The log being audited: its URL and verifier key.
+pub struct Log {
+    url: String,
+    key: VerifierKey,
+}
+
+impl Log {
+    /// From `--url` and `--vkey` / `--vkey-file`.
+    pub fn new(url: &str, vkey: Option<&str>, vkey_file: Option<&Path>) -> Result<Self> {
+        let text = match (vkey, vkey_file) {
+            (Some(text), None) => text.to_owned(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| AuditError::Input(format!("{}: {e}", path.display())))?,
+            _ => {
+                return Err(AuditError::Input(
+                    "give exactly one of --vkey and --vkey-file".into(),
+                ));
+            }
+        };
+        let key = VerifierKey::parse(text.trim())
+            .map_err(|e| AuditError::Input(format!("log key: {e}")))?;
+        Ok(Log {
+            url: url.trim_end_matches('/').to_owned(),
+            key,
+        })
+    }
+
+    fn get(&self, path: &str) -> Result<Vec<u8>> {
+        http_get(&format!("{}{path}", self.url)).map_err(AuditError::Unreachable)
+    }
+
+    fn get_json(&self, path: &str) -> Result<serde_json::Value> {
+        serde_json::from_slice(&self.get(path)?)
+            .map_err(|e| failed(format!("{path}: not JSON: {e}")))
+    }
+
+    /// The current checkpoint, verified (no witnesses required unless a policy is given).
+    pub fn checkpoint(&self, witnesses: &WitnessPolicy) -> Result<(VerifiedCheckpoint, String)> {
+        let text = String::from_utf8(self.get("/checkpoint")?)
+            .map_err(|_| failed("checkpoint is not UTF-8"))?;
+        let verified = verify_checkpoint(text.as_bytes(), &self.key, witnesses).map_err(failed)?;
+        Ok((verified, text))
+    }
+}
+
+fn hashes(value: &serde_json::Value) -> Result<Vec<Hash>> {
+    value
+        .as_array()
+        .ok_or_else(|| failed("proof is not a list"))?
+        .iter()
+        .map(|h| {
+            let raw = BASE64
+                .decode(h.as_str().unwrap_or_default())
+                .map_err(|_| failed("proof hash is not base64"))?;
+            Hash::from_slice(&raw).map_err(failed)
+        })
+        .collect()
+}
+
+fn print(json: bool, value: &serde_json::Value, human: impl FnOnce() -> String) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(value).expect("JSON"));
+    } else {
+        println!("{}", human());
+    }
+}
+
+/// `checkpoint`: fetch, verify, print size, root and witnessing.
+pub fn checkpoint(log: &Log, witnesses: &WitnessPolicy, json: bool) -> Result<()> {
+    let (verified, _) = log.checkpoint(witnesses)?;
+    let c = &verified.checkpoint;
+    let newest = verified.cosignatures.iter().map(|c| c.timestamp).max();
+    let value = serde_json::json!({
+        "origin": c.origin,
+        "size": c.size,
+        "root": BASE64.encode(c.root.0),
+        "root_hex": c.root.to_hex(),
+        "cosignatures": verified.cosignatures.iter().map(|c| serde_json::json!({"witness": c.witness, "timestamp": c.timestamp})).collect::<Vec<_>>(),
+        "newest_cosignature": newest,
+    });
+    print(json, &value, || {
+        let witnessed = match newest {
+            Some(t) => format!(
+                "{} cosignature(s), newest at {t}",
+                verified.cosignatures.len()
+            ),
+            None => "no witness cosignatures (its age cannot be told)".into(),
+        };
+        format!(
+            "{}\nsize {}\nroot {}\n{witnessed}",
+            c.origin,
+            c.size,
+            BASE64.encode(c.root.0)
+        )
+    });
+    Ok(())
+}
+
+/// What `inclusion` is asked about.
+pub enum Target {
+    /// An entry's bytes.
+    File(PathBuf),
+    /// A leaf hash.
+    LeafHash(String),
+    /// A leaf index.
+    Index(u64),
+}
+
+/// `inclusion`: prove that an entry is in the log at `size` (default: the latest), print its
+/// proof bundle.
+pub fn inclusion(log: &Log, target: Target, size: Option<u64>, json: bool) -> Result<()> {
+    let size_query = size.map(|s| format!("&size={s}")).unwrap_or_default();
+    let (query, known_entry) = match &target {
+        Target::File(path) => {
+            let entry = std::fs::read(path)
+                .map_err(|e| AuditError::Input(format!("{}: {e}", path.display())))?;
+            (
+                format!("leaf_hash={}", leaf_hash(&entry).to_hex()),
+                Some(entry),
+            )
+        }
+        Target::LeafHash(hex) => (format!("leaf_hash={hex}"), None),
+        Target::Index(i) => (format!("index={i}"), None),
+    };
+    let reply = log.get_json(&format!("/v1/proof/inclusion?{query}{size_query}"))?;
+    let note = reply["checkpoint"]
+        .as_str()
+        .ok_or_else(|| failed("no checkpoint signed for that size"))?;
+    let verified =
+        verify_checkpoint(note.as_bytes(), &log.key, &WitnessPolicy::none()).map_err(failed)?;
+    let index = reply["index"].as_u64().ok_or_else(|| failed("no index"))?;
+    let proof = hashes(&reply["proof"])?;
+    let entry = match known_entry {
+        Some(entry) => entry,
+        None => {
+            let e = log.get_json(&format!("/v1/entries/{index}"))?;
+            BASE64
+                .decode(e["entry"].as_str().unwrap_or_default())
+                .map_err(|_| failed("entry is not base64"))?
+        }
+    };
+    let leaf = leaf_hash(&entry);
+    if let Target::LeafHash(hex) = &target
+        && !leaf.to_hex().eq_ignore_ascii_case(hex)
+    {
+        return Err(failed("the log returned an entry with another leaf hash"));
+    }
+    verify_inclusion(
+        index,
+        verified.checkpoint.size,
+        &leaf,
+        &proof,
+        &verified.checkpoint.root,
+    )
+    .map_err(failed)?;
+    let bundle = ProofBundle {
+        entry,
+        index,
+        proof,
+        checkpoint: note.to_owned(),
+    }
+    .to_text();
+    let value = serde_json::json!({
+        "included": true,
+        "index": index,
+        "tree_size": verified.checkpoint.size,
+        "leaf_hash": leaf.to_hex(),
+        "bundle": bundle,
+    });
+    print(json, &value, || {
+        format!(
+            "included at index {index} in the tree of size {}\n\n{bundle}",
+            verified.checkpoint.size
+        )
+    });
+    Ok(())
+}
+
+/// The state directory of `consistency`: every checkpoint seen, and evidence of forks.
+struct State {
+    dir: PathBuf,
+}
+
+impl State {
+    fn open(dir: &Path) -> Result<Self> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir.join("checkpoints"))
+            .map_err(|e| AuditError::Input(format!("{}: {e}", dir.display())))?;
+        Ok(State {
+            dir: dir.to_owned(),
+        })
+    }
+
+    fn write(&self, path: &Path, text: &str) -> Result<()> {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| AuditError::Input(format!("{}: {e}", path.display())))?;
+        file.write_all(text.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(|e| AuditError::Input(format!("{}: {e}", path.display())))
+    }
+
+    /// Saves a verified checkpoint note with its source.
+    fn save(&self, c: &Checkpoint, note: &str, source: &str) -> Result<()> {
+        let name = format!("{:020}-{}", c.size, &c.root.to_hex()[..16]);
+        self.write(
+            &self.dir.join("checkpoints").join(format!("{name}.note")),
+            note,
+        )?;
+        self.write(
+            &self.dir.join("checkpoints").join(format!("{name}.source")),
+            &format!("{source}\n"),
+        )
+    }
+
+    /// The largest checkpoint seen, re-verified.
+    fn latest(&self, key: &VerifierKey) -> Result<Option<(Checkpoint, String)>> {
+        let mut names: Vec<String> = std::fs::read_dir(self.dir.join("checkpoints"))
+            .map_err(|e| AuditError::Input(e.to_string()))?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.ends_with(".note"))
+            .collect();
+        names.sort();
+        let Some(name) = names.pop() else {
+            return Ok(None);
+        };
+        let note = std::fs::read_to_string(self.dir.join("checkpoints").join(&name))
+            .map_err(|e| AuditError::Input(e.to_string()))?;
+        let verified =
+            verify_checkpoint(note.as_bytes(), key, &WitnessPolicy::none()).map_err(|e| {
+                AuditError::Input(format!("saved checkpoint {name} no longer verifies: {e}"))
+            })?;
+        Ok(Some((verified.checkpoint, note)))
+    }
+
+    /// Keeps both signed checkpoints as evidence; returns the folder.
+    fn evidence(&self, old: &str, new: &str) -> Result<PathBuf> {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let folder = self.dir.join("evidence").join(stamp.to_string());
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&folder)
+            .map_err(|e| AuditError::Input(e.to_string()))?;
+        self.write(&folder.join("saved.note"), old)?;
+        self.write(&folder.join("current.note"), new)?;
+        Ok(folder)
+    }
+}
+
+/// `consistency`: the log's current checkpoint must extend the newest one saved in `state`.
+pub fn consistency(log: &Log, witnesses: &WitnessPolicy, state: &Path, json: bool) -> Result<()> {
+    let state = State::open(state)?;
+    let (current, note) = log.checkpoint(witnesses)?;
+    let new = &current.checkpoint;
+    let outcome = match state.latest(&log.key)? {
+        None => Ok("first checkpoint saved; nothing to compare yet".to_owned()),
+        Some((old, old_note)) => {
+            let check = if old.size > new.size {
+                Err(format!("the log shrank from {} to {}", old.size, new.size))
+            } else if old.size == new.size {
+                if old.root == new.root {
+                    Ok(())
+                } else {
+                    Err(format!("two different roots for size {}", new.size))
+                }
+            } else if old.size == 0 {
+                Ok(())
+            } else {
+                let reply = log.get_json(&format!(
+                    "/v1/proof/consistency?old={}&new={}",
+                    old.size, new.size
+                ))?;
+                verify_consistency(
+                    old.size,
+                    new.size,
+                    &old.root,
+                    &new.root,
+                    &hashes(&reply["proof"])?,
+                )
+                .map_err(|e| e.to_string())
+            };
+            match check {
+                Ok(()) => Ok(format!(
+                    "size {} extends the saved size {}",
+                    new.size, old.size
+                )),
+                Err(why) => {
+                    let folder = state.evidence(&old_note, &note)?;
+                    return Err(failed(format!(
+                        "possible fork: {why}; both signed checkpoints saved in {}",
+                        folder.display()
+                    )));
+                }
+            }
+        }
+    };
+    state.save(new, &note, &log.url)?;
+    let message = outcome?;
+    let value = serde_json::json!({"consistent": true, "size": new.size, "root": BASE64.encode(new.root.0), "message": message});
+    print(json, &value, || message.clone());
+    Ok(())
+}
+
+/// `releases` / `keys`: the currently valid entries of the given kinds, each proven against the
+/// current checkpoint, with whether their publisher is one of `publishers`.
+pub fn current_entries(
+    log: &Log,
+    kinds: &[&str],
+    publishers: &[VerifierKey],
+    json: bool,
+) -> Result<()> {
+    let (current, _) = log.checkpoint(&WitnessPolicy::none())?;
+    let policy = EntryPolicy::default();
+    let mut rows = Vec::new();
+    for kind in kinds {
+        let reply = log.get_json(&format!(
+            "/v1/bundles?kind={kind}&size={}",
+            current.checkpoint.size
+        ))?;
+        for bundle in reply["bundles"].as_array().cloned().unwrap_or_default() {
+            let text = bundle.as_str().unwrap_or_default();
+            let parsed = ProofBundle::parse(text.as_bytes()).map_err(failed)?;
+            let against = verify_checkpoint(
+                parsed.checkpoint.as_bytes(),
+                &log.key,
+                &WitnessPolicy::none(),
+            )
+            .map_err(failed)?;
+            if against.checkpoint != current.checkpoint {
+                return Err(failed(
+                    "a bundle is against another checkpoint than the current one",
+                ));
+            }
+            let leaf = leaf_hash(&parsed.entry);
+            verify_inclusion(
+                parsed.index,
+                current.checkpoint.size,
+                &leaf,
+                &parsed.proof,
+                &current.checkpoint.root,
+            )
+            .map_err(failed)?;
+            let entry = SignedEntry::decode(&parsed.entry).map_err(failed)?;
+            let trusted = entry.verify_signature(publishers).is_ok();
+            let valid = policy.validate(&entry.entry).is_ok();
+            let summary = match &entry.entry.body {
+                EntryBody::Release(r) => format!(
+                    "PCR0 {}… model {}… {} {}",
+                    &hex::encode(r.pcr0)[..16],
+                    &hex::encode(r.model_sha256)[..16],
+                    r.engine,
+                    r.engine_version
+                ),
+                EntryBody::OhttpKeys(c) => format!(
+                    "key id {} KEM 0x{:04x} {} suite(s)",
+                    c.key_id,
+                    c.kem_id,
+                    c.symmetric.len()
+                ),
+                EntryBody::TokenKey(k) => format!(
+                    "{} key {}…",
+                    k.role.as_str(),
+                    &hex::encode(k.key_id())[..16]
+                ),
+                EntryBody::Unknown { kind, .. } => format!("unknown kind {kind}"),
+            };
+            let publisher = hex::encode(entry.entry.publisher.0);
+            rows.push(serde_json::json!({
+                "kind": entry.entry.body.kind_name(),
+                "index": parsed.index,
+                "not_before": entry.entry.not_before,
+                "not_after": entry.entry.not_after,
+                "publisher": publisher,
+                "trusted_publisher": trusted,
+                "valid": valid,
+                "summary": summary,
+                "entry": entry.view(),
+            }));
+        }
+    }
+    let value = serde_json::json!({"tree_size": current.checkpoint.size, "entries": rows});
+    print(json, &value, || {
+        let mut out = format!(
+            "{:<11} {:>7}  {:<10}  {:<10}  {:<9}  summary\n",
+            "kind", "index", "from", "until", "publisher"
+        );
+        for row in &rows {
+            out.push_str(&format!(
+                "{:<11} {:>7}  {:<10}  {:<10}  {:<9}  {}\n",
+                row["kind"].as_str().unwrap_or_default(),
+                row["index"],
+                row["not_before"],
+                row["not_after"],
+                if row["trusted_publisher"] == true {
+                    "trusted"
+                } else {
+                    "UNKNOWN"
+                },
+                row["summary"].as_str().unwrap_or_default()
+            ));
+        }
+        out.push_str(&format!(
+            "{} entries, tree size {}",
+            rows.len(),
+            current.checkpoint.size
+        ));
+        out
+    });
+    Ok(())
+}
