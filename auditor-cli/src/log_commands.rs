@@ -467,3 +467,91 @@ pub fn current_entries(
     });
     Ok(())
 }
+
+/// Entry bundles fetched from the log.
+struct HttpSource<'a>(&'a Log);
+
+impl arcane_audit::replay::BundleSource for HttpSource<'_> {
+    fn bundle(
+        &mut self,
+        coord: &arcane_verifier::tiles::TileCoord,
+    ) -> std::result::Result<Vec<u8>, String> {
+        http_get(&format!("{}/{}", self.0.url, coord.path()))
+    }
+}
+
+/// `replay`: recompute the whole log from its entry bundles and compare with the checkpoint;
+/// resumable through `state`.
+pub fn replay(log: &Log, state: Option<&Path>, json: bool) -> Result<()> {
+    use arcane_audit::replay::{Progress, replay};
+    let (current, _) = log.checkpoint(&WitnessPolicy::none())?;
+    let size = current.checkpoint.size;
+    let progress_file = match state {
+        Some(dir) => Some(State::open(dir)?.dir.join("replay-progress")),
+        None => None,
+    };
+    let mut progress = progress_file
+        .as_deref()
+        .and_then(Progress::load)
+        .filter(|p| p.range.size() <= size)
+        .unwrap_or_default();
+    let resumed_from = progress.range.size();
+    let mut bundles = 0u64;
+    let root = replay(&mut HttpSource(log), size, &mut progress, |p| {
+        bundles += 1;
+        // Only whole bundles are saved: a partial one is fetched again, wider, next time.
+        if let Some(file) = &progress_file
+            && p.range
+                .size()
+                .is_multiple_of(arcane_verifier::tiles::TILE_WIDTH)
+        {
+            p.save(file)?;
+        }
+        if !json && (bundles.is_multiple_of(16) || p.range.size() == size) {
+            eprint!("\rreplayed {} / {size} entries", p.range.size());
+        }
+        Ok(())
+    })
+    .map_err(AuditError::Unreachable)?;
+    if !json && size > resumed_from {
+        eprintln!();
+    }
+    let matches = root == current.checkpoint.root;
+    let value = serde_json::json!({
+        "ok": matches && progress.invalid == 0,
+        "tree_size": size,
+        "root": BASE64.encode(current.checkpoint.root.0),
+        "recomputed_root": BASE64.encode(root.0),
+        "root_matches": matches,
+        "resumed_from": resumed_from,
+        "entries_per_kind": progress.kinds,
+        "invalid_entries": progress.invalid,
+    });
+    print(json, &value, || {
+        let kinds: Vec<String> = progress
+            .kinds
+            .iter()
+            .map(|(k, n)| format!("{k}: {n}"))
+            .collect();
+        format!(
+            "replayed {size} entries (resumed from {resumed_from}); root {}; {}; invalid typed entries: {}",
+            if matches {
+                "matches the checkpoint"
+            } else {
+                "DIFFERS from the checkpoint"
+            },
+            kinds.join(", "),
+            progress.invalid
+        )
+    });
+    if !matches {
+        return Err(failed("the recomputed root differs from the checkpoint"));
+    }
+    if progress.invalid > 0 {
+        return Err(failed(format!(
+            "{} typed entries break their kind rules",
+            progress.invalid
+        )));
+    }
+    Ok(())
+}

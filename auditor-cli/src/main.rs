@@ -93,6 +93,15 @@ enum Command {
         #[arg(long)]
         publisher: Vec<String>,
     },
+    /// Recompute the whole log from its entry bundles and compare with the signed checkpoint;
+    /// with --state, an interrupted replay resumes.
+    Replay {
+        #[command(flatten)]
+        log: LogArgs,
+        /// State directory for resumable progress.
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
     /// Measure an EIF and check that the log holds a valid `release` entry with exactly its PCRs.
     Reproduce {
         /// The Enclave Image File, built from the published source.
@@ -242,6 +251,9 @@ fn main() -> ExitCode {
                 &trusted_keys(&publisher)?,
                 json,
             )
+        }),
+        Command::Replay { log, state } => run_log_command(&log, |l, json| {
+            log_commands::replay(l, state.as_deref(), json)
         }),
         Command::Reproduce {
             eif,
