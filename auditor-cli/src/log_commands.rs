@@ -555,3 +555,187 @@ pub fn replay(log: &Log, state: Option<&Path>, json: bool) -> Result<()> {
     }
     Ok(())
 }
+
+/// One thing a monitor reports.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Anomaly {
+    /// What kind of anomaly.
+    pub kind: &'static str,
+    /// The entry concerned, if any.
+    pub index: Option<u64>,
+    /// Details.
+    pub detail: String,
+}
+
+/// A key entry's validity window, remembered across runs to find overlapping key sets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct KeyWindow {
+    group: String,
+    index: u64,
+    not_before: u64,
+    not_after: u64,
+}
+
+fn load_windows(path: &Path) -> Vec<KeyWindow> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| {
+            let mut f = line.split(' ');
+            Some(KeyWindow {
+                group: f.next()?.to_owned(),
+                index: f.next()?.parse().ok()?,
+                not_before: f.next()?.parse().ok()?,
+                not_after: f.next()?.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+/// Settings of `monitor`.
+pub struct MonitorOptions<'a> {
+    /// Known publishers; entries by anyone else are anomalies.
+    pub publishers: &'a [VerifierKey],
+    /// How long two key sets of one role may both be valid (a rotation), in seconds.
+    pub rotation_overlap: u64,
+}
+
+/// One monitoring pass: the checkpoint must extend the last one seen, new entries are fetched
+/// (only the new bundles), the tree is recomputed and compared, and every new entry is checked.
+/// Returns the anomalies found.
+pub fn monitor_once(
+    log: &Log,
+    state_dir: &Path,
+    options: &MonitorOptions<'_>,
+) -> Result<(u64, Vec<Anomaly>)> {
+    use arcane_audit::replay::{Progress, replay_entries};
+    let state = State::open(state_dir)?;
+    let mut anomalies = Vec::new();
+    let (current, note) = log.checkpoint(&WitnessPolicy::none())?;
+    let new = &current.checkpoint;
+    // Entries below the last checkpoint seen were reported on before; a partial bundle is read
+    // again, but only what is new is reported.
+    let mut reported_below = 0;
+    if let Some((old, old_note)) = state.latest(&log.key)? {
+        reported_below = old.size;
+        let why = if old.size > new.size {
+            Some(format!("the log shrank from {} to {}", old.size, new.size))
+        } else if old.size == new.size && old.root != new.root {
+            Some(format!("two different roots for size {}", new.size))
+        } else if old.size > 0 && old.size < new.size {
+            let reply = log.get_json(&format!(
+                "/v1/proof/consistency?old={}&new={}",
+                old.size, new.size
+            ))?;
+            verify_consistency(
+                old.size,
+                new.size,
+                &old.root,
+                &new.root,
+                &hashes(&reply["proof"])?,
+            )
+            .err()
+            .map(|e| format!("checkpoint {} does not extend {}: {e}", new.size, old.size))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            let folder = state.evidence(&old_note, &note)?;
+            anomalies.push(Anomaly {
+                kind: "fork",
+                index: None,
+                detail: format!("{why}; evidence in {}", folder.display()),
+            });
+            return Ok((new.size, anomalies));
+        }
+    }
+    let progress_file = state.dir.join("monitor-progress");
+    let windows_file = state.dir.join("key-windows");
+    let mut progress = Progress::load(&progress_file)
+        .filter(|p| p.range.size() <= new.size)
+        .unwrap_or_default();
+    let mut windows = load_windows(&windows_file);
+    let policy = EntryPolicy::default();
+    let mut seen_windows: Vec<KeyWindow> = Vec::new();
+    let root = replay_entries(
+        &mut HttpSource(log),
+        new.size,
+        &mut progress,
+        |index, bytes| {
+            let fresh = index >= reported_below;
+            let mut report = |a: Anomaly| {
+                if fresh {
+                    anomalies.push(a);
+                }
+            };
+            let signed = match SignedEntry::decode(bytes) {
+                Ok(s) if !matches!(s.entry.body, EntryBody::Unknown { .. }) => s,
+                _ => {
+                    report(Anomaly { kind: "untyped_entry", index: Some(index), detail: "not a typed entry".into() });
+                    return;
+                }
+            };
+            if signed.verify_signature(options.publishers).is_err() {
+                report(Anomaly { kind: "unknown_publisher", index: Some(index), detail: format!("publisher {}", hex::encode(signed.entry.publisher.0)) });
+            }
+            if let Err(e) = policy.validate(&signed.entry) {
+                report(Anomaly { kind: "invalid_entry", index: Some(index), detail: e.to_string() });
+            }
+            let group = match &signed.entry.body {
+                EntryBody::OhttpKeys(_) => Some("ohttp-keys".to_owned()),
+                EntryBody::TokenKey(k) => Some(format!("token-key-{}", k.role.as_str())),
+                _ => None,
+            };
+            if let Some(group) = group {
+                let window = KeyWindow { group, index, not_before: signed.entry.not_before, not_after: signed.entry.not_after };
+                let mut others: Vec<&KeyWindow> = windows.iter().chain(&seen_windows).filter(|w| w.group == window.group && w.index != index).collect();
+                others.sort_by_key(|w| w.index);
+                others.dedup_by_key(|w| w.index);
+                for other in others {
+                    let overlap = window.not_after.min(other.not_after).saturating_sub(window.not_before.max(other.not_before));
+                    if overlap > options.rotation_overlap {
+                        report(Anomaly {
+                            kind: "overlapping_keys",
+                            index: Some(index),
+                            detail: format!("{} entries {} and {} are both valid for {overlap} s (rotation overlap allows {} s): a sign of targeting", window.group, other.index, index, options.rotation_overlap),
+                        });
+                    }
+                }
+                if !seen_windows.iter().any(|w| w.index == index) {
+                    seen_windows.push(window);
+                }
+            }
+        },
+        |p| {
+            if p.range.size().is_multiple_of(arcane_verifier::tiles::TILE_WIDTH) {
+                p.save(&progress_file)?;
+            }
+            Ok(())
+        },
+    )
+    .map_err(AuditError::Unreachable)?;
+    if root != new.root {
+        anomalies.push(Anomaly {
+            kind: "root_mismatch",
+            index: None,
+            detail: format!(
+                "entries hash to {} but the checkpoint says {}",
+                root, new.root
+            ),
+        });
+    }
+    // Remember key windows for the next runs (entries of a partial bundle are seen again next
+    // time; keep each index once).
+    for w in seen_windows {
+        if !windows.iter().any(|o| o.index == w.index) {
+            windows.push(w);
+        }
+    }
+    let text: String = windows
+        .iter()
+        .map(|w| format!("{} {} {} {}\n", w.group, w.index, w.not_before, w.not_after))
+        .collect();
+    state.write(&windows_file, &text)?;
+    state.save(new, &note, &log.url)?;
+    Ok((new.size, anomalies))
+}

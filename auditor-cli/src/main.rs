@@ -93,6 +93,28 @@ enum Command {
         #[arg(long)]
         publisher: Vec<String>,
     },
+    /// Follow the log: check each new checkpoint extends the last, fetch only new bundles,
+    /// recompute the tree, validate every new entry, report anomalies (forks, unknown publishers,
+    /// invalid entries, key sets of one role overlapping beyond the rotation window).
+    Monitor {
+        #[command(flatten)]
+        log: LogArgs,
+        /// State directory: checkpoints seen, progress, key windows, evidence.
+        #[arg(long)]
+        state: PathBuf,
+        /// Known publisher keys (repeatable); entries by others are anomalies.
+        #[arg(long)]
+        publisher: Vec<String>,
+        /// How long two key sets of one role may overlap (a rotation), in seconds.
+        #[arg(long, default_value_t = 86_400)]
+        rotation_overlap: u64,
+        /// Seconds between passes.
+        #[arg(long, default_value_t = 60)]
+        interval: u64,
+        /// One pass, then exit (1 if anything was found).
+        #[arg(long)]
+        once: bool,
+    },
     /// Recompute the whole log from its entry bundles and compare with the signed checkpoint;
     /// with --state, an interrupted replay resumes.
     Replay {
@@ -251,6 +273,49 @@ fn main() -> ExitCode {
                 &trusted_keys(&publisher)?,
                 json,
             )
+        }),
+        Command::Monitor {
+            log,
+            state,
+            publisher,
+            rotation_overlap,
+            interval,
+            once,
+        } => run_log_command(&log, |l, json| {
+            let publishers = trusted_keys(&publisher)?;
+            let options = log_commands::MonitorOptions {
+                publishers: &publishers,
+                rotation_overlap,
+            };
+            loop {
+                let (size, anomalies) = log_commands::monitor_once(l, &state, &options)?;
+                for a in &anomalies {
+                    if json {
+                        println!("{}", serde_json::to_string(a).expect("JSON"));
+                    } else {
+                        println!(
+                            "ANOMALY {}{}: {}",
+                            a.kind,
+                            a.index.map(|i| format!(" at {i}")).unwrap_or_default(),
+                            a.detail
+                        );
+                    }
+                }
+                if !json {
+                    eprintln!("monitor: tree size {size}, {} anomalies", anomalies.len());
+                }
+                if once {
+                    return if anomalies.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(log_commands::AuditError::Failed(format!(
+                            "{} anomalies",
+                            anomalies.len()
+                        )))
+                    };
+                }
+                std::thread::sleep(std::time::Duration::from_secs(interval));
+            }
         }),
         Command::Replay { log, state } => run_log_command(&log, |l, json| {
             log_commands::replay(l, state.as_deref(), json)

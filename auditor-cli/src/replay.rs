@@ -90,6 +90,17 @@ pub fn replay(
     source: &mut dyn BundleSource,
     size: u64,
     progress: &mut Progress,
+    after_bundle: impl FnMut(&Progress) -> Result<(), String>,
+) -> Result<Hash, String> {
+    replay_entries(source, size, progress, |_, _| {}, after_bundle)
+}
+
+/// Like [`replay`], also handing every entry (index, bytes) to `on_entry`.
+pub fn replay_entries(
+    source: &mut dyn BundleSource,
+    size: u64,
+    progress: &mut Progress,
+    mut on_entry: impl FnMut(u64, &[u8]),
     mut after_bundle: impl FnMut(&Progress) -> Result<(), String>,
 ) -> Result<Hash, String> {
     if !progress.range.size().is_multiple_of(TILE_WIDTH) && progress.range.size() != size {
@@ -108,6 +119,7 @@ pub fn replay(
         let entries =
             parse_entry_bundle(&bytes, width).map_err(|e| format!("{}: {e}", coord.path()))?;
         for entry in entries {
+            on_entry(progress.range.size(), entry);
             progress.range.append(leaf_hash(entry));
             let kind = match SignedEntry::decode(entry) {
                 Ok(signed) if !matches!(signed.entry.body, EntryBody::Unknown { .. }) => {
