@@ -16,6 +16,7 @@ use clap::{Parser, Subcommand};
 
 mod http;
 mod log_commands;
+mod witness_server;
 
 use http::http_get;
 
@@ -41,6 +42,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// A C2SP tlog-witness: cosign checkpoints of the logs it watches, only when consistent.
+    Witness {
+        #[command(subcommand)]
+        command: WitnessCommand,
+    },
     /// Nitro attestation documents.
     Attestation {
         #[command(subcommand)]
@@ -144,6 +150,101 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum WitnessCommand {
+    /// Make a witness key (cosignature/v1): writes the secret key (0600), prints the verifier key.
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+        /// The witness's name (a schema-less URL).
+        #[arg(long)]
+        name: String,
+    },
+    /// Serve POST /add-checkpoint.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:8750")]
+        listen: std::net::SocketAddr,
+        /// The witness's secret key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// State directory (SQLite: the latest cosigned checkpoint per log).
+        #[arg(long)]
+        state: PathBuf,
+        /// Verifier key of a log to witness (repeatable).
+        #[arg(long, required = true)]
+        log: Vec<String>,
+    },
+}
+
+fn witness(command: WitnessCommand) -> ExitCode {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let result = (|| -> Result<(), String> {
+        match command {
+            WitnessCommand::Keygen { out, name } => {
+                let mut seed = [0u8; 32];
+                getrandom::fill(&mut seed).map_err(|e| e.to_string())?;
+                let key = arcane_verifier::note::NoteSigner::from_seed(
+                    &name,
+                    arcane_verifier::note::ALG_COSIGNATURE_V1,
+                    &seed,
+                )
+                .map_err(|e| e.to_string())?;
+                seed.fill(0);
+                let mut file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&out)
+                    .map_err(|e| format!("{}: {e}", out.display()))?;
+                writeln!(file, "{}", &*key.to_secret_text()).map_err(|e| e.to_string())?;
+                println!("{}", key.verifier().to_text());
+                Ok(())
+            }
+            WitnessCommand::Serve {
+                listen,
+                key,
+                state,
+                log,
+            } => {
+                let meta =
+                    std::fs::metadata(&key).map_err(|e| format!("{}: {e}", key.display()))?;
+                if meta.permissions().mode() & 0o077 != 0 {
+                    return Err(format!(
+                        "{} is readable by group or others; chmod 600 it",
+                        key.display()
+                    ));
+                }
+                let text = std::fs::read_to_string(&key).map_err(|e| e.to_string())?;
+                let signer = arcane_verifier::note::NoteSigner::parse(text.trim())
+                    .map_err(|e| e.to_string())?;
+                let logs = log
+                    .iter()
+                    .map(|l| VerifierKey::parse(l).map_err(|e| format!("--log: {e}")))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+                let vkey = signer.verifier().to_text();
+                runtime.block_on(witness_server::serve(
+                    listen,
+                    signer,
+                    logs,
+                    &state,
+                    |addr| {
+                        println!("witness {vkey} listening on {addr}");
+                    },
+                ))
+            }
+        }
+    })();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("arcane-audit: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[derive(clap::Args)]
 struct LogArgs {
     /// The log's base URL.
@@ -226,6 +327,7 @@ enum AttestationCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Witness { command } => witness(command),
         Command::Attestation {
             command:
                 AttestationCommand::Verify {

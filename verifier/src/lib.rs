@@ -10,6 +10,7 @@
 //! - [`checkpoint`]: C2SP checkpoints, signed by the log and checked against a witness policy.
 //! - [`cosignature`]: C2SP `cosignature/v1` witness cosignatures and the k-of-n policy.
 //! - [`tiles`]: C2SP tlog-tiles paths, entry bundles and subtree hashes from tiles.
+//! - [`witness`]: the C2SP tlog-witness add-checkpoint protocol, as pure decisions.
 //! - [`entry`]: typed, canonically encoded, publisher-signed log entries.
 //! - [`bundle`]: proof bundles (C2SP tlog-proof plus the entry), verified in one call.
 //! - [`nitro`]: AWS Nitro Enclaves attestation documents, chain to a configured root, release policy.
@@ -48,6 +49,7 @@ pub mod nitro;
 pub mod note;
 pub mod proof;
 pub mod tiles;
+pub mod witness;
 
 pub use error::{Error, Result};
 pub use merkle::Hash;
