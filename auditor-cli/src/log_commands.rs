@@ -50,11 +50,18 @@ fn failed(e: impl std::fmt::Display) -> AuditError {
 pub struct Log {
     url: String,
     key: VerifierKey,
+    /// The witnesses whose cosignatures every checkpoint must carry.
+    policy: WitnessPolicy,
 }
 
 impl Log {
     /// From `--url` and `--vkey` / `--vkey-file`.
-    pub fn new(url: &str, vkey: Option<&str>, vkey_file: Option<&Path>) -> Result<Self> {
+    pub fn new(
+        url: &str,
+        vkey: Option<&str>,
+        vkey_file: Option<&Path>,
+        witness_policy: Option<&Path>,
+    ) -> Result<Self> {
         let text = match (vkey, vkey_file) {
             (Some(text), None) => text.to_owned(),
             (None, Some(path)) => std::fs::read_to_string(path)
@@ -67,9 +74,20 @@ impl Log {
         };
         let key = VerifierKey::parse(text.trim())
             .map_err(|e| AuditError::Input(format!("log key: {e}")))?;
+        let policy = match witness_policy {
+            None => WitnessPolicy::none(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| AuditError::Input(format!("{}: {e}", path.display())))?;
+                arcane_verifier::cosignature::parse_policy_file(&text)
+                    .map_err(|e| AuditError::Input(format!("{}: {e}", path.display())))?
+                    .0
+            }
+        };
         Ok(Log {
             url: url.trim_end_matches('/').to_owned(),
             key,
+            policy,
         })
     }
 
@@ -82,11 +100,12 @@ impl Log {
             .map_err(|e| failed(format!("{path}: not JSON: {e}")))
     }
 
-    /// The current checkpoint, verified (no witnesses required unless a policy is given).
-    pub fn checkpoint(&self, witnesses: &WitnessPolicy) -> Result<(VerifiedCheckpoint, String)> {
+    /// The current checkpoint, verified against the log key and the witness policy.
+    pub fn checkpoint(&self) -> Result<(VerifiedCheckpoint, String)> {
         let text = String::from_utf8(self.get("/checkpoint")?)
             .map_err(|_| failed("checkpoint is not UTF-8"))?;
-        let verified = verify_checkpoint(text.as_bytes(), &self.key, witnesses).map_err(failed)?;
+        let verified =
+            verify_checkpoint(text.as_bytes(), &self.key, &self.policy).map_err(failed)?;
         Ok((verified, text))
     }
 }
@@ -114,8 +133,8 @@ fn print(json: bool, value: &serde_json::Value, human: impl FnOnce() -> String) 
 }
 
 /// `checkpoint`: fetch, verify, print size, root and witnessing.
-pub fn checkpoint(log: &Log, witnesses: &WitnessPolicy, json: bool) -> Result<()> {
-    let (verified, _) = log.checkpoint(witnesses)?;
+pub fn checkpoint(log: &Log, json: bool) -> Result<()> {
+    let (verified, _) = log.checkpoint()?;
     let c = &verified.checkpoint;
     let newest = verified.cosignatures.iter().map(|c| c.timestamp).max();
     let value = serde_json::json!({
@@ -307,9 +326,9 @@ impl State {
 }
 
 /// `consistency`: the log's current checkpoint must extend the newest one saved in `state`.
-pub fn consistency(log: &Log, witnesses: &WitnessPolicy, state: &Path, json: bool) -> Result<()> {
+pub fn consistency(log: &Log, state: &Path, json: bool) -> Result<()> {
     let state = State::open(state)?;
-    let (current, note) = log.checkpoint(witnesses)?;
+    let (current, note) = log.checkpoint()?;
     let new = &current.checkpoint;
     let outcome = match state.latest(&log.key)? {
         None => Ok("first checkpoint saved; nothing to compare yet".to_owned()),
@@ -368,7 +387,7 @@ pub fn current_entries(
     publishers: &[VerifierKey],
     json: bool,
 ) -> Result<()> {
-    let (current, _) = log.checkpoint(&WitnessPolicy::none())?;
+    let (current, _) = log.checkpoint()?;
     let policy = EntryPolicy::default();
     let mut rows = Vec::new();
     for kind in kinds {
@@ -484,7 +503,7 @@ impl arcane_audit::replay::BundleSource for HttpSource<'_> {
 /// resumable through `state`.
 pub fn replay(log: &Log, state: Option<&Path>, json: bool) -> Result<()> {
     use arcane_audit::replay::{Progress, replay};
-    let (current, _) = log.checkpoint(&WitnessPolicy::none())?;
+    let (current, _) = log.checkpoint()?;
     let size = current.checkpoint.size;
     let progress_file = match state {
         Some(dir) => Some(State::open(dir)?.dir.join("replay-progress")),
@@ -611,7 +630,7 @@ pub fn monitor_once(
     use arcane_audit::replay::{Progress, replay_entries};
     let state = State::open(state_dir)?;
     let mut anomalies = Vec::new();
-    let (current, note) = log.checkpoint(&WitnessPolicy::none())?;
+    let (current, note) = log.checkpoint()?;
     let new = &current.checkpoint;
     // Entries below the last checkpoint seen were reported on before; a partial bundle is read
     // again, but only what is new is reported.

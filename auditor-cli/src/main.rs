@@ -256,6 +256,9 @@ struct LogArgs {
     /// A file holding the log's verifier key.
     #[arg(long)]
     vkey_file: Option<PathBuf>,
+    /// Witness policy (Sigsum policy format): checkpoints must carry its quorum of cosignatures.
+    #[arg(long)]
+    witness_policy: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -268,8 +271,13 @@ fn run_log_command(
     log: &LogArgs,
     command: impl FnOnce(&log_commands::Log, bool) -> Result<(), log_commands::AuditError>,
 ) -> ExitCode {
-    let outcome = log_commands::Log::new(&log.url, log.vkey.as_deref(), log.vkey_file.as_deref())
-        .and_then(|l| command(&l, log.json));
+    let outcome = log_commands::Log::new(
+        &log.url,
+        log.vkey.as_deref(),
+        log.vkey_file.as_deref(),
+        log.witness_policy.as_deref(),
+    )
+    .and_then(|l| command(&l, log.json));
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -340,9 +348,7 @@ fn main() -> ExitCode {
                     json,
                 },
         } => verify(&file, at, root, release, log_key, &publisher, json),
-        Command::Checkpoint { log } => run_log_command(&log, |l, json| {
-            log_commands::checkpoint(l, &WitnessPolicy::none(), json)
-        }),
+        Command::Checkpoint { log } => run_log_command(&log, log_commands::checkpoint),
         Command::Inclusion {
             log,
             file,
@@ -362,9 +368,9 @@ fn main() -> ExitCode {
             };
             log_commands::inclusion(l, target, size, json)
         }),
-        Command::Consistency { log, state } => run_log_command(&log, |l, json| {
-            log_commands::consistency(l, &WitnessPolicy::none(), &state, json)
-        }),
+        Command::Consistency { log, state } => {
+            run_log_command(&log, |l, json| log_commands::consistency(l, &state, json))
+        }
         Command::Releases { log, publisher } => run_log_command(&log, |l, json| {
             log_commands::current_entries(l, &["release"], &trusted_keys(&publisher)?, json)
         }),

@@ -26,6 +26,7 @@ pub mod publish;
 pub mod sequencer;
 pub mod storage;
 pub mod submission;
+pub mod witnessing;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -60,16 +61,23 @@ pub fn now_ms() -> i64 {
 /// The newest checkpoint this process serves. It only moves forward.
 #[derive(Debug)]
 pub struct Published {
+    /// When the log has witnesses, only checkpoints meeting its policy are published.
+    witnessing: Option<Arc<witnessing::Witnessing>>,
     current: RwLock<StoredCheckpoint>,
     changed: tokio::sync::watch::Sender<u64>,
     metrics: Arc<metrics::Metrics>,
 }
 
 impl Published {
-    fn new(initial: StoredCheckpoint, metrics: Arc<metrics::Metrics>) -> Self {
+    fn new(
+        initial: StoredCheckpoint,
+        metrics: Arc<metrics::Metrics>,
+        witnessing: Option<Arc<witnessing::Witnessing>>,
+    ) -> Self {
         metrics.set_tree_size(initial.size);
         let (changed, _) = tokio::sync::watch::channel(initial.size);
         Published {
+            witnessing,
             current: RwLock::new(initial),
             changed,
             metrics,
@@ -86,8 +94,15 @@ impl Published {
         self.current.read().expect("published lock").size
     }
 
-    /// Serves `checkpoint` if it is newer than the current one.
+    /// Serves `checkpoint` if it is newer than the current one (and, with witnesses, meets the
+    /// witness policy).
     pub fn update(&self, checkpoint: StoredCheckpoint) {
+        if let Some(w) = &self.witnessing
+            && checkpoint.size > 0
+            && !w.satisfied(&checkpoint.note)
+        {
+            return;
+        }
         let mut current = self.current.write().expect("published lock");
         if checkpoint.size == current.size && checkpoint.root != current.root {
             tracing::error!(
@@ -117,6 +132,8 @@ pub struct ServeConfig {
     pub origin: Option<String>,
     /// Batching and election settings.
     pub sequencer: SequencerConfig,
+    /// Witness policy file (Sigsum format): witnesses to ask and the quorum needed to publish.
+    pub witness_policy: Option<PathBuf>,
 }
 
 impl ServeConfig {
@@ -128,6 +145,7 @@ impl ServeConfig {
             database_url: None,
             origin: None,
             sequencer: SequencerConfig::default(),
+            witness_policy: None,
         }
     }
 
@@ -234,7 +252,15 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer> {
     };
     let latest = store.init_empty_checkpoint(&empty, now_ms()).await?;
     let metrics = Arc::new(metrics::Metrics::default());
-    let published = Arc::new(Published::new(latest, metrics.clone()));
+    let witnessing = match &config.witness_policy {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| LogError::io(path, e))?;
+            let (policy, witnesses) = arcane_verifier::cosignature::parse_policy_file(&text)?;
+            Some(Arc::new(witnessing::Witnessing::new(policy, witnesses)?))
+        }
+    };
+    let published = Arc::new(Published::new(latest, metrics.clone(), witnessing.clone()));
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let wake = Arc::new(tokio::sync::Notify::new());
 
@@ -273,6 +299,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer> {
         config: config.sequencer.clone(),
         published: published.clone(),
         metrics: metrics.clone(),
+        witnessing,
     };
     let sequencer = tokio::spawn(sequencer.run(wake, shutdown_rx.clone()));
     let refresher = tokio::spawn(refresh_published(store.clone(), published, shutdown_rx));

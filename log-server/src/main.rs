@@ -52,6 +52,9 @@ enum Command {
         /// Milliseconds to gather a batch before integrating it.
         #[arg(long, default_value_t = 50)]
         batch_delay_ms: u64,
+        /// Witness policy (Sigsum policy format): witnesses to ask, quorum needed to publish.
+        #[arg(long)]
+        witness_policy: Option<PathBuf>,
     },
     /// Create the log key in a data directory without starting the server.
     Keygen {
@@ -217,6 +220,7 @@ async fn run(cli: Cli) -> Result<(), LogError> {
             origin,
             batch_size,
             batch_delay_ms,
+            witness_policy,
         } => {
             if batch_size == 0 {
                 return Err(LogError::Config("--batch-size must be at least 1".into()));
@@ -227,6 +231,7 @@ async fn run(cli: Cli) -> Result<(), LogError> {
             config.origin = origin;
             config.sequencer.batch_size = batch_size;
             config.sequencer.batch_delay = Duration::from_millis(batch_delay_ms);
+            config.witness_policy = witness_policy;
             let server = arcane_log::start(config).await?;
             println!("log verifier key: {}", server.vkey());
             let client = LogClient::new(&format!("http://{}", server.addr()))?;

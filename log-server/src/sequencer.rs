@@ -182,6 +182,8 @@ pub struct Sequencer {
     pub published: Arc<Published>,
     /// This process's counters.
     pub metrics: Arc<Metrics>,
+    /// The witnesses to get checkpoints cosigned by, if the log has a witness policy.
+    pub witnessing: Option<Arc<crate::witnessing::Witnessing>>,
 }
 
 impl Sequencer {
@@ -198,7 +200,11 @@ impl Sequencer {
             if *shutdown.borrow() {
                 break;
             }
-            match self.step(&holder, &mut state).await {
+            let outcome = match self.step(&holder, &mut state).await {
+                Ok(true) => self.witness_latest().await.map(|()| true),
+                other => other,
+            };
+            match outcome {
                 Ok(is_leader) => {
                     if is_leader && !leader {
                         tracing::info!("this process is now the sequencer");
@@ -230,6 +236,36 @@ impl Sequencer {
         if leader {
             let _ = self.store.release_lease(&holder).await;
         }
+    }
+
+    /// With witnesses: gets the newest stored checkpoint cosigned (when it is not yet), records
+    /// the cosigned note and publishes it once the policy is met; retried every round.
+    async fn witness_latest(&self) -> Result<()> {
+        let Some(witnessing) = &self.witnessing else {
+            return Ok(());
+        };
+        let Some(latest) = self.store.latest_checkpoint().await? else {
+            return Ok(());
+        };
+        if latest.size <= self.published.size() {
+            return Ok(());
+        }
+        if witnessing.satisfied(&latest.note) {
+            self.published.update(latest);
+            return Ok(());
+        }
+        if let Some(note) = witnessing.cosign(&self.store, &latest).await? {
+            self.store
+                .set_checkpoint_note(latest.size, &latest.root, &note)
+                .await?;
+            self.published.update(StoredCheckpoint { note, ..latest });
+        } else {
+            tracing::warn!(
+                size = latest.size,
+                "witness policy not met; checkpoint not published yet"
+            );
+        }
+        Ok(())
     }
 
     /// One round: renew the lease, then integrate batches until nothing is pending. Returns

@@ -363,6 +363,23 @@ impl Store {
         row.as_ref().map(checkpoint_from_row).transpose()
     }
 
+    /// Replaces the note of a stored checkpoint with a cosigned one of the same size and root.
+    pub async fn set_checkpoint_note(&self, size: u64, root: &Hash, note: &str) -> Result<()> {
+        let _writer = self.writer().await;
+        let updated = sqlx::query("UPDATE checkpoints SET note = $1 WHERE size = $2 AND root = $3")
+            .bind(note)
+            .bind(to_i64(size)?)
+            .bind(root.0.to_vec())
+            .execute(&self.pool)
+            .await?;
+        if updated.rows_affected() != 1 {
+            return Err(LogError::Corrupt(format!(
+                "no checkpoint of size {size} with that root"
+            )));
+        }
+        Ok(())
+    }
+
     /// Every stored checkpoint, oldest first (for audits and tests).
     pub async fn all_checkpoints(&self) -> Result<Vec<StoredCheckpoint>> {
         let rows = sqlx::query("SELECT size, root, note FROM checkpoints ORDER BY size")

@@ -206,3 +206,132 @@ mod tests {
         assert!(verify_cosignature(&w.verifier(), "a\n1\nAAAA\n", &line).is_ok());
     }
 }
+
+/// A witness named in a policy file, and where to reach it (if given).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyWitness {
+    /// Its cosignature/v1 key.
+    pub key: VerifierKey,
+    /// Its add-checkpoint URL prefix, if the policy gives one.
+    pub url: Option<String>,
+}
+
+/// Parses a witness policy in the Sigsum policy file format (the subset this project uses):
+///
+/// ```text
+/// witness <name> <hex Ed25519 public key> [<url>]
+/// group <group name> <k | all | any> <member name>…
+/// quorum <witness or group name | none>
+/// ```
+///
+/// `log` lines are accepted and ignored (the log key is configured separately); `#` starts a
+/// comment. Groups of groups are not supported. Returns the policy and the witnesses it names.
+pub fn parse_policy_file(text: &str) -> Result<(WitnessPolicy, Vec<PolicyWitness>)> {
+    let bad = Error::InvalidPolicy;
+    let mut witnesses: Vec<PolicyWitness> = Vec::new();
+    let mut groups: Vec<(String, usize, Vec<String>)> = Vec::new();
+    let mut quorum: Option<String> = None;
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or_default().trim();
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        match fields.as_slice() {
+            [] | ["log", ..] => {}
+            ["witness", name, key, rest @ ..] if rest.len() <= 1 => {
+                let raw: Vec<u8> = (0..key.len())
+                    .step_by(2)
+                    .map(|i| {
+                        key.get(i..i + 2)
+                            .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    })
+                    .collect::<Option<_>>()
+                    .ok_or(bad("witness key must be hex"))?;
+                let raw: [u8; 32] = raw
+                    .try_into()
+                    .map_err(|_| bad("witness key must be 32 bytes"))?;
+                let key = ed25519_dalek::VerifyingKey::from_bytes(&raw)
+                    .map_err(|_| bad("not an Ed25519 key"))?;
+                witnesses.push(PolicyWitness {
+                    key: VerifierKey::new(name, ALG_COSIGNATURE_V1, key)?,
+                    url: rest.first().map(|u| u.to_string()),
+                });
+            }
+            ["group", name, threshold, members @ ..] if !members.is_empty() => {
+                let k = match *threshold {
+                    "all" => members.len(),
+                    "any" => 1,
+                    n => n
+                        .parse()
+                        .map_err(|_| bad("group threshold must be a number, all or any"))?,
+                };
+                groups.push((
+                    name.to_string(),
+                    k,
+                    members.iter().map(|m| m.to_string()).collect(),
+                ));
+            }
+            ["quorum", name] => quorum = Some(name.to_string()),
+            _ => return Err(bad("unrecognised policy line")),
+        }
+    }
+    let find = |name: &str| witnesses.iter().find(|w| w.key.name() == name);
+    let policy = match quorum.as_deref() {
+        None | Some("none") => WitnessPolicy::none(),
+        Some(name) => match (find(name), groups.iter().find(|g| g.0 == name)) {
+            (Some(w), _) => WitnessPolicy::new(vec![w.key.clone()], 1)?,
+            (None, Some((_, k, members))) => {
+                let keys = members
+                    .iter()
+                    .map(|m| {
+                        find(m)
+                            .map(|w| w.key.clone())
+                            .ok_or(bad("group member is not a witness"))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                WitnessPolicy::new(keys, *k)?
+            }
+            (None, None) => return Err(bad("quorum names no witness or group")),
+        },
+    };
+    Ok((policy, witnesses))
+}
+
+#[cfg(test)]
+mod policy_file_tests {
+    use super::*;
+
+    #[test]
+    fn sigsum_style_policy() {
+        let w1 = NoteSigner::from_seed("w1.example", ALG_COSIGNATURE_V1, &[1; 32])
+            .unwrap()
+            .verifier();
+        let w2 = NoteSigner::from_seed("w2.example", ALG_COSIGNATURE_V1, &[2; 32])
+            .unwrap()
+            .verifier();
+        let hex = |k: &VerifierKey| {
+            k.public_key()
+                .as_bytes()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        };
+        let text = format!(
+            "# witnesses\nlog 00 http://log\nwitness w1.example {} http://127.0.0.1:1\nwitness w2.example {}\ngroup all-of-them 2 w1.example w2.example\nquorum all-of-them\n",
+            hex(&w1),
+            hex(&w2)
+        );
+        let (policy, witnesses) = parse_policy_file(&text).unwrap();
+        assert_eq!(policy.threshold(), 2);
+        assert_eq!(witnesses.len(), 2);
+        assert_eq!(witnesses[0].url.as_deref(), Some("http://127.0.0.1:1"));
+        assert_eq!(witnesses[1].key, w2);
+        assert!(parse_policy_file("quorum nobody\n").is_err());
+        assert!(parse_policy_file("witness x zz\n").is_err());
+        assert!(
+            parse_policy_file("nonsense line\n")
+                .unwrap_err()
+                .to_string()
+                .contains("unrecognised")
+        );
+        assert!(parse_policy_file("").unwrap().0.is_unwitnessed());
+    }
+}

@@ -1,0 +1,209 @@
+//! A log with a witness policy publishes a checkpoint only once its quorum of witnesses has
+//! cosigned it; clients enforce the same policy file.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use arcane_log::keys::{AllowedKinds, PublisherPolicy, generate_signer};
+use arcane_verifier::note::VerifierKey;
+
+struct Witness(Child, String);
+
+impl Drop for Witness {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_witness(key: &Path, state: &Path, log_vkey: &str, listen: &str) -> Witness {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_arcane-audit"))
+        .args([
+            "witness",
+            "serve",
+            "--listen",
+            listen,
+            "--key",
+            key.to_str().unwrap(),
+            "--state",
+            state.to_str().unwrap(),
+            "--log",
+            log_vkey,
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.trim().rsplit(' ').next().unwrap().to_owned();
+    Witness(child, addr)
+}
+
+fn keygen(dir: &Path, name: &str) -> (std::path::PathBuf, VerifierKey) {
+    let path = dir.join(format!("{name}.key"));
+    let out = Command::new(env!("CARGO_BIN_EXE_arcane-audit"))
+        .args([
+            "witness",
+            "keygen",
+            "--out",
+            path.to_str().unwrap(),
+            "--name",
+            name,
+        ])
+        .output()
+        .unwrap();
+    (
+        path,
+        VerifierKey::parse(String::from_utf8(out.stdout).unwrap().trim()).unwrap(),
+    )
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn published_size(client: &arcane_log::client::LogClient) -> u64 {
+    let text = client.checkpoint().await.unwrap();
+    text.lines().nth(1).unwrap().parse().unwrap()
+}
+
+async fn wait_for_size(client: &arcane_log::client::LogClient, size: u64) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if published_size(client).await >= size {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_only_with_a_quorum_of_cosignatures() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("log");
+    arcane_log::init_data_dir(&data, None).unwrap();
+    let log_vkey = std::fs::read_to_string(data.join("log.vkey"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let (k1, v1) = keygen(dir.path(), "w1.example");
+    let (k2, v2) = keygen(dir.path(), "w2.example");
+    let (port1, port2) = (free_port(), free_port());
+    let w1 = start_witness(
+        &k1,
+        &dir.path().join("w1"),
+        &log_vkey,
+        &format!("127.0.0.1:{port1}"),
+    );
+    let w2 = start_witness(
+        &k2,
+        &dir.path().join("w2"),
+        &log_vkey,
+        &format!("127.0.0.1:{port2}"),
+    );
+    let hex = |k: &VerifierKey| {
+        k.public_key()
+            .as_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let policy = dir.path().join("policy");
+    std::fs::write(
+        &policy,
+        format!(
+            "witness w1.example {} http://{}\nwitness w2.example {} http://{}\ngroup both 2 w1.example w2.example\nquorum both\n",
+            hex(&v1), w1.1, hex(&v2), w2.1
+        ),
+    )
+    .unwrap();
+
+    let mut config = arcane_log::ServeConfig::new(data.clone());
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.sequencer.batch_delay = Duration::from_millis(10);
+    config.witness_policy = Some(policy.clone());
+    let server = arcane_log::start(config).await.unwrap();
+    let base = format!("http://{}", server.addr());
+    let writer = generate_signer("writer").unwrap();
+    PublisherPolicy::new(data.join(arcane_log::POLICY_FILE))
+        .allow(&writer.verifier(), &AllowedKinds::parse("opaque").unwrap())
+        .unwrap();
+    let client = arcane_log::client::LogClient::new(&base).unwrap();
+    for i in 0..5 {
+        client
+            .add(format!("entry {i}").as_bytes(), &writer)
+            .await
+            .unwrap();
+    }
+    assert!(
+        wait_for_size(&client, 5).await,
+        "published with both cosignatures"
+    );
+
+    let audit = |args: Vec<String>| {
+        let output = Command::new(env!("CARGO_BIN_EXE_arcane-audit"))
+            .args(&args)
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap_or_default(),
+        )
+    };
+    let args = vec![
+        "checkpoint".into(),
+        "--url".into(),
+        base.clone(),
+        "--vkey".into(),
+        log_vkey.clone(),
+        "--witness-policy".into(),
+        policy.to_str().unwrap().to_owned(),
+        "--json".into(),
+    ];
+    let (code, v) = tokio::task::spawn_blocking({
+        let args = args.clone();
+        move || audit(args)
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["cosignatures"].as_array().unwrap().len(), 2);
+
+    // One witness down: new entries are stored but no checkpoint is published without quorum.
+    drop(w2);
+    for i in 5..9 {
+        client
+            .add(format!("entry {i}").as_bytes(), &writer)
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(published_size(&client).await, 5);
+    // It comes back (same state): the next round publishes, with a proof from what it cosigned.
+    let _w2 = start_witness(
+        &k2,
+        &dir.path().join("w2"),
+        &log_vkey,
+        &format!("127.0.0.1:{port2}"),
+    );
+    assert!(
+        wait_for_size(&client, 9).await,
+        "published again once the quorum is back"
+    );
+    let (code, v) = tokio::task::spawn_blocking(move || audit(args))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["size"], 9);
+    drop(w1);
+    server.shutdown().await;
+}
