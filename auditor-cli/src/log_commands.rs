@@ -544,6 +544,7 @@ pub fn replay(log: &Log, state: Option<&Path>, json: bool) -> Result<()> {
         "root_matches": matches,
         "resumed_from": resumed_from,
         "entries_per_kind": progress.kinds,
+        "currently_valid_per_kind": progress.current,
         "invalid_entries": progress.invalid,
     });
     print(json, &value, || {

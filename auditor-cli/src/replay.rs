@@ -36,6 +36,8 @@ pub struct Progress {
     pub kinds: BTreeMap<String, u64>,
     /// Typed entries that fail their kind rules.
     pub invalid: u64,
+    /// Valid typed entries whose validity window contains the replay's time, per kind.
+    pub current: BTreeMap<String, u64>,
 }
 
 impl Progress {
@@ -49,6 +51,9 @@ impl Progress {
         for (kind, n) in &self.kinds {
             out.push_str(&format!("kind {kind} {n}\n"));
         }
+        for (kind, n) in &self.current {
+            out.push_str(&format!("current {kind} {n}\n"));
+        }
         out
     }
 
@@ -59,15 +64,21 @@ impl Progress {
             .map(|_| Hash::from_hex(lines.next()?).ok())
             .collect::<Option<Vec<_>>>()?;
         let invalid = lines.next()?.strip_prefix("invalid ")?.parse().ok()?;
-        let mut kinds = BTreeMap::new();
+        let (mut kinds, mut current) = (BTreeMap::new(), BTreeMap::new());
         for line in lines {
-            let mut parts = line.strip_prefix("kind ")?.split(' ');
-            kinds.insert(parts.next()?.to_owned(), parts.next()?.parse().ok()?);
+            let (map, rest) = match (line.strip_prefix("kind "), line.strip_prefix("current ")) {
+                (Some(rest), _) => (&mut kinds, rest),
+                (_, Some(rest)) => (&mut current, rest),
+                _ => return None,
+            };
+            let mut parts = rest.split(' ');
+            map.insert(parts.next()?.to_owned(), parts.next()?.parse().ok()?);
         }
         Some(Progress {
             range: CompactRange::from_peaks(size, peaks).ok()?,
             kinds,
             invalid,
+            current,
         })
     }
 
@@ -107,6 +118,10 @@ pub fn replay_entries(
         return Err("saved progress does not end at a bundle boundary".into());
     }
     let policy = EntryPolicy::default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     while progress.range.size() < size {
         let index = progress.range.size() / TILE_WIDTH;
         let width = tile_width(TileKind::Entries, index, size);
@@ -123,10 +138,13 @@ pub fn replay_entries(
             progress.range.append(leaf_hash(entry));
             let kind = match SignedEntry::decode(entry) {
                 Ok(signed) if !matches!(signed.entry.body, EntryBody::Unknown { .. }) => {
+                    let kind = signed.entry.body.kind_name();
                     if policy.validate(&signed.entry).is_err() {
                         progress.invalid += 1;
+                    } else if signed.entry.check_time(now).is_ok() {
+                        *progress.current.entry(kind.clone()).or_default() += 1;
                     }
-                    signed.entry.body.kind_name()
+                    kind
                 }
                 _ => "opaque".to_owned(),
             };
@@ -135,4 +153,27 @@ pub fn replay_entries(
         after_bundle(progress)?;
     }
     Ok(progress.range.root())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_round_trips() {
+        let mut p = Progress::default();
+        for i in 0..300u32 {
+            p.range.append(leaf_hash(&i.to_be_bytes()));
+        }
+        p.kinds.insert("release".into(), 3);
+        p.kinds.insert("opaque".into(), 297);
+        p.current.insert("release".into(), 2);
+        p.invalid = 1;
+        let again = Progress::from_text(&p.to_text()).unwrap();
+        assert_eq!(again.range, p.range);
+        assert_eq!(again.kinds, p.kinds);
+        assert_eq!(again.current, p.current);
+        assert_eq!(again.invalid, 1);
+        assert!(Progress::from_text("garbage").is_none());
+    }
 }
