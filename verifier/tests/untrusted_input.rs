@@ -63,6 +63,16 @@ proptest! {
     }
 
     #[test]
+    fn witness_requests_and_policy_files_never_panic(data in proptest::collection::vec(any::<u8>(), 0..600)) {
+        if let Ok(request) = arcane_verifier::witness::AddCheckpoint::parse(&data) {
+            prop_assert_eq!(request.to_text().into_bytes(), data.clone());
+        }
+        let text = String::from_utf8_lossy(&data);
+        let _ = arcane_verifier::cosignature::parse_policy_file(&text);
+        let _ = arcane_verifier::cosignature::parse_policy_file(&format!("witness w {text}\nquorum w\n"));
+    }
+
+    #[test]
     fn any_single_byte_change_to_a_witnessed_checkpoint_is_caught(position in any::<usize>(), value in any::<u8>()) {
         let (bytes, log, policy) = signed_checkpoint();
         prop_assert!(verify_checkpoint(&bytes, &log, &policy).is_ok());
