@@ -1,31 +1,18 @@
 //! The log audits against real log servers on 127.0.0.1: checkpoint, inclusion at several sizes,
 //! consistency across growth and against a forked log (same key, other entries), current entries.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+
+mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use arcane_log::keys::{AllowedKinds, PublisherPolicy, generate_signer};
+use arcane_log::keys::generate_signer;
 use arcane_log::publish::publish;
 use arcane_verifier::bundle::ProofBundle;
 use arcane_verifier::entry::{EntryBody, KEM_X25519_SHA256, OhttpKeyConfig};
 use arcane_verifier::merkle::leaf_hash;
 use arcane_verifier::note::{NoteSigner, VerifierKey};
-
-async fn start(data: &Path) -> (arcane_log::RunningServer, String) {
-    let mut config = arcane_log::ServeConfig::new(data.to_path_buf());
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.sequencer.batch_delay = Duration::from_millis(10);
-    let server = arcane_log::start(config).await.unwrap();
-    let base = format!("http://{}", server.addr());
-    (server, base)
-}
-
-fn allow(data: &Path, key: &NoteSigner, kinds: &str) {
-    PublisherPolicy::new(data.join(arcane_log::POLICY_FILE))
-        .allow(&key.verifier(), &AllowedKinds::parse(kinds).unwrap())
-        .unwrap();
-}
 
 async fn audit(args: Vec<String>) -> (Option<i32>, serde_json::Value, String) {
     tokio::task::spawn_blocking(move || {
@@ -63,10 +50,10 @@ async fn add(client: &arcane_log::client::LogClient, publisher: &NoteSigner, ent
 async fn checkpoint_inclusion_consistency_and_forks() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("log");
-    let (server, base) = start(&data).await;
+    let (server, base) = common::start_log(&data).await;
     let vkey = server.vkey().to_owned();
     let writer = generate_signer("writer").unwrap();
-    allow(&data, &writer, "opaque");
+    common::allow(&data, &writer, "opaque");
     let client = arcane_log::client::LogClient::new(&base).unwrap();
     let entries: Vec<Vec<u8>> = (0..40)
         .map(|i| format!("audited entry {i}").into_bytes())
@@ -146,8 +133,8 @@ async fn checkpoint_inclusion_consistency_and_forks() {
     let forked_data = dir.path().join("fork");
     std::fs::create_dir_all(&forked_data).unwrap();
     std::fs::copy(data.join("log.key"), forked_data.join("log.key")).unwrap();
-    let (fork, fork_base) = start(&forked_data).await;
-    allow(&forked_data, &writer, "opaque");
+    let (fork, fork_base) = common::start_log(&forked_data).await;
+    common::allow(&forked_data, &writer, "opaque");
     let fork_client = arcane_log::client::LogClient::new(&fork_base).unwrap();
     let other: Vec<Vec<u8>> = (0..41)
         .map(|i| format!("another history {i}").into_bytes())
@@ -183,14 +170,14 @@ async fn checkpoint_inclusion_consistency_and_forks() {
 async fn current_keys_with_publisher_trust() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("log");
-    let (server, base) = start(&data).await;
+    let (server, base) = common::start_log(&data).await;
     let log_key = VerifierKey::parse(server.vkey()).unwrap();
     let (gateway, rogue) = (
         generate_signer("gateway").unwrap(),
         generate_signer("rogue").unwrap(),
     );
-    allow(&data, &gateway, "ohttp-keys");
-    allow(&data, &rogue, "ohttp-keys");
+    common::allow(&data, &gateway, "ohttp-keys");
+    common::allow(&data, &rogue, "ohttp-keys");
     let client = arcane_log::client::LogClient::new(&base).unwrap();
     for (publisher, key_id) in [(&gateway, 1u8), (&rogue, 2)] {
         let body = EntryBody::OhttpKeys(OhttpKeyConfig {

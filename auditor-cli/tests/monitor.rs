@@ -2,28 +2,15 @@
 //! set, an unknown publisher, and a forked log (same key, other entries).
 
 use std::path::Path;
+
+mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use arcane_log::keys::{AllowedKinds, PublisherPolicy, generate_signer};
+use arcane_log::keys::generate_signer;
 use arcane_log::publish::publish;
 use arcane_verifier::entry::{EntryBody, KEM_X25519_SHA256, OhttpKeyConfig};
-use arcane_verifier::note::{NoteSigner, VerifierKey};
-
-async fn start(data: &Path) -> (arcane_log::RunningServer, String) {
-    let mut config = arcane_log::ServeConfig::new(data.to_path_buf());
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.sequencer.batch_delay = Duration::from_millis(10);
-    let server = arcane_log::start(config).await.unwrap();
-    let base = format!("http://{}", server.addr());
-    (server, base)
-}
-
-fn allow(data: &Path, key: &NoteSigner, kinds: &str) {
-    PublisherPolicy::new(data.join(arcane_log::POLICY_FILE))
-        .allow(&key.verifier(), &AllowedKinds::parse(kinds).unwrap())
-        .unwrap();
-}
+use arcane_verifier::note::VerifierKey;
 
 fn keys(id: u8) -> EntryBody {
     EntryBody::OhttpKeys(OhttpKeyConfig {
@@ -77,15 +64,15 @@ async fn monitor(
 async fn monitor_catches_targeting_strangers_and_forks() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("log");
-    let (server, base) = start(&data).await;
+    let (server, base) = common::start_log(&data).await;
     let vkey = server.vkey().to_owned();
     let log_key = VerifierKey::parse(&vkey).unwrap();
     let (gateway, rogue) = (
         generate_signer("gateway").unwrap(),
         generate_signer("rogue").unwrap(),
     );
-    allow(&data, &gateway, "ohttp-keys,token-key");
-    allow(&data, &rogue, "ohttp-keys,token-key");
+    common::allow(&data, &gateway, "ohttp-keys,token-key");
+    common::allow(&data, &rogue, "ohttp-keys,token-key");
     let client = arcane_log::client::LogClient::new(&base).unwrap();
     let state = dir.path().join("state");
     let known = gateway.verifier().to_text();
@@ -141,8 +128,8 @@ async fn monitor_catches_targeting_strangers_and_forks() {
     let forked = dir.path().join("fork");
     std::fs::create_dir_all(&forked).unwrap();
     std::fs::copy(data.join("log.key"), forked.join("log.key")).unwrap();
-    let (fork, fork_base) = start(&forked).await;
-    allow(&forked, &gateway, "ohttp-keys");
+    let (fork, fork_base) = common::start_log(&forked).await;
+    common::allow(&forked, &gateway, "ohttp-keys");
     let fork_client = arcane_log::client::LogClient::new(&fork_base).unwrap();
     for id in 10..16 {
         publish(

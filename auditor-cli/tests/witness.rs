@@ -2,9 +2,10 @@
 //! answers 409 with its latest size, refuses a checkpoint not consistent with what it cosigned
 //! (422), unknown logs (404) and forged signatures (403), and keeps its state across restarts.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use common::Witness;
+use std::process::Command;
 use std::time::Duration;
 
 use arcane_log::keys::{AllowedKinds, PublisherPolicy, generate_signer};
@@ -15,47 +16,13 @@ use arcane_verifier::note::{ALG_ED25519, Note, NoteSigner, VerifierKey};
 use arcane_verifier::witness::AddCheckpoint;
 use base64::Engine;
 
-struct Witness(Child, String);
-
-impl Drop for Witness {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_witness(key: &Path, state: &Path, log_vkey: &str) -> Witness {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_arcane-audit"))
-        .args([
-            "witness",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--key",
-            key.to_str().unwrap(),
-            "--state",
-            state.to_str().unwrap(),
-            "--log",
-            log_vkey,
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line.trim().rsplit(' ').next().unwrap().to_owned();
-    Witness(child, format!("http://{addr}"))
-}
-
 async fn add(
     http: &reqwest::Client,
     witness: &Witness,
     request: &AddCheckpoint,
 ) -> (u16, String, Option<String>) {
     let response = http
-        .post(format!("{}/add-checkpoint", witness.1))
+        .post(format!("http://{}/add-checkpoint", witness.1))
         .body(request.to_text())
         .send()
         .await
@@ -132,7 +99,7 @@ async fn witness_cosigns_only_consistent_checkpoints() {
     let witness_key = VerifierKey::parse(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
     let policy = WitnessPolicy::new(vec![witness_key], 1).unwrap();
     let state = dir.path().join("witness-state");
-    let witness = start_witness(&key_file, &state, server.vkey());
+    let witness = common::start_witness(&key_file, &state, server.vkey(), "127.0.0.1:0");
 
     // First contact, then a cosignature that verifies on the log's note.
     let first = client.checkpoint().await.unwrap();
@@ -280,7 +247,7 @@ async fn witness_cosigns_only_consistent_checkpoints() {
         403
     );
     let garbage = http
-        .post(format!("{}/add-checkpoint", witness.1))
+        .post(format!("http://{}/add-checkpoint", witness.1))
         .body("nonsense")
         .send()
         .await
@@ -289,7 +256,7 @@ async fn witness_cosigns_only_consistent_checkpoints() {
 
     // The state survives a restart.
     drop(witness);
-    let witness = start_witness(&key_file, &state, server.vkey());
+    let witness = common::start_witness(&key_file, &state, server.vkey(), "127.0.0.1:0");
     let (status, body, _) = add(
         &http,
         &witness,

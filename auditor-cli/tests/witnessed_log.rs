@@ -1,66 +1,12 @@
 //! A log with a witness policy publishes a checkpoint only once its quorum of witnesses has
 //! cosigned it; clients enforce the same policy file.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod common;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use arcane_log::keys::{AllowedKinds, PublisherPolicy, generate_signer};
 use arcane_verifier::note::VerifierKey;
-
-struct Witness(Child, String);
-
-impl Drop for Witness {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_witness(key: &Path, state: &Path, log_vkey: &str, listen: &str) -> Witness {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_arcane-audit"))
-        .args([
-            "witness",
-            "serve",
-            "--listen",
-            listen,
-            "--key",
-            key.to_str().unwrap(),
-            "--state",
-            state.to_str().unwrap(),
-            "--log",
-            log_vkey,
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line.trim().rsplit(' ').next().unwrap().to_owned();
-    Witness(child, addr)
-}
-
-fn keygen(dir: &Path, name: &str) -> (std::path::PathBuf, VerifierKey) {
-    let path = dir.join(format!("{name}.key"));
-    let out = Command::new(env!("CARGO_BIN_EXE_arcane-audit"))
-        .args([
-            "witness",
-            "keygen",
-            "--out",
-            path.to_str().unwrap(),
-            "--name",
-            name,
-        ])
-        .output()
-        .unwrap();
-    (
-        path,
-        VerifierKey::parse(String::from_utf8(out.stdout).unwrap().trim()).unwrap(),
-    )
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -95,16 +41,16 @@ async fn publishes_only_with_a_quorum_of_cosignatures() {
         .unwrap()
         .trim()
         .to_owned();
-    let (k1, v1) = keygen(dir.path(), "w1.example");
-    let (k2, v2) = keygen(dir.path(), "w2.example");
+    let (k1, v1) = common::witness_keygen(dir.path(), "w1.example");
+    let (k2, v2) = common::witness_keygen(dir.path(), "w2.example");
     let (port1, port2) = (free_port(), free_port());
-    let w1 = start_witness(
+    let w1 = common::start_witness(
         &k1,
         &dir.path().join("w1"),
         &log_vkey,
         &format!("127.0.0.1:{port1}"),
     );
-    let w2 = start_witness(
+    let w2 = common::start_witness(
         &k2,
         &dir.path().join("w2"),
         &log_vkey,
@@ -127,12 +73,7 @@ async fn publishes_only_with_a_quorum_of_cosignatures() {
     )
     .unwrap();
 
-    let mut config = arcane_log::ServeConfig::new(data.clone());
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.sequencer.batch_delay = Duration::from_millis(10);
-    config.witness_policy = Some(policy.clone());
-    let server = arcane_log::start(config).await.unwrap();
-    let base = format!("http://{}", server.addr());
+    let (server, base) = common::start_log_with(&data, Some(policy.clone())).await;
     let writer = generate_signer("writer").unwrap();
     PublisherPolicy::new(data.join(arcane_log::POLICY_FILE))
         .allow(&writer.verifier(), &AllowedKinds::parse("opaque").unwrap())
@@ -189,7 +130,7 @@ async fn publishes_only_with_a_quorum_of_cosignatures() {
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(published_size(&client).await, 5);
     // It comes back (same state): the next round publishes, with a proof from what it cosigned.
-    let _w2 = start_witness(
+    let _w2 = common::start_witness(
         &k2,
         &dir.path().join("w2"),
         &log_vkey,

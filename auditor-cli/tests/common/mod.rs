@@ -1,0 +1,90 @@
+//! Helpers shared by the auditor's integration tests: a log server and witnesses on 127.0.0.1.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use arcane_log::keys::{AllowedKinds, PublisherPolicy};
+use arcane_verifier::note::{NoteSigner, VerifierKey};
+
+/// Starts a log server on a free port; returns it and its base URL.
+pub async fn start_log(data: &Path) -> (arcane_log::RunningServer, String) {
+    start_log_with(data, None).await
+}
+
+/// Like [`start_log`], with a witness policy file.
+pub async fn start_log_with(
+    data: &Path,
+    witness_policy: Option<PathBuf>,
+) -> (arcane_log::RunningServer, String) {
+    let mut config = arcane_log::ServeConfig::new(data.to_path_buf());
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.sequencer.batch_delay = Duration::from_millis(10);
+    config.witness_policy = witness_policy;
+    let server = arcane_log::start(config).await.unwrap();
+    let base = format!("http://{}", server.addr());
+    (server, base)
+}
+
+/// Allows `key` to publish `kinds` to the log in `data`.
+pub fn allow(data: &Path, key: &NoteSigner, kinds: &str) {
+    PublisherPolicy::new(data.join(arcane_log::POLICY_FILE))
+        .allow(&key.verifier(), &AllowedKinds::parse(kinds).unwrap())
+        .unwrap();
+}
+
+/// A running `arcane-audit witness serve`, stopped when dropped; `.1` is its `host:port`.
+pub struct Witness(Child, pub String);
+
+impl Drop for Witness {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts a witness of the log `log_vkey` listening on `listen` (`127.0.0.1:0` for any port).
+pub fn start_witness(key: &Path, state: &Path, log_vkey: &str, listen: &str) -> Witness {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_arcane-audit"))
+        .args([
+            "witness",
+            "serve",
+            "--listen",
+            listen,
+            "--key",
+            key.to_str().unwrap(),
+        ])
+        .args(["--state", state.to_str().unwrap(), "--log", log_vkey])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.trim().rsplit(' ').next().unwrap().to_owned();
+    Witness(child, addr)
+}
+
+/// Makes a witness key file in `dir`; returns its path and verifier key.
+pub fn witness_keygen(dir: &Path, name: &str) -> (PathBuf, VerifierKey) {
+    let path = dir.join(format!("{name}.key"));
+    let out = Command::new(env!("CARGO_BIN_EXE_arcane-audit"))
+        .args([
+            "witness",
+            "keygen",
+            "--out",
+            path.to_str().unwrap(),
+            "--name",
+            name,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    (
+        path,
+        VerifierKey::parse(String::from_utf8(out.stdout).unwrap().trim()).unwrap(),
+    )
+}
