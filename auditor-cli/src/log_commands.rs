@@ -325,6 +325,38 @@ impl State {
     }
 }
 
+/// Whether `new` extends `old` (same root at the same size, or a verified consistency proof);
+/// `Some(reason)` when it does not.
+fn extends(log: &Log, old: &Checkpoint, new: &Checkpoint) -> Result<Option<String>> {
+    if old.size > new.size {
+        return Ok(Some(format!(
+            "the log shrank from {} to {}",
+            old.size, new.size
+        )));
+    }
+    if old.size == new.size {
+        return Ok(
+            (old.root != new.root).then(|| format!("two different roots for size {}", new.size))
+        );
+    }
+    if old.size == 0 {
+        return Ok(None);
+    }
+    let reply = log.get_json(&format!(
+        "/v1/proof/consistency?old={}&new={}",
+        old.size, new.size
+    ))?;
+    Ok(verify_consistency(
+        old.size,
+        new.size,
+        &old.root,
+        &new.root,
+        &hashes(&reply["proof"])?,
+    )
+    .err()
+    .map(|e| format!("checkpoint {} does not extend {}: {e}", new.size, old.size)))
+}
+
 /// `consistency`: the log's current checkpoint must extend the newest one saved in `state`.
 pub fn consistency(log: &Log, state: &Path, json: bool) -> Result<()> {
     let state = State::open(state)?;
@@ -333,29 +365,9 @@ pub fn consistency(log: &Log, state: &Path, json: bool) -> Result<()> {
     let outcome = match state.latest(&log.key)? {
         None => Ok("first checkpoint saved; nothing to compare yet".to_owned()),
         Some((old, old_note)) => {
-            let check = if old.size > new.size {
-                Err(format!("the log shrank from {} to {}", old.size, new.size))
-            } else if old.size == new.size {
-                if old.root == new.root {
-                    Ok(())
-                } else {
-                    Err(format!("two different roots for size {}", new.size))
-                }
-            } else if old.size == 0 {
-                Ok(())
-            } else {
-                let reply = log.get_json(&format!(
-                    "/v1/proof/consistency?old={}&new={}",
-                    old.size, new.size
-                ))?;
-                verify_consistency(
-                    old.size,
-                    new.size,
-                    &old.root,
-                    &new.root,
-                    &hashes(&reply["proof"])?,
-                )
-                .map_err(|e| e.to_string())
+            let check = match extends(log, &old, new)? {
+                None => Ok(()),
+                Some(why) => Err(why),
             };
             match check {
                 Ok(()) => Ok(format!(
@@ -638,27 +650,7 @@ pub fn monitor_once(
     let mut reported_below = 0;
     if let Some((old, old_note)) = state.latest(&log.key)? {
         reported_below = old.size;
-        let why = if old.size > new.size {
-            Some(format!("the log shrank from {} to {}", old.size, new.size))
-        } else if old.size == new.size && old.root != new.root {
-            Some(format!("two different roots for size {}", new.size))
-        } else if old.size > 0 && old.size < new.size {
-            let reply = log.get_json(&format!(
-                "/v1/proof/consistency?old={}&new={}",
-                old.size, new.size
-            ))?;
-            verify_consistency(
-                old.size,
-                new.size,
-                &old.root,
-                &new.root,
-                &hashes(&reply["proof"])?,
-            )
-            .err()
-            .map(|e| format!("checkpoint {} does not extend {}: {e}", new.size, old.size))
-        } else {
-            None
-        };
+        let why = extends(log, &old, new)?;
         if let Some(why) = why {
             let folder = state.evidence(&old_note, &note)?;
             anomalies.push(Anomaly {
