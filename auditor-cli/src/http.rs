@@ -1,5 +1,8 @@
 //! A minimal blocking HTTP/1.1 GET: auditors talk to the log URLs they are given and nothing else.
 
+/// Largest response read.
+const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
+
 /// A plain HTTP GET (auditors talk to the log URLs they are given, nothing else).
 pub fn http_get(url: &str) -> Result<Vec<u8>, String> {
     let rest = url
