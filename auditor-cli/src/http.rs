@@ -19,9 +19,17 @@ pub fn http_get(url: &str) -> Result<Vec<u8>, String> {
     write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nAccept: application/json\r\n\r\n")
         .map_err(|e| e.to_string())?;
     let mut response = Vec::new();
+    // A log answers with tiles, bundles and JSON well under this; anything larger is refused
+    // rather than read into memory.
     stream
+        .take(MAX_RESPONSE_BYTES + 1)
         .read_to_end(&mut response)
         .map_err(|e| e.to_string())?;
+    if response.len() as u64 > MAX_RESPONSE_BYTES {
+        return Err(format!(
+            "{url}: response larger than {MAX_RESPONSE_BYTES} bytes"
+        ));
+    }
     let split = response
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
