@@ -129,6 +129,11 @@ async fn publishes_only_with_a_quorum_of_cosignatures() {
     }
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(published_size(&client).await, 5);
+    // A restart meanwhile still serves only the last cosigned checkpoint.
+    server.shutdown().await;
+    let (server, base) = common::start_log_with(&data, Some(policy.clone())).await;
+    let client = arcane_log::client::LogClient::new(&base).unwrap();
+    assert_eq!(published_size(&client).await, 5);
     // It comes back (same state): the next round publishes, with a proof from what it cosigned.
     let _w2 = common::start_witness(
         &k2,
@@ -140,6 +145,8 @@ async fn publishes_only_with_a_quorum_of_cosignatures() {
         wait_for_size(&client, 9).await,
         "published again once the quorum is back"
     );
+    let mut args = args;
+    args[2] = base.clone(); // the restarted server's address
     let (code, v) = tokio::task::spawn_blocking(move || audit(args))
         .await
         .unwrap();

@@ -260,7 +260,29 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer> {
             Some(Arc::new(witnessing::Witnessing::new(policy, witnesses)?))
         }
     };
-    let published = Arc::new(Published::new(latest, metrics.clone(), witnessing.clone()));
+    // With witnesses, serve the newest checkpoint that already meets the policy (a stored one may
+    // not have been cosigned before a restart); the sequencer gets the rest cosigned.
+    let mut initial = latest;
+    if let Some(w) = &witnessing
+        && initial.size > 0
+        && !w.satisfied(&initial.note)
+    {
+        let mut below = initial.size;
+        'search: loop {
+            let page = store.checkpoints_before(below, 256).await?;
+            if page.is_empty() {
+                break;
+            }
+            for older in page {
+                below = older.size;
+                if older.size == 0 || w.satisfied(&older.note) {
+                    initial = older;
+                    break 'search;
+                }
+            }
+        }
+    }
+    let published = Arc::new(Published::new(initial, metrics.clone(), witnessing.clone()));
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let wake = Arc::new(tokio::sync::Notify::new());
 

@@ -380,6 +380,22 @@ impl Store {
         Ok(())
     }
 
+    /// Stored checkpoints below `below`, newest first, at most `limit`.
+    pub async fn checkpoints_before(
+        &self,
+        below: u64,
+        limit: u64,
+    ) -> Result<Vec<StoredCheckpoint>> {
+        let rows = sqlx::query(
+            "SELECT size, root, note FROM checkpoints WHERE size < $1 ORDER BY size DESC LIMIT $2",
+        )
+        .bind(to_i64(below)?)
+        .bind(to_i64(limit)?)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(checkpoint_from_row).collect()
+    }
+
     /// Every stored checkpoint, oldest first (for audits and tests).
     pub async fn all_checkpoints(&self) -> Result<Vec<StoredCheckpoint>> {
         let rows = sqlx::query("SELECT size, root, note FROM checkpoints ORDER BY size")
