@@ -49,8 +49,7 @@ async fn restart_keeps_key_tree_and_checkpoint() {
     assert!(arcane_log::start(config).await.is_err());
 }
 
-async fn status_and_code(log: &common::TestLog, response: reqwest::Response) -> (u16, String) {
-    let _ = log;
+async fn status_and_code(response: reqwest::Response) -> (u16, String) {
     let status = response.status().as_u16();
     let body: serde_json::Value = response.json().await.expect("errors are JSON");
     (status, body["code"].as_str().unwrap_or_default().to_owned())
@@ -109,7 +108,7 @@ async fn bad_input_gets_4xx_json_and_changes_nothing() {
     ];
     for (body, want_status, want_code) in cases {
         let response = post(body).await.unwrap();
-        let (status, code) = status_and_code(&log, response).await;
+        let (status, code) = status_and_code(response).await;
         assert_eq!((status, code.as_str()), (want_status, want_code));
     }
     for (path, want) in [
