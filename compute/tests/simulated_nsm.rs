@@ -135,6 +135,22 @@ fn trusted_only_with_the_root_given() {
         verify_document(&doc, &NitroRoot::aws(), NOW).unwrap_err(),
         Error::AttestationRootMismatch
     );
+    // A cached verification is tied to the root it was made against.
+    let mut cache = DocumentCache::default();
+    let root_a = NitroRoot::development(nsm.root_der().to_vec());
+    let doc_a = nsm.attest_at(None, None, None, NOW * 1000).unwrap();
+    cache.verify(&doc_a, &root_a, NOW).unwrap();
+    let root_b = NitroRoot::development(other.root_der().to_vec());
+    assert_eq!(
+        cache.verify(&doc_a, &root_b, NOW).unwrap_err(),
+        Error::AttestationRootMismatch
+    );
+    cache.verify(&doc_a, &root_a, nsm.leaf_not_after()).unwrap();
+    assert!(
+        cache
+            .verify(&doc_a, &root_a, nsm.leaf_not_after() + 1)
+            .is_err()
+    );
     // Past the leaf's three hours, the chain is expired.
     let root = NitroRoot::development(nsm.root_der().to_vec());
     let doc = nsm.attest_at(None, None, None, NOW * 1000).unwrap();

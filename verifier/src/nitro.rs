@@ -473,11 +473,12 @@ pub fn check_attestation<'d>(
     ))
 }
 
-/// Verified documents by the SHA-256 of their exact bytes: a repeated document skips the chain
-/// and signature checks, but not the time check.
+/// Verified documents by the SHA-256 of their exact bytes and of the root they chain to: a
+/// repeated document skips the chain and signature checks, but not the time check.
 #[derive(Debug, Default)]
 pub struct DocumentCache {
-    entries: HashMap<[u8; 32], VerifiedDocument>,
+    /// By (SHA-256 of the document, SHA-256 of the root it was verified against).
+    entries: HashMap<([u8; 32], [u8; 32]), VerifiedDocument>,
 }
 
 impl DocumentCache {
@@ -486,11 +487,13 @@ impl DocumentCache {
 
     /// Verifies `bytes` at `now` (seconds), using and filling the cache.
     pub fn verify(&mut self, bytes: &[u8], root: &NitroRoot, now: u64) -> Result<VerifiedDocument> {
-        let hash: [u8; 32] = Sha256::digest(bytes).into();
-        if let Some(hit) = self.entries.get(&hash)
-            && hit.root == root.kind
-        {
-            if now < hit.valid_from || now >= hit.valid_until {
+        let key: ([u8; 32], [u8; 32]) = (
+            Sha256::digest(bytes).into(),
+            Sha256::digest(&root.der).into(),
+        );
+        if let Some(hit) = self.entries.get(&key) {
+            // The same window the chain check applies: notBefore ≤ now ≤ notAfter.
+            if now < hit.valid_from || now > hit.valid_until {
                 return Err(Error::AttestationExpired { at: now });
             }
             return Ok(hit.clone());
@@ -499,7 +502,7 @@ impl DocumentCache {
         if self.entries.len() >= Self::CAPACITY {
             self.entries.clear();
         }
-        self.entries.insert(hash, verified.clone());
+        self.entries.insert(key, verified.clone());
         Ok(verified)
     }
 }
