@@ -1,7 +1,7 @@
 //! The HTTP API: C2SP tlog-tiles reads, JSON conveniences, the write path, health and metrics.
 //! See `spec/log.md` for every route.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -19,15 +19,15 @@ use arcane_verifier::Hash;
 use arcane_verifier::bundle::ProofBundle;
 use arcane_verifier::entry::{EntryPolicy, kind_code};
 use arcane_verifier::merkle::leaf_hash;
-use arcane_verifier::proof::{ProofError, consistency_proof, inclusion_proof};
+use arcane_verifier::proof::{consistency_proof, inclusion_proof};
 use arcane_verifier::tiles::{
-    TILE_WIDTH, TileCoord, TileKind, TileTree, encode_entry_bundle, parse_hash_tile,
-    range_hash_from_tile_trees, tile_width, tiles_for_ranges,
+    TILE_WIDTH, TileCoord, TileKind, TileTree, encode_entry_bundle, parse_hash_tile, tile_width,
 };
 
 use crate::error::{LogError, Result};
 use crate::keys::PublisherPolicy;
 use crate::metrics::Metrics;
+use crate::proofs::prove;
 use crate::storage::{EntryRecord, NewEntry, Store, Stored};
 use crate::submission::{MAX_ENTRY_BYTES, Submission};
 use crate::{Published, now_ms};
@@ -455,39 +455,6 @@ async fn entry_by_hash(
     Ok(axum::Json(reply).into_response())
 }
 
-/// Loads the tiles that a proof in the tree of `size` leaves needs, then computes the proof.
-async fn prove(
-    inner: &Inner,
-    size: u64,
-    build: impl Fn(
-        &mut dyn FnMut(u64, u64) -> std::result::Result<Hash, LogError>,
-    ) -> std::result::Result<Vec<Hash>, ProofError<LogError>>,
-) -> Result<Vec<Hash>> {
-    let mut ranges = Vec::new();
-    build(&mut |s, e| {
-        ranges.push((s, e));
-        Ok(Hash([0; 32]))
-    })
-    .map_err(proof_error)?;
-    let mut tiles: BTreeMap<(u8, u64), Arc<TileTree>> = BTreeMap::new();
-    for (level, index) in tiles_for_ranges(ranges.iter().copied()) {
-        let width = tile_width(TileKind::Hashes(level), index, size);
-        tiles.insert((level, index), inner.tile_tree(level, index, width).await?);
-    }
-    let lookup = |l: u8, i: u64| tiles.get(&(l, i)).map(|t| &**t);
-    build(&mut |s, e| {
-        range_hash_from_tile_trees(s, e, &lookup).map_err(|e| LogError::Corrupt(e.to_string()))
-    })
-    .map_err(proof_error)
-}
-
-fn proof_error(error: ProofError<LogError>) -> LogError {
-    match error {
-        ProofError::Invalid(e) => LogError::BadRequest(e.to_string()),
-        ProofError::Source(e) => e,
-    }
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct InclusionQuery {
@@ -558,7 +525,12 @@ async fn inclusion(
             ));
         }
     };
-    let proof = prove(&state.inner, size, |f| inclusion_proof(index, size, f)).await?;
+    let proof = prove(
+        size,
+        |l, i, w| state.inner.tile_tree(l, i, w),
+        |f| inclusion_proof(index, size, f),
+    )
+    .await?;
     let checkpoint = if size == published.size {
         Some(published.note)
     } else {
@@ -609,7 +581,12 @@ async fn consistency(
             "need 0 < old <= new, got old {old} and new {new}"
         )));
     }
-    let proof = prove(&state.inner, new, |f| consistency_proof(old, new, f)).await?;
+    let proof = prove(
+        new,
+        |l, i, w| state.inner.tile_tree(l, i, w),
+        |f| consistency_proof(old, new, f),
+    )
+    .await?;
     Ok(axum::Json(ConsistencyReply {
         old_size: old,
         new_size: new,
@@ -678,7 +655,12 @@ async fn bundle_of(
     checkpoint: String,
 ) -> Result<String> {
     let index = record.index;
-    let proof = prove(inner, size, |f| inclusion_proof(index, size, f)).await?;
+    let proof = prove(
+        size,
+        |l, i, w| inner.tile_tree(l, i, w),
+        |f| inclusion_proof(index, size, f),
+    )
+    .await?;
     Ok(ProofBundle {
         entry: record.data,
         index,

@@ -22,6 +22,7 @@ pub mod client;
 pub mod error;
 pub mod keys;
 pub mod metrics;
+pub mod proofs;
 pub mod publish;
 pub mod sequencer;
 pub mod storage;

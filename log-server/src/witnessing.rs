@@ -7,13 +7,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use arcane_verifier::Hash;
 use arcane_verifier::cosignature::{PolicyWitness, WitnessPolicy};
 use arcane_verifier::note::Note;
 use arcane_verifier::proof::consistency_proof;
-use arcane_verifier::tiles::{
-    TileTree, parse_hash_tile, range_hash_from_tile_trees, tiles_for_ranges,
-};
 use arcane_verifier::witness::AddCheckpoint;
 
 use crate::error::{LogError, Result};
@@ -33,29 +29,6 @@ pub struct Witnessing {
 
 /// Least time between two attempts after a round that did not meet the policy.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
-
-/// A consistency proof computed from the stored tiles.
-pub async fn consistency_from_store(store: &Store, old: u64, new: u64) -> Result<Vec<Hash>> {
-    let mut ranges = Vec::new();
-    consistency_proof::<()>(old, new, |s, e| {
-        ranges.push((s, e));
-        Ok(Hash([0; 32]))
-    })
-    .map_err(|_| LogError::BadRequest(format!("no consistency proof from {old} to {new}")))?;
-    let mut trees = HashMap::new();
-    for (level, index) in tiles_for_ranges(ranges.iter().copied()) {
-        let bytes = store
-            .tile(level, index)
-            .await?
-            .ok_or_else(|| LogError::Corrupt(format!("tile {level}/{index} missing")))?;
-        let hashes = parse_hash_tile(&bytes, (bytes.len() / 32) as u16)
-            .map_err(|e| LogError::Corrupt(e.to_string()))?;
-        trees.insert((level, index), TileTree::new(hashes));
-    }
-    let lookup = |l: u8, i: u64| trees.get(&(l, i));
-    consistency_proof(old, new, |s, e| range_hash_from_tile_trees(s, e, &lookup))
-        .map_err(|e| LogError::Corrupt(format!("{e:?}")))
-}
 
 impl Witnessing {
     /// From a parsed policy file.
@@ -111,7 +84,12 @@ impl Witnessing {
                 let proof = if old == 0 || old == checkpoint.size {
                     Vec::new()
                 } else {
-                    consistency_from_store(store, old, checkpoint.size).await?
+                    crate::proofs::prove(
+                        checkpoint.size,
+                        |l, i, w| crate::proofs::stored_tile_tree(store, l, i, w),
+                        |f| consistency_proof(old, checkpoint.size, f),
+                    )
+                    .await?
                 };
                 let request = AddCheckpoint {
                     old_size: old,
