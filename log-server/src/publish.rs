@@ -5,7 +5,6 @@ use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use base64::Engine;
 use sha2::{Digest, Sha256};
 
 use arcane_verifier::bundle::{TrustAnchors, VerifiedEntry, verify_bundle};
@@ -166,17 +165,8 @@ pub fn token_key_from_file(path: &Path, role: TokenRole) -> Result<EntryBody> {
     let bytes = std::fs::read(path).map_err(|e| LogError::io(path, e))?;
     let der = match std::str::from_utf8(&bytes) {
         Ok(text) if text.contains("-----BEGIN PUBLIC KEY-----") => {
-            let body: String = text
-                .split("-----BEGIN PUBLIC KEY-----")
-                .nth(1)
-                .and_then(|r| r.split("-----END PUBLIC KEY-----").next())
-                .unwrap_or_default()
-                .chars()
-                .filter(|c| !c.is_whitespace())
-                .collect();
-            base64::engine::general_purpose::STANDARD
-                .decode(body)
-                .map_err(|_| LogError::InvalidEntry(format!("{}: bad PEM", path.display())))?
+            arcane_verifier::pem::decode(text, "PUBLIC KEY")
+                .ok_or_else(|| LogError::InvalidEntry(format!("{}: bad PEM", path.display())))?
         }
         _ => bytes,
     };
@@ -185,4 +175,33 @@ pub fn token_key_from_file(path: &Path, role: TokenRole) -> Result<EntryBody> {
         token_type: TOKEN_TYPE_BLIND_RSA,
         spki_der: der,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_keys_read_from_der_and_pem_alike() {
+        let der = std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../verifier/testdata/entries/rsa2048.spki.der"),
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (der_path, pem_path) = (dir.path().join("k.der"), dir.path().join("k.pem"));
+        std::fs::write(&der_path, &der).unwrap();
+        std::fs::write(&pem_path, arcane_verifier::pem::encode(&der, "PUBLIC KEY")).unwrap();
+        let from_der = token_key_from_file(&der_path, TokenRole::Tgt).unwrap();
+        assert_eq!(
+            token_key_from_file(&pem_path, TokenRole::Tgt).unwrap(),
+            from_der
+        );
+        std::fs::write(
+            &pem_path,
+            "-----BEGIN PUBLIC KEY-----\n@@\n-----END PUBLIC KEY-----\n",
+        )
+        .unwrap();
+        assert!(token_key_from_file(&pem_path, TokenRole::Tgt).is_err());
+    }
 }

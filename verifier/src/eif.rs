@@ -12,8 +12,6 @@
 
 use std::io::Read;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use sha2::{Digest, Sha384};
 
 use crate::{Error, Result, cbor};
@@ -218,15 +216,8 @@ fn signing_certificate_der(section: &[u8]) -> Result<Vec<u8>> {
         .ok_or_else(|| Error::MalformedEif("signature without a signing certificate".into()))?;
     let pem = std::str::from_utf8(&pem)
         .map_err(|_| Error::MalformedEif("certificate PEM is not text".into()))?;
-    let body = pem
-        .split("-----BEGIN CERTIFICATE-----")
-        .nth(1)
-        .and_then(|rest| rest.split("-----END CERTIFICATE-----").next())
-        .ok_or_else(|| Error::MalformedEif("no PEM certificate".into()))?;
-    let joined: String = body.chars().filter(|c| !c.is_whitespace()).collect();
-    BASE64
-        .decode(joined)
-        .map_err(|_| Error::MalformedEif("certificate PEM is not base64".into()))
+    crate::pem::decode(pem, "CERTIFICATE")
+        .ok_or_else(|| Error::MalformedEif("no valid PEM certificate".into()))
 }
 
 /// CRC-32 (ISO-HDLC, the common "crc32"), as the EIF header uses.

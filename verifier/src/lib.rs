@@ -47,6 +47,7 @@ mod error;
 pub mod merkle;
 pub mod nitro;
 pub mod note;
+pub mod pem;
 pub mod proof;
 pub mod tiles;
 pub mod witness;

@@ -53,27 +53,13 @@ pub struct NitroRoot {
 
 /// Decodes the first PEM certificate in `pem`.
 pub fn pem_certificate(pem: &str) -> Result<Vec<u8>> {
-    let body = pem
-        .split("-----BEGIN CERTIFICATE-----")
-        .nth(1)
-        .and_then(|rest| rest.split("-----END CERTIFICATE-----").next())
-        .ok_or_else(|| Error::MalformedAttestation("no PEM certificate".into()))?;
-    let joined: String = body.chars().filter(|c| !c.is_whitespace()).collect();
-    BASE64
-        .decode(joined)
-        .map_err(|_| Error::MalformedAttestation("PEM certificate is not base64".into()))
+    crate::pem::decode(pem, "CERTIFICATE")
+        .ok_or_else(|| Error::MalformedAttestation("no valid PEM certificate".into()))
 }
 
 /// Encodes DER as a PEM certificate.
 pub fn certificate_pem(der: &[u8]) -> String {
-    let b64 = BASE64.encode(der);
-    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
-        out.push('\n');
-    }
-    out.push_str("-----END CERTIFICATE-----\n");
-    out
+    crate::pem::encode(der, "CERTIFICATE")
 }
 
 impl NitroRoot {

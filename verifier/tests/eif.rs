@@ -43,14 +43,7 @@ fn cbor_text(s: &str) -> Vec<u8> {
 }
 
 fn signature_section(cert_der: &[u8]) -> Vec<u8> {
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(cert_der);
-    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        pem.push_str(std::str::from_utf8(line).unwrap());
-        pem.push('\n');
-    }
-    pem.push_str("-----END CERTIFICATE-----\n");
+    let pem = arcane_verifier::pem::encode(cert_der, "CERTIFICATE");
     let mut out = vec![0x81, 0xa2];
     out.extend(cbor_text("signing_certificate"));
     out.extend(cbor_byte_array(pem.as_bytes()));
