@@ -89,12 +89,9 @@ fn documents_have_aws_format() {
         panic!()
     };
     assert_eq!(payload[0], 0xbf, "indefinite-length payload map");
-    assert_eq!(
-        parts[3],
-        Value::Bytes(match &parts[3] {
-            Value::Bytes(b) if b.len() == 96 => b.clone(),
-            other => panic!("{other:?}"),
-        })
+    assert!(
+        matches!(&parts[3], Value::Bytes(signature) if signature.len() == 96),
+        "a 96-byte r ‖ s signature"
     );
     let (_, parsed) = parse_document(&doc).unwrap();
     assert_eq!(parsed.pcrs.len(), 32);
