@@ -55,20 +55,26 @@ async fn add_checkpoint(State(w): State<Arc<Witness>>, body: Bytes) -> Response 
         return refusal(&Refusal::UnknownLog);
     };
     let _guard = w.lock.lock().await;
-    let latest = match sqlx::query("SELECT size, root FROM witnessed WHERE origin = ?1")
+    let row = match sqlx::query("SELECT size, root FROM witnessed WHERE origin = ?1")
         .bind(&origin)
         .fetch_optional(&w.db)
         .await
     {
-        Ok(row) => row.map(|r| {
-            let size: i64 = r.get("size");
-            let root: Vec<u8> = r.get("root");
-            (
-                size as u64,
-                Hash::from_slice(&root).unwrap_or(Hash([0; 32])),
-            )
-        }),
+        Ok(row) => row,
         Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    };
+    // A stored state that does not read back is an error, never "nothing cosigned yet".
+    let latest = match row.map(|r| {
+        let size: i64 = r.get("size");
+        let root: Vec<u8> = r.get("root");
+        Hash::from_slice(&root)
+            .ok()
+            .zip(u64::try_from(size).ok())
+            .map(|(root, size)| (size, root))
+    }) {
+        None => None,
+        Some(Some(state)) => Some(state),
+        Some(None) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     };
     let checkpoint = match decide(&request, log_key, latest) {
         Ok(c) => c,
