@@ -118,6 +118,26 @@ pub enum Error {
     AttestationFromFuture { ahead_ms: u64 },
     #[error("attestation binding mismatch: {0}")]
     AttestationBinding(&'static str),
+
+    // --- sealed requests and responses ------------------------------------------------------
+    #[error("malformed sealed message: {0}")]
+    MalformedSealed(&'static str),
+    #[error("the wrapped DEK names a REK this node does not hold")]
+    UnknownRek,
+    #[error("sealed message does not open: {0}")]
+    SealedOpen(&'static str),
+    #[error("sealed response stream: {0}")]
+    SealedStream(&'static str),
+
+    // --- node attestation bundles -----------------------------------------------------------
+    #[error("malformed node attestation bundle: {0}")]
+    MalformedNodeBundle(&'static str),
+
+    // --- inner requests -----------------------------------------------------------------------
+    #[error("malformed inner request: {0}")]
+    MalformedInner(&'static str),
+    #[error("the inner request's path is not /v1/chat/completions")]
+    InnerPathNotFound,
 }
 
 /// Result with the verifier's [`Error`].

@@ -15,6 +15,9 @@
 //! - [`bundle`]: proof bundles (C2SP tlog-proof plus the entry), verified in one call.
 //! - [`nitro`]: AWS Nitro Enclaves attestation documents, chain to a configured root, release policy.
 //! - [`cbor`]: the small strict CBOR reader and writer used for EIF sections and attestation payloads.
+//! - [`sealed`]: sealed requests (a DEK wrapped with HPKE to node REKs) and sealed streamed answers.
+//! - [`inner`]: the BHTTP inner request (OpenAI-shaped chat body, token material) and chunk contents.
+//! - [`attested`]: a node's attestation bundle (document + release proof bundle), verified in one call.
 //! - [`eif`]: PCR0/1/2/8 of a Nitro Enclave Image File, as `nitro-cli describe-eif` computes them.
 //!
 //! ```
@@ -37,6 +40,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod attested;
 pub mod bundle;
 pub mod cbor;
 pub mod checkpoint;
@@ -44,11 +48,13 @@ pub mod cosignature;
 pub mod eif;
 pub mod entry;
 mod error;
+pub mod inner;
 pub mod merkle;
 pub mod nitro;
 pub mod note;
 pub mod pem;
 pub mod proof;
+pub mod sealed;
 pub mod tiles;
 pub mod witness;
 
