@@ -8,7 +8,7 @@
 FROM rust:1.95.0-slim-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p arcane-compute --features nsm \
+RUN cargo build --release --locked -p arcane-compute --features nsm,vsock \
     && install -D -m 0755 target/release/arcane-compute /out/arcane-compute
 
 FROM gcr.io/distroless/cc-debian12:nonroot

@@ -11,6 +11,18 @@ pub enum ComputeError {
     Certificate(String),
     #[error("verification: {0}")]
     Verifier(#[from] arcane_verifier::Error),
+    #[error("model file: {0}")]
+    Model(String),
+    #[error("inference engine: {0}")]
+    Engine(String),
+    #[error("no usable release in the log: {0}")]
+    NoRelease(String),
+    #[error("log: {0}")]
+    Log(String),
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("serving: {0}")]
+    Serve(String),
     #[error("input too large: {what} is {len} bytes, at most {max}")]
     TooLarge {
         what: &'static str,

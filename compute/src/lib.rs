@@ -1,9 +1,19 @@
 //! # arcane-compute
 //!
-//! The compute node: the only place a prompt is ever readable. This crate so far provides the
-//! node's attestation: the [`attestation::AttestationProvider`] trait, the real Nitro Security
-//! Module behind the `nsm` feature, and a simulated NSM that issues documents in AWS's exact
-//! format from a locally generated development root.
+//! The compute node: the only place a prompt is ever readable. It loads a local GGUF model into
+//! mistral.rs, generates a request encryption key (REK) that never leaves memory, finds the
+//! `release` entry for its own measurements and model digest in the transparency log (and refuses
+//! to serve without one), attests the REK bound to that release, and then answers sealed
+//! requests: it unwraps each request's DEK with the REK, decrypts the inner BHTTP request, checks
+//! its token material, runs the model and streams the answer back as sealed chunks.
+//!
+//! - [`attestation`]: the NSM (real behind the `nsm` feature, or simulated in AWS's format).
+//! - [`gguf`], [`model`]: the model file, checked before the engine sees it, and its digest.
+//! - [`engine`]: the [`engine::InferenceEngine`] trait and its mistral.rs implementation.
+//! - [`release`]: finding and refreshing the node's release proof in the log.
+//! - [`node`]: REK, attested state, replay guard, the sealed request path.
+//! - [`server`]: the HTTP API over TCP or vsock; [`registration`]: announcing the node to the gateway.
+//! - [`tokens`]: the token check interface.
 //!
 //! ```
 //! use arcane_compute::attestation::{AttestationProvider, DeclaredMeasurements, SimulatedNsm};
@@ -21,4 +31,12 @@
 //! ```
 
 pub mod attestation;
+pub mod engine;
 pub mod error;
+pub mod gguf;
+pub mod model;
+pub mod node;
+pub mod registration;
+pub mod release;
+pub mod server;
+pub mod tokens;

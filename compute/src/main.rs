@@ -1,10 +1,414 @@
-//! `arcane-compute`: the Nitro Enclave compute node.
+//! `arcane-compute`: the compute node.
 //!
-//! The node's attestation (real and simulated NSM) is built (see the library); loading the model,
-//! the REK, registration and serving requests are not yet, so the binary refuses to run rather
-//! than pretend to serve.
+//! `serve` boots the node (model, REK, release proof, attestation), serves the sealed request API
+//! and keeps its proof and document fresh; `tiny-model` writes the tiny test model; `inspect`
+//! prints a model file's name, architecture and SHA-256 (what a release entry must name).
 
-fn main() -> std::process::ExitCode {
-    eprintln!("arcane-compute: serving is not implemented yet (attestation only, see the library)");
-    std::process::ExitCode::from(2)
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arcane_compute::attestation::{AttestationProvider, DeclaredMeasurements, SimulatedNsm};
+use arcane_compute::engine::MistralEngine;
+use arcane_compute::error::ComputeError;
+use arcane_compute::gguf::{TinyLlama, write_tiny_llama};
+use arcane_compute::model::ModelFile;
+use arcane_compute::node::{Node, NodeConfig, NodeParts, now_seconds};
+use arcane_compute::registration::Registration;
+use arcane_compute::release::{LogSource, LogTrust};
+use arcane_compute::tokens::{DevelopmentWithoutTokens, TokenVerifier};
+use arcane_verifier::cosignature::{WitnessPolicy, parse_policy_file};
+use arcane_verifier::entry::EntryPolicy;
+use arcane_verifier::note::VerifierKey;
+use axum::serve::ListenerExt;
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+#[derive(Parser)]
+#[command(
+    name = "arcane-compute",
+    version,
+    about = "The arcane-aip compute node"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Boot the node and serve sealed requests.
+    Serve(Box<ServeArgs>),
+    /// Write the tiny llama GGUF used by tests and benchmarks.
+    TinyModel {
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Seed of the weights.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
+    /// Print a model file's name, architecture and SHA-256.
+    Inspect {
+        /// The GGUF file.
+        #[arg(long)]
+        model: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// A TOML file with any of `model`, `log_url`, `log_key`, `publishers`, `witness_policy`,
+    /// `gateway_address`, `advertise_address`, `vsock_port` (inside an enclave it is part of
+    /// the measured image); options given on the command line win.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The GGUF model file (local; nothing is ever downloaded).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Base URL of the transparency log.
+    #[arg(long)]
+    log: Option<String>,
+    /// The log's verifier key (text form).
+    #[arg(long, conflicts_with = "log_key_file")]
+    log_key: Option<String>,
+    /// File holding the log's verifier key.
+    #[arg(long)]
+    log_key_file: Option<PathBuf>,
+    /// A publisher whose release entries count (verifier key text); repeatable.
+    #[arg(long = "publisher")]
+    publishers: Vec<String>,
+    /// Witness policy file (Sigsum format); without it no cosignatures are required.
+    #[arg(long)]
+    witness_policy: Option<PathBuf>,
+    /// TCP address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8760")]
+    listen: SocketAddr,
+    /// Listen on this vsock port instead of TCP (inside an enclave; needs the `vsock` feature).
+    #[arg(long)]
+    vsock_port: Option<u32>,
+    /// The gateway to register with.
+    #[arg(long)]
+    gateway: Option<String>,
+    /// The node's URL as the gateway reaches it.
+    #[arg(long)]
+    advertise: Option<String>,
+    /// Requests served at once.
+    #[arg(long, default_value_t = 2)]
+    max_concurrent: usize,
+    /// Upper bound on max_tokens.
+    #[arg(long, default_value_t = 512)]
+    max_tokens: usize,
+    /// Pad chunk plaintexts to a multiple of this many bytes (0: off).
+    #[arg(long, default_value_t = 64)]
+    pad_to: usize,
+    /// Seconds between release-proof and document renewals.
+    #[arg(long, default_value_t = 60)]
+    refresh_secs: u64,
+    /// Development mode: the simulated NSM and no token check. Never in production.
+    #[arg(long)]
+    development: bool,
+    /// The PCRs the simulated NSM reports (JSON: pcr0, pcr1, pcr2 and optionally pcr8, hex).
+    #[arg(long, requires = "development")]
+    simulated_pcrs: Option<PathBuf>,
+    /// Where to write the simulated NSM's root certificate (PEM), for verifiers told to trust it.
+    #[arg(long, requires = "development")]
+    simulated_root_out: Option<PathBuf>,
+}
+
+/// The configuration file (`--config`).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    model: Option<PathBuf>,
+    log_url: Option<String>,
+    log_key: Option<String>,
+    #[serde(default)]
+    publishers: Vec<String>,
+    witness_policy: Option<PathBuf>,
+    gateway_address: Option<String>,
+    advertise_address: Option<String>,
+    vsock_port: Option<u32>,
+}
+
+impl ServeArgs {
+    /// Fills what the command line left out from `--config`, then checks what is required.
+    fn merge_config(mut self) -> Result<Self, ComputeError> {
+        if let Some(path) = &self.config {
+            let file: ConfigFile = toml::from_str(&read_text(path)?)
+                .map_err(|e| ComputeError::Config(format!("{}: {e}", path.display())))?;
+            self.model = self.model.or(file.model);
+            self.log = self.log.or(file.log_url);
+            if self.log_key.is_none() && self.log_key_file.is_none() {
+                self.log_key = file.log_key;
+            }
+            if self.publishers.is_empty() {
+                self.publishers = file.publishers;
+            }
+            self.witness_policy = self.witness_policy.or(file.witness_policy);
+            self.gateway = self.gateway.or(file.gateway_address);
+            self.advertise = self.advertise.or(file.advertise_address);
+            self.vsock_port = self.vsock_port.or(file.vsock_port);
+        }
+        if self.model.is_none() || self.log.is_none() || self.publishers.is_empty() {
+            return Err(ComputeError::Config(
+                "--model, --log and at least one --publisher are required (or in --config)".into(),
+            ));
+        }
+        if self.gateway.is_some() && self.advertise.is_none() {
+            return Err(ComputeError::Config(
+                "registering with a gateway needs the node's --advertise URL".into(),
+            ));
+        }
+        Ok(self)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PcrFile {
+    pcr0: String,
+    pcr1: String,
+    pcr2: String,
+    pcr8: Option<String>,
+}
+
+fn pcr(hex_text: &str, name: &str) -> Result<[u8; 48], ComputeError> {
+    hex::decode(hex_text)
+        .ok()
+        .and_then(|b| <[u8; 48]>::try_from(b).ok())
+        .ok_or_else(|| ComputeError::Config(format!("{name} must be 96 hex digits")))
+}
+
+fn read_text(path: &Path) -> Result<String, ComputeError> {
+    std::fs::read_to_string(path)
+        .map_err(|e| ComputeError::Config(format!("{}: {e}", path.display())))
+}
+
+fn provider(args: &ServeArgs) -> Result<Arc<dyn AttestationProvider>, ComputeError> {
+    if args.development {
+        let path = args.simulated_pcrs.as_ref().ok_or_else(|| {
+            ComputeError::Config("--development needs --simulated-pcrs FILE".into())
+        })?;
+        let file: PcrFile = serde_json::from_str(&read_text(path)?)
+            .map_err(|e| ComputeError::Config(format!("{}: {e}", path.display())))?;
+        let measurements = DeclaredMeasurements {
+            pcr0: pcr(&file.pcr0, "pcr0")?,
+            pcr1: pcr(&file.pcr1, "pcr1")?,
+            pcr2: pcr(&file.pcr2, "pcr2")?,
+            pcr8: file.pcr8.as_deref().map(|p| pcr(p, "pcr8")).transpose()?,
+        };
+        let nsm = SimulatedNsm::new(&measurements, now_seconds())?;
+        if let Some(out) = &args.simulated_root_out {
+            std::fs::write(out, arcane_verifier::nitro::certificate_pem(nsm.root_der()))
+                .map_err(|e| ComputeError::Config(format!("{}: {e}", out.display())))?;
+        }
+        return Ok(Arc::new(nsm));
+    }
+    #[cfg(feature = "nsm")]
+    {
+        Ok(Arc::new(arcane_compute::attestation::Nsm::open()?))
+    }
+    #[cfg(not(feature = "nsm"))]
+    Err(ComputeError::Config(
+        "this build has no Nitro Security Module support (feature `nsm`); outside an enclave \
+         run with --development"
+            .into(),
+    ))
+}
+
+fn token_verifier(args: &ServeArgs) -> Result<Arc<dyn TokenVerifier>, ComputeError> {
+    if args.development {
+        return Ok(Arc::new(DevelopmentWithoutTokens::for_development()));
+    }
+    Err(ComputeError::Config(
+        "no token verifier is configured, and a production node never serves without one".into(),
+    ))
+}
+
+fn trust(args: &ServeArgs) -> Result<LogTrust, ComputeError> {
+    let log_key_text = match (&args.log_key, &args.log_key_file) {
+        (Some(k), _) => k.clone(),
+        (None, Some(f)) => read_text(f)?,
+        (None, None) => {
+            return Err(ComputeError::Config(
+                "give the log's key with --log-key or --log-key-file".into(),
+            ));
+        }
+    };
+    let log_key = VerifierKey::parse(log_key_text.trim())?;
+    let publishers = args
+        .publishers
+        .iter()
+        .map(|p| VerifierKey::parse(p.trim()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let witnesses = match &args.witness_policy {
+        None => WitnessPolicy::none(),
+        Some(path) => parse_policy_file(&read_text(path)?)?.0,
+    };
+    Ok(LogTrust {
+        log_key,
+        witnesses,
+        publishers,
+        policy: EntryPolicy::default(),
+    })
+}
+
+async fn serve(args: ServeArgs) -> Result<(), ComputeError> {
+    let args = args.merge_config()?;
+    if args.development {
+        tracing::warn!(
+            "DEVELOPMENT MODE: simulated NSM (documents chain to a local root, not AWS's) and no \
+             token check; never use this in production"
+        );
+    }
+    let provider = provider(&args)?;
+    let tokens = token_verifier(&args)?;
+    let trust = trust(&args)?;
+    let model = ModelFile::open(args.model.as_deref().expect("checked in merge_config"))?;
+    tracing::info!(model = %model.name, sha256 = %hex::encode(model.sha256), "model file checked");
+    let engine = MistralEngine::load(&model, args.max_concurrent).await?;
+    let node = Node::boot(NodeParts {
+        config: NodeConfig {
+            max_concurrent: args.max_concurrent,
+            max_tokens: args.max_tokens,
+            pad_to: args.pad_to,
+            refresh_every: Duration::from_secs(args.refresh_secs.max(1)),
+            ..NodeConfig::default()
+        },
+        provider,
+        engine: Arc::new(engine),
+        tokens,
+        model,
+        log: LogSource::new(args.log.as_deref().expect("checked in merge_config"))?,
+        trust,
+    })
+    .await?;
+    let registration = args.gateway.clone().map(|gateway| Registration {
+        gateway,
+        advertise: args.advertise.clone().unwrap_or_default(),
+    });
+    tokio::spawn(keep_fresh(
+        Arc::clone(&node),
+        registration,
+        Duration::from_secs(args.refresh_secs.max(1)),
+    ));
+    let app = arcane_compute::server::router(Arc::clone(&node));
+    if let Some(port) = args.vsock_port {
+        return serve_vsock(app, port).await;
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| ComputeError::Serve(format!("{}: {e}", args.listen)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| ComputeError::Serve(e.to_string()))?;
+    println!("arcane-compute listening on http://{addr}");
+    // Chunks are small and latency matters: no Nagle delay on the answer stream.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| ComputeError::Serve(e.to_string()))
+}
+
+#[cfg(feature = "vsock")]
+async fn serve_vsock(app: axum::Router, port: u32) -> Result<(), ComputeError> {
+    let listener = tokio_vsock::VsockListener::bind(tokio_vsock::VsockAddr::new(
+        tokio_vsock::VMADDR_CID_ANY,
+        port,
+    ))
+    .map_err(|e| ComputeError::Serve(format!("vsock port {port}: {e}")))?;
+    println!("arcane-compute listening on vsock port {port}");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| ComputeError::Serve(e.to_string()))
+}
+
+#[cfg(not(feature = "vsock"))]
+async fn serve_vsock(_app: axum::Router, _port: u32) -> Result<(), ComputeError> {
+    Err(ComputeError::Config(
+        "this build has no vsock support (feature `vsock`)".into(),
+    ))
+}
+
+/// Renews the release proof and document every `every` (and sooner when the release is about to
+/// expire), then re-registers with the gateway.
+async fn keep_fresh(node: Arc<Node>, registration: Option<Registration>, every: Duration) {
+    let http = reqwest::Client::new();
+    loop {
+        if let Some(r) = &registration
+            && let Err(e) = r.register(&http, &node).await
+        {
+            tracing::warn!(error = %e, "registration failed; retrying after the next refresh");
+        }
+        let mut wait = every;
+        if let Some(not_after) = node.release_not_after() {
+            let left = not_after.saturating_sub(now_seconds());
+            wait = wait.min(Duration::from_secs(left.max(1)));
+        }
+        tokio::time::sleep(wait).await;
+        let _ = node.refresh().await;
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                // The engine's own logs stay at warnings: nothing of a request reaches the log.
+                "info,mistralrs_core=warn,mistralrs=warn,mistralrs_quant=warn,candle=warn".into()
+            }),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::TinyModel { out, seed } => write_tiny_llama(
+            &out,
+            &TinyLlama {
+                seed,
+                ..TinyLlama::default()
+            },
+        )
+        .map(|()| println!("{}", out.display())),
+        Command::Inspect { model } => ModelFile::open(&model).map(|m| {
+            println!("name: {}", m.name);
+            println!("architecture: {}", m.metadata.architecture().unwrap_or("?"));
+            println!("sha256: {}", hex::encode(m.sha256));
+        }),
+        Command::Serve(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            runtime.block_on(serve(*args))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("arcane-compute: {e}");
+            match e {
+                ComputeError::NoRelease(_) | ComputeError::Model(_) => ExitCode::from(3),
+                ComputeError::Config(_) => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
+        }
+    }
 }

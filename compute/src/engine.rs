@@ -1,0 +1,210 @@
+//! Inference: the [`InferenceEngine`] the node streams from, and its mistral.rs implementation
+//! over a local GGUF file.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arcane_verifier::inner::ChatCompletionRequest;
+use mistralrs::{GgufModelBuilder, RequestBuilder, Response, TextMessageRole, TokenSource};
+use tokio::sync::mpsc;
+
+use crate::error::{ComputeError, Result};
+use crate::model::ModelFile;
+
+/// Why generation stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FinishReason {
+    /// The model ended its answer.
+    Stop,
+    /// `max_tokens` was reached.
+    Length,
+}
+
+impl FinishReason {
+    /// The OpenAI name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+        }
+    }
+}
+
+/// One event of a generation.
+#[derive(Debug, PartialEq)]
+pub enum EngineEvent {
+    /// Text produced since the previous event.
+    Delta(String),
+    /// Generation ended.
+    Finished {
+        /// Why.
+        reason: FinishReason,
+        /// Tokens in the prompt.
+        prompt_tokens: u64,
+        /// Tokens generated.
+        completion_tokens: u64,
+    },
+    /// Generation failed; the message never quotes the prompt.
+    Failed(String),
+}
+
+/// Something that runs chat completions and streams their text.
+pub trait InferenceEngine: Send + Sync + 'static {
+    /// The model name requests must ask for.
+    fn model_name(&self) -> &str;
+    /// Starts a generation of at most `max_tokens` tokens; events arrive on the receiver. Dropping
+    /// the receiver stops the generation.
+    fn generate(
+        &self,
+        request: &ChatCompletionRequest,
+        max_tokens: usize,
+    ) -> Result<mpsc::Receiver<EngineEvent>>;
+}
+
+/// mistral.rs running a GGUF model on the CPU.
+pub struct MistralEngine {
+    model: Arc<mistralrs::Model>,
+    name: String,
+}
+
+impl std::fmt::Debug for MistralEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MistralEngine")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MistralEngine {
+    /// Loads `model` (already checked by [`ModelFile::open`]) from its local directory: no hub,
+    /// no token, no network. `max_sequences` bounds concurrent generations.
+    pub async fn load(model: &ModelFile, max_sequences: usize) -> Result<Self> {
+        let (dir, file) = model.dir_and_file();
+        let started = Instant::now();
+        let loaded = GgufModelBuilder::new(dir, vec![file])
+            .with_force_cpu()
+            .with_token_source(TokenSource::None)
+            .with_max_num_seqs(max_sequences.max(1))
+            .with_prefix_cache_n(None)
+            .build()
+            .await
+            .map_err(|e| ComputeError::Engine(format!("loading {}: {e}", model.name)))?;
+        tracing::info!(
+            model = %model.name,
+            load_ms = started.elapsed().as_millis() as u64,
+            "model loaded"
+        );
+        Ok(MistralEngine {
+            model: Arc::new(loaded),
+            name: model.name.clone(),
+        })
+    }
+
+    /// The mistral.rs request for `request`: its messages, greedy decoding unless a temperature
+    /// above 0 is asked for, and always a maximum length (running past the context is an error).
+    pub fn build_request(request: &ChatCompletionRequest, max_tokens: usize) -> RequestBuilder {
+        let mut builder = RequestBuilder::new();
+        for message in &request.messages {
+            let role = match message.role.as_str() {
+                "system" => TextMessageRole::System,
+                "assistant" => TextMessageRole::Assistant,
+                _ => TextMessageRole::User,
+            };
+            builder = builder.add_message(role, &message.content);
+        }
+        // `set_deterministic_sampler` resets the maximum length, so it comes first.
+        builder = match request.temperature {
+            Some(t) if t > 0.0 => builder.set_sampler_temperature(t),
+            _ => builder.set_deterministic_sampler(),
+        };
+        builder.set_sampler_max_len(max_tokens)
+    }
+
+    /// The loaded mistral.rs model (benchmarks call it directly as their baseline).
+    pub fn inner(&self) -> &Arc<mistralrs::Model> {
+        &self.model
+    }
+}
+
+impl InferenceEngine for MistralEngine {
+    fn model_name(&self) -> &str {
+        &self.name
+    }
+
+    fn generate(
+        &self,
+        request: &ChatCompletionRequest,
+        max_tokens: usize,
+    ) -> Result<mpsc::Receiver<EngineEvent>> {
+        let builder = Self::build_request(request, max_tokens);
+        let model = Arc::clone(&self.model);
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            let mut stream = match model.stream_chat_request(builder).await {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = tx
+                        .send(EngineEvent::Failed(engine_error(&e.to_string())))
+                        .await;
+                    return;
+                }
+            };
+            while let Some(response) = stream.next().await {
+                let event = match response {
+                    Response::Chunk(chunk) => {
+                        let Some(choice) = chunk.choices.first() else {
+                            continue;
+                        };
+                        let text = choice.delta.content.clone().unwrap_or_default();
+                        if !text.is_empty() && tx.send(EngineEvent::Delta(text)).await.is_err() {
+                            return;
+                        }
+                        let Some(reason) = &choice.finish_reason else {
+                            continue;
+                        };
+                        let usage = chunk.usage.as_ref();
+                        EngineEvent::Finished {
+                            reason: if reason == "length" {
+                                FinishReason::Length
+                            } else {
+                                FinishReason::Stop
+                            },
+                            prompt_tokens: usage.map_or(0, |u| u.prompt_tokens as u64),
+                            completion_tokens: usage.map_or(0, |u| u.completion_tokens as u64),
+                        }
+                    }
+                    Response::Done(done) => EngineEvent::Finished {
+                        reason: FinishReason::Stop,
+                        prompt_tokens: done.usage.prompt_tokens as u64,
+                        completion_tokens: done.usage.completion_tokens as u64,
+                    },
+                    Response::ModelError(message, _) => EngineEvent::Failed(engine_error(&message)),
+                    Response::ValidationError(e) | Response::InternalError(e) => {
+                        EngineEvent::Failed(engine_error(&e.to_string()))
+                    }
+                    _ => EngineEvent::Failed("unexpected engine response".into()),
+                };
+                let last = !matches!(event, EngineEvent::Delta(_));
+                if tx.send(event).await.is_err() || last {
+                    return;
+                }
+            }
+            let _ = tx
+                .send(EngineEvent::Failed(
+                    "the engine ended the stream early".into(),
+                ))
+                .await;
+        });
+        Ok(rx)
+    }
+}
+
+/// An engine error message fit for the client (inside the sealed stream) — bounded in length.
+/// It is never logged: engine messages may quote the input.
+fn engine_error(message: &str) -> String {
+    let mut m: String = message.chars().take(300).collect();
+    if m.len() < message.len() {
+        m.push('…');
+    }
+    m
+}

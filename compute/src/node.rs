@@ -1,0 +1,557 @@
+//! The node: its REK, its attestation bundle (document + proven release), and the handling of
+//! one sealed request from the wrapped DEK to the last sealed chunk.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arcane_verifier::attested::NodeBundle;
+use arcane_verifier::inner::{
+    ChatCompletionChunk, ChunkChoice, ChunkContent, Delta, ErrorBody, Usage, decode_inner_request,
+};
+use arcane_verifier::nitro::{binding_user_data, parse_document};
+use arcane_verifier::sealed::{
+    self, KEY_LEN, OpenedRequest, RekPublicKey, RekSecret, ResponseSealer, WRAPPED_DEK_LEN,
+    WrappedDek,
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::attestation::AttestationProvider;
+use crate::engine::{EngineEvent, InferenceEngine};
+use crate::error::{ComputeError, Result};
+use crate::model::ModelFile;
+use crate::release::{LogSource, LogTrust, OwnMeasurements, ProvenRelease};
+use crate::tokens::TokenVerifier;
+
+/// Tunables of a node.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// Requests served at once; more are answered "busy".
+    pub max_concurrent: usize,
+    /// Upper bound on `max_tokens` (and the default when a request gives none).
+    pub max_tokens: usize,
+    /// Pad each chunk's plaintext to a multiple of this many bytes (0: no padding).
+    pub pad_to: usize,
+    /// How far a request's issue time may lie from the node's clock.
+    pub request_window: Duration,
+    /// How often the release proof and the document are renewed.
+    pub refresh_every: Duration,
+    /// Most request keys remembered for replay detection; when full of unexpired keys, new
+    /// requests are refused as busy rather than any key forgotten.
+    pub replay_capacity: usize,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            max_concurrent: 2,
+            max_tokens: 512,
+            pad_to: 64,
+            request_window: Duration::from_secs(120),
+            refresh_every: Duration::from_secs(60),
+            replay_capacity: 1 << 18,
+        }
+    }
+}
+
+/// Why a request was refused before any sealed answer began. The gateway sees these; none of
+/// them depends on the request's content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Every slot is taken: route elsewhere.
+    Busy,
+    /// The node has no valid release proof or document right now.
+    NotServing(String),
+    /// The wrapped DEK names another REK (misrouted).
+    UnknownRek,
+    /// The body is not `wrapped DEK ‖ ciphertext`, or the wrap does not open.
+    BadRequest(&'static str),
+    /// The request was seen before.
+    Replayed,
+    /// The request's issue time is outside the window.
+    Stale,
+}
+
+/// Current time, seconds since the epoch.
+pub fn now_seconds() -> u64 {
+    now_ms() / 1000
+}
+
+/// Current time, milliseconds since the epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Encapsulated keys seen within the request window.
+#[derive(Debug, Default)]
+struct ReplayGuard {
+    seen: HashMap<[u8; KEY_LEN], u64>,
+    order: VecDeque<([u8; KEY_LEN], u64)>,
+}
+
+impl ReplayGuard {
+    /// Records `enc` until `expires`; `Err(Refusal)` when it was seen or the guard is full.
+    fn record(
+        &mut self,
+        enc: [u8; KEY_LEN],
+        now: u64,
+        expires: u64,
+        capacity: usize,
+    ) -> std::result::Result<(), Refusal> {
+        while let Some((old, at)) = self.order.front().copied() {
+            if at > now {
+                break;
+            }
+            self.order.pop_front();
+            self.seen.remove(&old);
+        }
+        if self.seen.contains_key(&enc) {
+            return Err(Refusal::Replayed);
+        }
+        if self.seen.len() >= capacity {
+            return Err(Refusal::Busy);
+        }
+        self.seen.insert(enc, expires);
+        self.order.push_back((enc, expires));
+        Ok(())
+    }
+}
+
+/// The node's attested state while it serves.
+#[derive(Clone, Debug)]
+pub struct Attested {
+    /// The bundle clients and the gateway verify.
+    pub bundle: NodeBundle,
+    /// The release that vouches for the node.
+    pub release: ProvenRelease,
+}
+
+/// A compute node.
+pub struct Node {
+    config: NodeConfig,
+    rek: RekSecret,
+    provider: Arc<dyn AttestationProvider>,
+    engine: Arc<dyn InferenceEngine>,
+    tokens: Arc<dyn TokenVerifier>,
+    model: ModelFile,
+    log: LogSource,
+    trust: LogTrust,
+    measurements: OwnMeasurements,
+    attested: RwLock<std::result::Result<Attested, String>>,
+    replay: Mutex<ReplayGuard>,
+    slots: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("model", &self.model.name)
+            .field("rek", &self.rek)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The parts a node is made of.
+pub struct NodeParts {
+    /// Tunables.
+    pub config: NodeConfig,
+    /// The NSM (real or simulated).
+    pub provider: Arc<dyn AttestationProvider>,
+    /// The inference engine, with the model loaded.
+    pub engine: Arc<dyn InferenceEngine>,
+    /// The token check.
+    pub tokens: Arc<dyn TokenVerifier>,
+    /// The model file the engine loaded (checked and digested).
+    pub model: ModelFile,
+    /// Where the log is.
+    pub log: LogSource,
+    /// What the node trusts of the log.
+    pub trust: LogTrust,
+}
+
+impl Node {
+    /// Boots a node: reads its own PCRs from its provider, generates the REK, finds its release
+    /// in the log (refusing to start without one, naming what is missing), and attests the REK
+    /// bound to the model digest and the release's leaf hash.
+    pub async fn boot(parts: NodeParts) -> Result<Arc<Node>> {
+        let own = parts.provider.attest(None, None, None)?;
+        let (_, document) = parse_document(&own)?;
+        let pcr = |i: u8| {
+            document
+                .pcr(i)
+                .map(<[u8]>::to_vec)
+                .ok_or_else(|| ComputeError::Attestation(format!("own document lacks PCR{i}")))
+        };
+        let measurements = OwnMeasurements {
+            pcr0: pcr(0)?,
+            pcr1: pcr(1)?,
+            pcr2: pcr(2)?,
+            pcr8: document.pcr(8).map(<[u8]>::to_vec),
+        };
+        let release = parts
+            .log
+            .find_release(
+                &parts.trust,
+                &measurements,
+                &parts.model.sha256,
+                now_seconds(),
+            )
+            .await?;
+        let node = Arc::new(Node {
+            slots: Arc::new(Semaphore::new(parts.config.max_concurrent.max(1))),
+            config: parts.config,
+            rek: RekSecret::generate(),
+            provider: parts.provider,
+            engine: parts.engine,
+            tokens: parts.tokens,
+            model: parts.model,
+            log: parts.log,
+            trust: parts.trust,
+            measurements,
+            attested: RwLock::new(Err("booting".into())),
+            replay: Mutex::new(ReplayGuard::default()),
+        });
+        let document = node.attest_release(&release, None)?;
+        *node.attested.write().expect("attested lock") = Ok(Attested {
+            bundle: NodeBundle {
+                document,
+                release: release.bundle.clone(),
+            },
+            release,
+        });
+        tracing::info!(
+            model = %node.model.name,
+            rek = %hex::encode(&node.rek.public().id()[..8]),
+            "node attested and serving"
+        );
+        Ok(node)
+    }
+
+    fn attest_release(&self, release: &ProvenRelease, nonce: Option<&[u8]>) -> Result<Vec<u8>> {
+        let user_data = binding_user_data(&self.model.sha256, &release.verified.leaf_hash.0);
+        self.provider
+            .attest(Some(&self.rek.public().0), Some(&user_data), nonce)
+    }
+
+    /// The REK public key.
+    pub fn rek(&self) -> RekPublicKey {
+        self.rek.public()
+    }
+
+    /// The model the node serves.
+    pub fn model(&self) -> &ModelFile {
+        &self.model
+    }
+
+    /// The node's measurements.
+    pub fn measurements(&self) -> &OwnMeasurements {
+        &self.measurements
+    }
+
+    /// Requests being served now.
+    pub fn in_flight(&self) -> usize {
+        self.config.max_concurrent.max(1) - self.slots.available_permits()
+    }
+
+    /// Configured capacity.
+    pub fn capacity(&self) -> usize {
+        self.config.max_concurrent.max(1)
+    }
+
+    /// The current attested state, or why the node is not serving.
+    pub fn attested(&self) -> std::result::Result<Attested, String> {
+        self.attested.read().expect("attested lock").clone()
+    }
+
+    /// A fresh document for a challenger's `nonce`, with the current release proof.
+    pub fn attest_with_nonce(&self, nonce: &[u8]) -> Result<NodeBundle> {
+        let attested = self.attested().map_err(ComputeError::Serve)?;
+        let document = self.attest_release(&attested.release, Some(nonce))?;
+        Ok(NodeBundle {
+            document,
+            release: attested.release.bundle,
+        })
+    }
+
+    /// Renews the release proof (newest checkpoint) and the document. On failure the node stops
+    /// serving until a later refresh succeeds: it never serves without a valid proof.
+    pub async fn refresh(&self) -> Result<()> {
+        let result = self.try_refresh().await;
+        if let Err(e) = &result {
+            tracing::warn!(error = %e, "release refresh failed; not serving");
+            *self.attested.write().expect("attested lock") = Err(e.to_string());
+        }
+        result
+    }
+
+    async fn try_refresh(&self) -> Result<()> {
+        let previous = self.attested();
+        let now = now_seconds();
+        let release = match &previous {
+            Ok(a) => {
+                self.log
+                    .refresh_release(
+                        &self.trust,
+                        &a.release.verified.leaf_hash,
+                        a.release.verified.checkpoint.checkpoint.size,
+                        now,
+                    )
+                    .await?
+            }
+            Err(_) => {
+                self.log
+                    .find_release(&self.trust, &self.measurements, &self.model.sha256, now)
+                    .await?
+            }
+        };
+        // A different release (after a gap) needs a new binding; the same one keeps it.
+        let document = self.attest_release(&release, None)?;
+        *self.attested.write().expect("attested lock") = Ok(Attested {
+            bundle: NodeBundle {
+                document,
+                release: release.bundle.clone(),
+            },
+            release,
+        });
+        Ok(())
+    }
+
+    /// When the current release entry stops being valid (seconds), if serving.
+    pub fn release_not_after(&self) -> Option<u64> {
+        self.attested()
+            .ok()
+            .map(|a| a.release.verified.entry.entry.not_after)
+    }
+
+    /// Opens a sealed request (`wrapped DEK ‖ ciphertext`) and, if it opens, starts the sealed
+    /// answer. Returns the receiver of the answer's bytes (the response head first, then one
+    /// frame per chunk); the generation holds a slot until it ends or the receiver is dropped.
+    pub fn serve(
+        self: &Arc<Self>,
+        body: &[u8],
+    ) -> std::result::Result<mpsc::Receiver<Vec<u8>>, Refusal> {
+        if body.len() < WRAPPED_DEK_LEN {
+            return Err(Refusal::BadRequest("body shorter than a wrapped DEK"));
+        }
+        let wrapped = WrappedDek::decode(&body[..WRAPPED_DEK_LEN])
+            .map_err(|_| Refusal::BadRequest("malformed wrapped DEK"))?;
+        if let Err(why) = self.attested() {
+            return Err(Refusal::NotServing(why));
+        }
+        let permit = Arc::clone(&self.slots)
+            .try_acquire_owned()
+            .map_err(|_| Refusal::Busy)?;
+        let opened = match sealed::open_request(&self.rek, &wrapped, &body[WRAPPED_DEK_LEN..]) {
+            Ok(o) => o,
+            Err(arcane_verifier::Error::UnknownRek) => return Err(Refusal::UnknownRek),
+            Err(_) => return Err(Refusal::BadRequest("the request does not open")),
+        };
+        let now = now_seconds();
+        let window = self.config.request_window.as_secs();
+        if opened.issued_at.abs_diff(now) > window {
+            return Err(Refusal::Stale);
+        }
+        self.replay.lock().expect("replay lock").record(
+            opened.enc,
+            now,
+            opened.issued_at.max(now) + window,
+            self.config.replay_capacity,
+        )?;
+        let (tx, rx) = mpsc::channel(32);
+        let node = Arc::clone(self);
+        tokio::spawn(async move {
+            node.answer(opened, tx, permit).await;
+        });
+        Ok(rx)
+    }
+
+    async fn answer(
+        &self,
+        opened: OpenedRequest,
+        tx: mpsc::Sender<Vec<u8>>,
+        _permit: OwnedSemaphorePermit,
+    ) {
+        let (head, mut sealer) = opened.responder.start();
+        if tx.send(head.to_vec()).await.is_err() {
+            return;
+        }
+        let mut stream = ChunkStream {
+            sealer: &mut sealer,
+            tx: &tx,
+            pad_to: self.config.pad_to,
+            id: format!("chatcmpl-{}", hex::encode(random_id())),
+            model: self.model.name.clone(),
+            created: now_seconds(),
+        };
+        let inner = match decode_inner_request(&opened.plaintext) {
+            Ok(r) => r,
+            Err(e) => {
+                stream.error("invalid_request_error", &e.to_string()).await;
+                return;
+            }
+        };
+        drop(opened.plaintext);
+        if let Err(why) = self.tokens.verify(inner.token.as_deref()) {
+            stream.error("token_error", &why).await;
+            return;
+        }
+        if !inner.chat.model.is_empty() && inner.chat.model != self.model.name {
+            stream
+                .error(
+                    "invalid_request_error",
+                    &format!("this node serves model {:?}", self.model.name),
+                )
+                .await;
+            return;
+        }
+        let max_tokens = inner.chat.max_tokens.map_or(self.config.max_tokens, |m| {
+            (m as usize).min(self.config.max_tokens)
+        });
+        let mut events = match self.engine.generate(&inner.chat, max_tokens) {
+            Ok(rx) => rx,
+            Err(e) => {
+                stream.error("model_error", &e.to_string()).await;
+                return;
+            }
+        };
+        // `stream: false` gets the whole answer in one chunk before the final one.
+        let streaming = inner.chat.stream != Some(false);
+        drop(inner);
+        let mut whole = Zeroizing::new(String::new());
+        let mut first = true;
+        while let Some(event) = events.recv().await {
+            match event {
+                EngineEvent::Delta(mut text) => {
+                    if !streaming {
+                        whole.push_str(&text);
+                        text.zeroize();
+                        continue;
+                    }
+                    let sent = stream.delta(&text, first).await;
+                    text.zeroize();
+                    first = false;
+                    if !sent {
+                        return; // the receiver is gone: dropping `events` stops the engine
+                    }
+                }
+                EngineEvent::Finished {
+                    reason,
+                    prompt_tokens,
+                    completion_tokens,
+                } => {
+                    if !streaming && !whole.is_empty() && !stream.delta(&whole, true).await {
+                        return;
+                    }
+                    stream
+                        .finish(
+                            reason.as_str(),
+                            Usage {
+                                prompt_tokens,
+                                completion_tokens,
+                                total_tokens: prompt_tokens + completion_tokens,
+                            },
+                        )
+                        .await;
+                    return;
+                }
+                EngineEvent::Failed(message) => {
+                    stream.error("model_error", &message).await;
+                    return;
+                }
+            }
+        }
+        stream
+            .error("model_error", "the engine stopped without finishing")
+            .await;
+    }
+}
+
+fn random_id() -> [u8; 12] {
+    let mut id = [0u8; 12];
+    getrandom::fill(&mut id).expect("the operating system's random source");
+    id
+}
+
+/// Seals and sends the chunks of one answer.
+struct ChunkStream<'a> {
+    sealer: &'a mut ResponseSealer,
+    tx: &'a mpsc::Sender<Vec<u8>>,
+    pad_to: usize,
+    id: String,
+    model: String,
+    created: u64,
+}
+
+impl ChunkStream<'_> {
+    async fn send(&mut self, content: &ChunkContent, last: bool) -> bool {
+        let bytes = Zeroizing::new(content.to_bytes());
+        match self.sealer.seal_chunk(&bytes, last, self.pad_to) {
+            Ok(frame) => self.tx.send(frame).await.is_ok(),
+            Err(e) => {
+                tracing::warn!(error = %e, "sealing a chunk failed");
+                false
+            }
+        }
+    }
+
+    fn chunk(
+        &self,
+        delta: Delta,
+        finish_reason: Option<&str>,
+        usage: Option<Usage>,
+    ) -> ChunkContent {
+        ChunkContent::Completion(ChatCompletionChunk {
+            id: self.id.clone(),
+            object: "chat.completion.chunk".into(),
+            created: self.created,
+            model: self.model.clone(),
+            choices: vec![ChunkChoice {
+                index: 0,
+                delta,
+                finish_reason: finish_reason.map(str::to_owned),
+            }],
+            usage,
+        })
+    }
+
+    async fn delta(&mut self, text: &str, first: bool) -> bool {
+        let content = self.chunk(
+            Delta {
+                role: first.then(|| "assistant".to_owned()),
+                content: Some(text.to_owned()),
+            },
+            None,
+            None,
+        );
+        let sent = self.send(&content, false).await;
+        zeroize_chunk(content);
+        sent
+    }
+
+    async fn finish(&mut self, reason: &str, usage: Usage) {
+        let content = self.chunk(Delta::default(), Some(reason), Some(usage));
+        self.send(&content, true).await;
+    }
+
+    async fn error(&mut self, kind: &str, message: &str) {
+        let content = ChunkContent::Error(ErrorBody {
+            message: message.to_owned(),
+            kind: kind.to_owned(),
+        });
+        self.send(&content, true).await;
+    }
+}
+
+fn zeroize_chunk(content: ChunkContent) {
+    if let ChunkContent::Completion(mut c) = content {
+        for choice in &mut c.choices {
+            if let Some(text) = &mut choice.delta.content {
+                text.zeroize();
+            }
+        }
+    }
+}

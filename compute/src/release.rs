@@ -1,0 +1,208 @@
+//! Finding the node's own `release` entry in the log, and keeping its proof current.
+//!
+//! Everything the log returns is verified here before use (checkpoint signature, witness policy,
+//! inclusion proof, publisher signature, entry rules, validity window), so the transport to the
+//! log needs no trust of its own.
+
+use std::time::Duration;
+
+use arcane_verifier::bundle::{TrustAnchors, VerifiedEntry, verify_bundle};
+use arcane_verifier::cosignature::WitnessPolicy;
+use arcane_verifier::entry::{EntryBody, EntryPolicy};
+use arcane_verifier::note::VerifierKey;
+use serde::Deserialize;
+
+use crate::error::{ComputeError, Result};
+
+/// What the node trusts of the log.
+#[derive(Clone, Debug)]
+pub struct LogTrust {
+    /// The log's verifier key.
+    pub log_key: VerifierKey,
+    /// Witnesses that must cosign checkpoints.
+    pub witnesses: WitnessPolicy,
+    /// Publishers whose `release` entries count.
+    pub publishers: Vec<VerifierKey>,
+    /// Entry rules.
+    pub policy: EntryPolicy,
+}
+
+impl LogTrust {
+    /// The anchors for [`verify_bundle`].
+    pub fn anchors(&self) -> TrustAnchors<'_> {
+        TrustAnchors {
+            log_key: &self.log_key,
+            witnesses: &self.witnesses,
+            publishers: &self.publishers,
+            policy: &self.policy,
+        }
+    }
+}
+
+/// The node's own measurements, read from a document its attestation provider produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnMeasurements {
+    /// PCR0.
+    pub pcr0: Vec<u8>,
+    /// PCR1.
+    pub pcr1: Vec<u8>,
+    /// PCR2.
+    pub pcr2: Vec<u8>,
+    /// PCR8 (all zero when the image is unsigned).
+    pub pcr8: Option<Vec<u8>>,
+}
+
+/// A release entry that vouches for this node, with its proof bundle text.
+#[derive(Clone, Debug)]
+pub struct ProvenRelease {
+    /// The bundle as the log served it.
+    pub bundle: String,
+    /// The verified entry.
+    pub verified: VerifiedEntry,
+}
+
+/// The log's HTTP read API.
+#[derive(Clone, Debug)]
+pub struct LogSource {
+    base: String,
+    http: reqwest::Client,
+}
+
+#[derive(Deserialize)]
+struct BundlesReply {
+    bundles: Vec<String>,
+}
+
+impl LogSource {
+    /// A source for the log at `base` (for example `http://127.0.0.1:8740`).
+    pub fn new(base: &str) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .map_err(|e| ComputeError::Log(e.to_string()))?;
+        Ok(LogSource {
+            base: base.trim_end_matches('/').to_owned(),
+            http,
+        })
+    }
+
+    async fn get(&self, path: &str) -> Result<Vec<u8>> {
+        let url = format!("{}{path}", self.base);
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| ComputeError::Log(format!("{url}: {e}")))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| ComputeError::Log(format!("{url}: {e}")))?;
+        if !status.is_success() {
+            return Err(ComputeError::Log(format!(
+                "{url}: {status}: {}",
+                String::from_utf8_lossy(&body[..body.len().min(300)])
+            )));
+        }
+        Ok(body.to_vec())
+    }
+
+    /// Finds the valid `release` entry whose PCRs equal `own` and whose model digest equals
+    /// `model_sha256`. The error names what is missing: no release for these PCRs at all, or
+    /// releases for them that name another model.
+    pub async fn find_release(
+        &self,
+        trust: &LogTrust,
+        own: &OwnMeasurements,
+        model_sha256: &[u8; 32],
+        now: u64,
+    ) -> Result<ProvenRelease> {
+        let reply = self
+            .get(&format!(
+                "/v1/bundles?kind=release&pcr0={}",
+                hex::encode(&own.pcr0)
+            ))
+            .await?;
+        let reply: BundlesReply = serde_json::from_slice(&reply)
+            .map_err(|e| ComputeError::Log(format!("bundle list: {e}")))?;
+        let mut other_models = Vec::new();
+        let mut rejected = Vec::new();
+        for bundle in reply.bundles {
+            let verified = match verify_bundle(bundle.as_bytes(), &trust.anchors(), None, now) {
+                Ok(v) => v,
+                Err(e) => {
+                    rejected.push(e.to_string());
+                    continue;
+                }
+            };
+            let EntryBody::Release(r) = &verified.entry.entry.body else {
+                continue;
+            };
+            let pcrs_match = r.pcr0[..] == own.pcr0[..]
+                && r.pcr1[..] == own.pcr1[..]
+                && r.pcr2[..] == own.pcr2[..]
+                && r.pcr8
+                    .as_ref()
+                    .is_none_or(|p| own.pcr8.as_deref() == Some(&p[..]));
+            if !pcrs_match {
+                continue;
+            }
+            if r.model_sha256 != *model_sha256 {
+                other_models.push(hex::encode(r.model_sha256));
+                continue;
+            }
+            return Ok(ProvenRelease { bundle, verified });
+        }
+        let mut why = if other_models.is_empty() {
+            format!(
+                "no valid release entry for PCR0 {} (with this PCR1/PCR2/PCR8) is in the log",
+                hex::encode(&own.pcr0)
+            )
+        } else {
+            format!(
+                "the release entries for these PCRs name model sha256 {}, but the model file's \
+                 sha256 is {}",
+                other_models.join(", "),
+                hex::encode(model_sha256)
+            )
+        };
+        if !rejected.is_empty() {
+            why.push_str(&format!(
+                "; {} bundle(s) did not verify: {}",
+                rejected.len(),
+                rejected.join("; ")
+            ));
+        }
+        Err(ComputeError::NoRelease(why))
+    }
+
+    /// The newest proof of the release with leaf hash `leaf_hash`, verified; it must be proven
+    /// in a tree at least as large as `at_least`.
+    pub async fn refresh_release(
+        &self,
+        trust: &LogTrust,
+        leaf_hash: &arcane_verifier::Hash,
+        at_least: u64,
+        now: u64,
+    ) -> Result<ProvenRelease> {
+        let bundle = self
+            .get(&format!("/v1/bundles/by-hash/{}", leaf_hash.to_hex()))
+            .await?;
+        let bundle = String::from_utf8(bundle)
+            .map_err(|_| ComputeError::Log("bundle is not UTF-8".into()))?;
+        let verified = verify_bundle(bundle.as_bytes(), &trust.anchors(), None, now)?;
+        if verified.leaf_hash != *leaf_hash {
+            return Err(ComputeError::Log(
+                "the log returned a bundle for another entry".into(),
+            ));
+        }
+        if verified.checkpoint.checkpoint.size < at_least {
+            return Err(ComputeError::Log(format!(
+                "the log went back from size {at_least} to {}",
+                verified.checkpoint.checkpoint.size
+            )));
+        }
+        Ok(ProvenRelease { bundle, verified })
+    }
+}

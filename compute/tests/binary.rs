@@ -1,0 +1,128 @@
+//! The `arcane-compute` binary: boots on a log, answers a verified sealed request, exits cleanly;
+//! refuses production mode without an NSM and token verifier.
+
+mod common;
+
+use std::time::Duration;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_arcane-compute");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_binary_serves_a_verified_request_and_stops_on_sigterm() {
+    let stack = common::stack().await;
+    stack.publish_release(stack.model.sha256).await;
+    let mut node = stack.spawn_node(BINARY, &["--refresh-secs", "1"]);
+    let client = stack.process_client(&node);
+    let answer = client.chat("Hello there", 16).await;
+    assert!(!answer.chunks.is_empty());
+    // Refreshed documents keep verifying.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let again = client.chat("And again", 8).await;
+    assert!(!again.chunks.is_empty());
+    let status: serde_json::Value = client
+        .http
+        .get(format!("{}/v1/status", node.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["serving"], true);
+    assert_eq!(status["model_sha256"], hex::encode(stack.model.sha256));
+    let pid = node.child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let exit = node.child.wait().unwrap();
+    assert!(exit.success(), "exit status {exit:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_binary_without_its_release_exits_with_status_3() {
+    let stack = common::stack().await;
+    let out = std::process::Command::new(BINARY)
+        .args(["serve", "--development", "--listen", "127.0.0.1:0"])
+        .arg("--model")
+        .arg(&stack.model.path)
+        .args([
+            "--log",
+            &stack.log_url,
+            "--log-key",
+            &stack.log_key.to_text(),
+        ])
+        .args(["--publisher", &stack.publisher.verifier().to_text()])
+        .arg("--simulated-pcrs")
+        .arg({
+            let p = stack.dir.path().join("p.json");
+            std::fs::write(
+                &p,
+                format!(
+                    r#"{{"pcr0":"{}","pcr1":"{}","pcr2":"{}"}}"#,
+                    "11".repeat(48),
+                    "22".repeat(48),
+                    "33".repeat(48)
+                ),
+            )
+            .unwrap();
+            p
+        })
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&"11".repeat(48)), "{stderr}");
+}
+
+#[test]
+fn production_mode_refuses_to_start_without_nsm_and_token_verifier() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::tiny_model(dir.path());
+    let out = std::process::Command::new(BINARY)
+        .args([
+            "serve",
+            "--log",
+            "http://127.0.0.1:9",
+            "--log-key",
+            "x+00000000+AA",
+            "--publisher",
+            "y",
+        ])
+        .arg("--model")
+        .arg(&model.path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("nsm") || stderr.contains("token verifier"),
+        "{stderr}"
+    );
+    // The development-only option is refused without --development.
+    let out = std::process::Command::new(BINARY)
+        .args([
+            "serve",
+            "--log",
+            "http://127.0.0.1:9",
+            "--publisher",
+            "y",
+            "--simulated-pcrs",
+            "p.json",
+        ])
+        .arg("--model")
+        .arg(&model.path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    // Nothing to serve without a model, a log and a publisher.
+    let out = std::process::Command::new(BINARY)
+        .args(["serve", "--development"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("required"));
+}

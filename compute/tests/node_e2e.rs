@@ -1,0 +1,356 @@
+//! The compute node end to end over 127.0.0.1: a log holding the node's release, the simulated
+//! NSM, the tiny model in real mistral.rs, and a client harness that verifies the bundle, wraps a
+//! DEK, sends a sealed request and opens the sealed stream.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arcane_compute::engine::{EngineEvent, InferenceEngine, MistralEngine};
+use arcane_compute::error::ComputeError;
+use arcane_compute::node::{NodeConfig, now_seconds};
+use arcane_compute::tokens::{DevelopmentWithoutTokens, TokenVerifier};
+use arcane_verifier::inner::{ChatCompletionRequest, ChatMessage, ChunkContent};
+use arcane_verifier::sealed::{RekSecret, ResponseReader};
+use common::{Client, stack};
+
+fn refusal(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get("arcane-refusal")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verified_request_is_answered_as_a_sealed_stream() {
+    let stack = stack().await;
+    let (node, url) = stack.serving_node(NodeConfig::default()).await;
+    let client = stack.client(&url);
+
+    let verified = client.verified_node(None).await.unwrap();
+    assert_eq!(verified.rek, node.rek());
+    assert_eq!(verified.model_sha256, stack.model.sha256);
+
+    let answer = client.chat("Tell me about the sea.", 24).await;
+    // First chunk names the role, the last says why it stopped and counts tokens.
+    let ChunkContent::Completion(first) = &answer.chunks[0] else {
+        panic!("first chunk is an error: {:?}", answer.chunks[0]);
+    };
+    assert_eq!(first.choices[0].delta.role.as_deref(), Some("assistant"));
+    let ChunkContent::Completion(last) = answer.chunks.last().unwrap() else {
+        panic!("last chunk is an error");
+    };
+    let usage = last.usage.expect("usage in the last chunk");
+    assert!(usage.prompt_tokens > 0);
+    assert!(usage.completion_tokens > 0 && usage.completion_tokens <= 24);
+    assert!(matches!(
+        last.choices[0].finish_reason.as_deref(),
+        Some("stop" | "length")
+    ));
+    // Streamed: more than one content chunk for a multi-token answer.
+    assert!(answer.chunks.len() >= 3, "{} chunks", answer.chunks.len());
+
+    // The same request straight into mistral.rs (greedy, deterministic) gives the same text.
+    let direct = MistralEngine::load(&stack.model, 1).await.unwrap();
+    let request = ChatCompletionRequest {
+        model: stack.model.name.clone(),
+        messages: vec![ChatMessage {
+            role: "user".into(),
+            content: "Tell me about the sea.".into(),
+        }],
+        max_tokens: Some(24),
+        temperature: None,
+        stream: Some(true),
+    };
+    let mut events = direct.generate(&request, 24).unwrap();
+    let mut text = String::new();
+    while let Some(event) = events.recv().await {
+        match event {
+            EngineEvent::Delta(d) => text.push_str(&d),
+            EngineEvent::Finished { .. } => break,
+            EngineEvent::Failed(e) => panic!("direct generation failed: {e}"),
+        }
+    }
+    assert_eq!(answer.text, text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_for_another_rek_is_refused_before_anything_runs() {
+    let stack = stack().await;
+    let (_node, url) = stack.serving_node(NodeConfig::default()).await;
+    let client = stack.client(&url);
+    let other = RekSecret::generate();
+    let (body, _) = client.seal(&client.inner("hi", 4), other.public(), now_seconds());
+    let response = client.post(body).await;
+    assert_eq!(response.status(), 421);
+    assert_eq!(refusal(&response), "unknown-rek");
+
+    // A wrap for another REK relabelled with this node's REK id does not open either.
+    let verified = client.verified_node(None).await.unwrap();
+    let (mut body, _) = client.seal(&client.inner("hi", 4), other.public(), now_seconds());
+    body[..32].copy_from_slice(&verified.rek.id());
+    let response = client.post(body).await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(refusal(&response), "bad-request");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_request_is_refused() {
+    let stack = stack().await;
+    let (_node, url) = stack.serving_node(NodeConfig::default()).await;
+    let client = stack.client(&url);
+    let verified = client.verified_node(None).await.unwrap();
+    let (body, state) = client.seal(&client.inner("once", 4), verified.rek, now_seconds());
+    let first = client.post(body.clone()).await;
+    client.read(first, state).await.unwrap();
+    let second = client.post(body).await;
+    assert_eq!(second.status(), 409);
+    assert_eq!(refusal(&second), "replayed");
+
+    // An old request (issued outside the window) is refused too.
+    let (body, _) = client.seal(&client.inner("old", 4), verified.rek, now_seconds() - 3600);
+    let old = client.post(body).await;
+    assert_eq!(old.status(), 400);
+    assert_eq!(refusal(&old), "stale");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_and_truncated_streams_are_detected() {
+    let stack = stack().await;
+    let (_node, url) = stack.serving_node(NodeConfig::default()).await;
+    let client = stack.client(&url);
+    let verified = client.verified_node(None).await.unwrap();
+
+    let fetch = |prompt: &'static str| {
+        let (body, state) = client.seal(&client.inner(prompt, 12), verified.rek, now_seconds());
+        let client = &client;
+        async move {
+            let bytes = client.post(body).await.bytes().await.unwrap().to_vec();
+            (bytes, state)
+        }
+    };
+    // Untouched: opens.
+    let (bytes, state) = fetch("a").await;
+    let mut reader = ResponseReader::new(state);
+    reader.push(&bytes);
+    while reader.next_chunk().unwrap().is_some() {}
+    reader.finish().unwrap();
+
+    // One flipped byte inside the second frame.
+    let (mut bytes, state) = fetch("b").await;
+    let at = bytes.len() - 10;
+    bytes[at] ^= 0x20;
+    let mut reader = ResponseReader::new(state);
+    reader.push(&bytes);
+    let mut result = Ok(());
+    loop {
+        match reader.next_chunk() {
+            Ok(Some(_)) => continue,
+            Ok(None) => break,
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    assert!(result.is_err(), "a tampered chunk opened");
+
+    // Cut before the final chunk: everything read opens, but the end is reported as truncation.
+    let (bytes, state) = fetch("c").await;
+    let mut reader = ResponseReader::new(state);
+    let cut = bytes.len() - 20;
+    reader.push(&bytes[..cut]);
+    while reader.next_chunk().unwrap().is_some() {}
+    assert!(reader.finish().is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_release_is_not_in_the_log_refuses_to_start() {
+    let stack = stack().await;
+    let engine = stack.engine().await;
+    let result = stack
+        .boot(
+            engine,
+            NodeConfig::default(),
+            Arc::new(DevelopmentWithoutTokens::for_development()),
+        )
+        .await;
+    let Err(ComputeError::NoRelease(why)) = result else {
+        panic!("booted without a release: {result:?}");
+    };
+    assert!(
+        why.contains(&hex::encode(stack.measurements.pcr0)),
+        "the error names the missing PCR0: {why}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_file_that_differs_from_the_release_is_refused() {
+    let stack = stack().await;
+    // The log vouches for these PCRs with another model.
+    let other_model = [0x5a; 32];
+    stack.publish_release(other_model).await;
+    let engine = stack.engine().await;
+    let result = stack
+        .boot(
+            engine,
+            NodeConfig::default(),
+            Arc::new(DevelopmentWithoutTokens::for_development()),
+        )
+        .await;
+    let Err(ComputeError::NoRelease(why)) = result else {
+        panic!("booted with a model the release does not name: {result:?}");
+    };
+    assert!(why.contains(&hex::encode(other_model)), "{why}");
+    assert!(why.contains(&hex::encode(stack.model.sha256)), "{why}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_challenge_nonce_is_attested() {
+    let stack = stack().await;
+    let (_node, url) = stack.serving_node(NodeConfig::default()).await;
+    let client = stack.client(&url);
+    let nonce = common::random::<16>();
+    let verified = client.verified_node(Some(&nonce)).await.unwrap();
+    assert_eq!(verified.model_sha256, stack.model.sha256);
+    // A nonce that is not hex is refused.
+    let plain = client
+        .http
+        .get(format!("{url}/v1/attestation?nonce=zz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_loses_its_log_stops_serving() {
+    let mut stack = stack().await;
+    let (node, url) = stack.serving_node(NodeConfig::default()).await;
+    let client = stack.client(&url);
+    assert!(node.refresh().await.is_ok());
+    stack.log.take().unwrap().shutdown().await;
+    assert!(node.refresh().await.is_err());
+    let response = client
+        .http
+        .get(format!("{url}/v1/attestation"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    let verified_rek = node.rek();
+    let (body, _) = client.seal(&client.inner("hi", 4), verified_rek, now_seconds());
+    let response = client.post(body).await;
+    assert_eq!(response.status(), 503);
+    assert_eq!(refusal(&response), "not-serving");
+}
+
+/// A token check that refuses everything: the refusal travels inside the sealed stream.
+struct RefuseAll;
+
+impl TokenVerifier for RefuseAll {
+    fn verify(&self, _token: Option<&[u8]>) -> Result<(), String> {
+        Err("no valid token".into())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_is_reported_inside_the_sealed_stream() {
+    let stack = stack().await;
+    stack.publish_release(stack.model.sha256).await;
+    let node = stack
+        .boot(
+            stack.engine().await,
+            NodeConfig::default(),
+            Arc::new(RefuseAll),
+        )
+        .await
+        .unwrap();
+    let url = common::serve(node).await;
+    let client = stack.client(&url);
+    let answer = client.chat("hello", 8).await;
+    assert_eq!(answer.chunks.len(), 1);
+    let ChunkContent::Error(e) = &answer.chunks[0] else {
+        panic!("expected an error chunk");
+    };
+    assert_eq!(e.kind, "token_error");
+    assert!(answer.text.is_empty());
+}
+
+/// An engine that holds each generation until released, to fill the node's slots.
+struct HeldEngine {
+    release: Arc<tokio::sync::Notify>,
+}
+
+impl InferenceEngine for HeldEngine {
+    fn model_name(&self) -> &str {
+        "held"
+    }
+    fn generate(
+        &self,
+        _request: &ChatCompletionRequest,
+        _max_tokens: usize,
+    ) -> arcane_compute::error::Result<tokio::sync::mpsc::Receiver<EngineEvent>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let release = Arc::clone(&self.release);
+        tokio::spawn(async move {
+            let _ = tx.send(EngineEvent::Delta("held ".into())).await;
+            release.notified().await;
+            let _ = tx
+                .send(EngineEvent::Finished {
+                    reason: arcane_compute::engine::FinishReason::Stop,
+                    prompt_tokens: 1,
+                    completion_tokens: 1,
+                })
+                .await;
+        });
+        Ok(rx)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_node_answers_busy_and_frees_its_slot_afterwards() {
+    let stack = stack().await;
+    stack.publish_release(stack.model.sha256).await;
+    let release = Arc::new(tokio::sync::Notify::new());
+    let node = stack
+        .boot(
+            Arc::new(HeldEngine {
+                release: Arc::clone(&release),
+            }),
+            NodeConfig {
+                max_concurrent: 1,
+                ..NodeConfig::default()
+            },
+            Arc::new(DevelopmentWithoutTokens::for_development()),
+        )
+        .await
+        .unwrap();
+    let url = common::serve(Arc::clone(&node)).await;
+    let client: Client = stack.client(&url);
+    let rek = client.verified_node(None).await.unwrap().rek;
+
+    let (body, state) = client.seal(&client.inner("first", 4), rek, now_seconds());
+    let first = client.post(body).await;
+    assert_eq!(first.status(), 200);
+    assert_eq!(node.in_flight(), 1);
+    let (body, _) = client.seal(&client.inner("second", 4), rek, now_seconds());
+    let busy = client.post(body).await;
+    assert_eq!(busy.status(), 503);
+    assert_eq!(refusal(&busy), "busy");
+    assert_eq!(busy.headers().get("retry-after").unwrap(), "1");
+
+    release.notify_one();
+    let answer = client.read(first, state).await.unwrap();
+    assert_eq!(answer.text, "held ");
+    // The slot is free again once the answer ended.
+    for _ in 0..50 {
+        if node.in_flight() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(node.in_flight(), 0);
+}
