@@ -18,7 +18,7 @@ use arcane_compute::model::ModelFile;
 use arcane_compute::node::{Node, NodeConfig, NodeParts, now_seconds};
 use arcane_compute::registration::Registration;
 use arcane_compute::release::{LogSource, LogTrust};
-use arcane_compute::tokens::{DevelopmentWithoutTokens, TokenVerifier};
+use arcane_compute::tokens::{DevelopmentWithoutTokens, LoggedTokenKeys, TokenVerifier};
 use arcane_verifier::cosignature::{WitnessPolicy, parse_policy_file};
 use arcane_verifier::entry::EntryPolicy;
 use arcane_verifier::note::VerifierKey;
@@ -107,9 +107,16 @@ struct ServeArgs {
     /// Seconds between release-proof and document renewals.
     #[arg(long, default_value_t = 60)]
     refresh_secs: u64,
-    /// Development mode: the simulated NSM and no token check. Never in production.
+    /// Development mode: the simulated NSM (and `--no-token-check` becomes possible). Never in
+    /// production.
     #[arg(long)]
     development: bool,
+    /// Serve without checking token material (development only).
+    #[arg(long, requires = "development")]
+    no_token_check: bool,
+    /// OTTs one TGT may derive (the token granting service's batch limit per period).
+    #[arg(long, default_value_t = 64)]
+    ott_batch_limit: u32,
     /// The PCRs the simulated NSM reports (JSON: pcr0, pcr1, pcr2 and optionally pcr8, hex).
     #[arg(long, requires = "development")]
     simulated_pcrs: Option<PathBuf>,
@@ -219,15 +226,6 @@ fn provider(args: &ServeArgs) -> Result<Arc<dyn AttestationProvider>, ComputeErr
     ))
 }
 
-fn token_verifier(args: &ServeArgs) -> Result<Arc<dyn TokenVerifier>, ComputeError> {
-    if args.development {
-        return Ok(Arc::new(DevelopmentWithoutTokens::for_development()));
-    }
-    Err(ComputeError::Config(
-        "no token verifier is configured, and a production node never serves without one".into(),
-    ))
-}
-
 fn trust(args: &ServeArgs) -> Result<LogTrust, ComputeError> {
     let log_key_text = match (&args.log_key, &args.log_key_file) {
         (Some(k), _) => k.clone(),
@@ -260,13 +258,24 @@ async fn serve(args: ServeArgs) -> Result<(), ComputeError> {
     let args = args.merge_config()?;
     if args.development {
         tracing::warn!(
-            "DEVELOPMENT MODE: simulated NSM (documents chain to a local root, not AWS's) and no \
-             token check; never use this in production"
+            "DEVELOPMENT MODE: simulated NSM (documents chain to a local root, not AWS's); never \
+             use this in production"
         );
     }
     let provider = provider(&args)?;
-    let tokens = token_verifier(&args)?;
     let trust = trust(&args)?;
+    let log = LogSource::new(args.log.as_deref().expect("checked in merge_config"))?;
+    let logged_keys = if args.no_token_check {
+        tracing::warn!("DEVELOPMENT MODE: token material is not checked");
+        None
+    } else {
+        let keys = LoggedTokenKeys::fetch(&log, &trust, now_seconds()).await?;
+        Some(Arc::new(LoggedTokenKeys::new(keys, args.ott_batch_limit)))
+    };
+    let tokens: Arc<dyn TokenVerifier> = match &logged_keys {
+        Some(k) => Arc::clone(k) as Arc<dyn TokenVerifier>,
+        None => Arc::new(DevelopmentWithoutTokens::for_development()),
+    };
     let model = ModelFile::open(args.model.as_deref().expect("checked in merge_config"))?;
     tracing::info!(model = %model.name, sha256 = %hex::encode(model.sha256), "model file checked");
     let engine = MistralEngine::load(&model, args.max_concurrent).await?;
@@ -282,8 +291,8 @@ async fn serve(args: ServeArgs) -> Result<(), ComputeError> {
         engine: Arc::new(engine),
         tokens,
         model,
-        log: LogSource::new(args.log.as_deref().expect("checked in merge_config"))?,
-        trust,
+        log: log.clone(),
+        trust: trust.clone(),
     })
     .await?;
     let registration = args.gateway.clone().map(|gateway| Registration {
@@ -292,6 +301,7 @@ async fn serve(args: ServeArgs) -> Result<(), ComputeError> {
     });
     tokio::spawn(keep_fresh(
         Arc::clone(&node),
+        logged_keys.map(|k| (k, log, trust)),
         registration,
         Duration::from_secs(args.refresh_secs.max(1)),
     ));
@@ -339,7 +349,12 @@ async fn serve_vsock(_app: axum::Router, _port: u32) -> Result<(), ComputeError>
 
 /// Renews the release proof and document every `every` (and sooner when the release is about to
 /// expire), then re-registers with the gateway.
-async fn keep_fresh(node: Arc<Node>, registration: Option<Registration>, every: Duration) {
+async fn keep_fresh(
+    node: Arc<Node>,
+    token_keys: Option<(Arc<LoggedTokenKeys>, LogSource, LogTrust)>,
+    registration: Option<Registration>,
+    every: Duration,
+) {
     let http = reqwest::Client::new();
     loop {
         if let Some(r) = &registration
@@ -354,6 +369,16 @@ async fn keep_fresh(node: Arc<Node>, registration: Option<Registration>, every: 
         }
         tokio::time::sleep(wait).await;
         let _ = node.refresh().await;
+        if let Some((keys, log, trust)) = &token_keys {
+            match LoggedTokenKeys::fetch(log, trust, now_seconds()).await {
+                Ok(set) => keys.replace(set),
+                Err(e) => {
+                    // Fail closed: no vouched-for key, no accepted token.
+                    tracing::warn!(error = %e, "token key refresh failed; refusing tokens until it succeeds");
+                    keys.replace(Default::default());
+                }
+            }
+        }
     }
 }
 

@@ -21,7 +21,7 @@ use crate::attestation::AttestationProvider;
 use crate::engine::{EngineEvent, InferenceEngine};
 use crate::error::{ComputeError, Result};
 use crate::model::ModelFile;
-use crate::release::{LogSource, LogTrust, OwnMeasurements, ProvenRelease};
+use crate::release::{LogSource, LogTrust, OwnMeasurements, ProvenEntry};
 use crate::tokens::TokenVerifier;
 
 /// Tunables of a node.
@@ -127,7 +127,7 @@ pub struct Attested {
     /// The bundle clients and the gateway verify.
     pub bundle: NodeBundle,
     /// The release that vouches for the node.
-    pub release: ProvenRelease,
+    pub release: ProvenEntry,
 }
 
 /// A compute node.
@@ -231,7 +231,7 @@ impl Node {
         Ok(node)
     }
 
-    fn attest_release(&self, release: &ProvenRelease, nonce: Option<&[u8]>) -> Result<Vec<u8>> {
+    fn attest_release(&self, release: &ProvenEntry, nonce: Option<&[u8]>) -> Result<Vec<u8>> {
         let user_data = binding_user_data(&self.model.sha256, &release.verified.leaf_hash.0);
         self.provider
             .attest(Some(&self.rek.public().0), Some(&user_data), nonce)
@@ -333,6 +333,7 @@ impl Node {
     pub fn serve(
         self: &Arc<Self>,
         body: &[u8],
+        gateway_ott_nonce: Option<[u8; 32]>,
     ) -> std::result::Result<mpsc::Receiver<Vec<u8>>, Refusal> {
         if body.len() < WRAPPED_DEK_LEN {
             return Err(Refusal::BadRequest("body shorter than a wrapped DEK"));
@@ -364,7 +365,7 @@ impl Node {
         let (tx, rx) = mpsc::channel(32);
         let node = Arc::clone(self);
         tokio::spawn(async move {
-            node.answer(opened, tx, permit).await;
+            node.answer(opened, gateway_ott_nonce, tx, permit).await;
         });
         Ok(rx)
     }
@@ -372,6 +373,7 @@ impl Node {
     async fn answer(
         &self,
         opened: OpenedRequest,
+        gateway_ott_nonce: Option<[u8; 32]>,
         tx: mpsc::Sender<Vec<u8>>,
         _permit: OwnedSemaphorePermit,
     ) {
@@ -395,7 +397,10 @@ impl Node {
             }
         };
         drop(opened.plaintext);
-        if let Err(why) = self.tokens.verify(inner.token.as_deref()) {
+        if let Err(why) = self
+            .tokens
+            .verify(inner.token.as_deref(), gateway_ott_nonce.as_ref())
+        {
             stream.error("token_error", &why).await;
             return;
         }

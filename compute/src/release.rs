@@ -52,9 +52,9 @@ pub struct OwnMeasurements {
     pub pcr8: Option<Vec<u8>>,
 }
 
-/// A release entry that vouches for this node, with its proof bundle text.
+/// A verified entry (the node's release, or a token key) with its proof bundle text.
 #[derive(Clone, Debug)]
-pub struct ProvenRelease {
+pub struct ProvenEntry {
     /// The bundle as the log served it.
     pub bundle: String,
     /// The verified entry.
@@ -108,6 +108,27 @@ impl LogSource {
         Ok(body.to_vec())
     }
 
+    /// Every currently valid entry of `kind` whose bundle verifies (others are skipped).
+    pub async fn bundles_of_kind(
+        &self,
+        trust: &LogTrust,
+        kind: &str,
+        now: u64,
+    ) -> Result<Vec<ProvenEntry>> {
+        let reply = self.get(&format!("/v1/bundles?kind={kind}")).await?;
+        let reply: BundlesReply = serde_json::from_slice(&reply)
+            .map_err(|e| ComputeError::Log(format!("bundle list: {e}")))?;
+        Ok(reply
+            .bundles
+            .into_iter()
+            .filter_map(|bundle| {
+                let verified =
+                    verify_bundle(bundle.as_bytes(), &trust.anchors(), None, now).ok()?;
+                Some(ProvenEntry { bundle, verified })
+            })
+            .collect())
+    }
+
     /// Finds the valid `release` entry whose PCRs equal `own` and whose model digest equals
     /// `model_sha256`. The error names what is missing: no release for these PCRs at all, or
     /// releases for them that name another model.
@@ -117,7 +138,7 @@ impl LogSource {
         own: &OwnMeasurements,
         model_sha256: &[u8; 32],
         now: u64,
-    ) -> Result<ProvenRelease> {
+    ) -> Result<ProvenEntry> {
         let reply = self
             .get(&format!(
                 "/v1/bundles?kind=release&pcr0={}",
@@ -152,7 +173,7 @@ impl LogSource {
                 other_models.push(hex::encode(r.model_sha256));
                 continue;
             }
-            return Ok(ProvenRelease { bundle, verified });
+            return Ok(ProvenEntry { bundle, verified });
         }
         let mut why = if other_models.is_empty() {
             format!(
@@ -185,7 +206,7 @@ impl LogSource {
         leaf_hash: &arcane_verifier::Hash,
         at_least: u64,
         now: u64,
-    ) -> Result<ProvenRelease> {
+    ) -> Result<ProvenEntry> {
         let bundle = self
             .get(&format!("/v1/bundles/by-hash/{}", leaf_hash.to_hex()))
             .await?;
@@ -203,6 +224,6 @@ impl LogSource {
                 verified.checkpoint.checkpoint.size
             )));
         }
-        Ok(ProvenRelease { bundle, verified })
+        Ok(ProvenEntry { bundle, verified })
     }
 }

@@ -28,6 +28,8 @@ pub const SEALED_STREAM_TYPE: &str = "application/arcane-sealed-stream";
 /// Header naming why a request was refused (`busy`, `not-serving`, `unknown-rek`, `replayed`,
 /// `stale`, `bad-request`), so the gateway can route around without parsing bodies.
 pub const REFUSAL_HEADER: &str = "arcane-refusal";
+/// Header in which the gateway forwards the nonce of the OTT it checked (hex).
+pub const OTT_NONCE_HEADER: &str = "arcane-ott-nonce";
 /// Longest challenge nonce, in bytes.
 pub const MAX_NONCE_BYTES: usize = 64;
 
@@ -104,8 +106,28 @@ async fn attestation(
     }
 }
 
-async fn infer(State(node): State<Arc<Node>>, body: Bytes) -> Response {
-    match node.serve(&body) {
+async fn infer(
+    State(node): State<Arc<Node>>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    let gateway_ott_nonce = match headers.get(OTT_NONCE_HEADER) {
+        None => None,
+        Some(v) => match hex::decode(v.as_bytes())
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        {
+            Some(n) => Some(n),
+            None => {
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    "bad-request",
+                    "arcane-ott-nonce must be 64 hex digits",
+                );
+            }
+        },
+    };
+    match node.serve(&body, gateway_ott_nonce) {
         Ok(mut rx) => {
             let stream = futures::stream::poll_fn(move |cx| {
                 rx.poll_recv(cx)

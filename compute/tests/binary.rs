@@ -46,7 +46,13 @@ async fn the_node_binary_serves_a_verified_request_and_stops_on_sigterm() {
 async fn the_node_binary_without_its_release_exits_with_status_3() {
     let stack = common::stack().await;
     let out = std::process::Command::new(BINARY)
-        .args(["serve", "--development", "--listen", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--development",
+            "--no-token-check",
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .arg("--model")
         .arg(&stack.model.path)
         .args([

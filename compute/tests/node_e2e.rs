@@ -251,7 +251,7 @@ async fn a_node_that_loses_its_log_stops_serving() {
 struct RefuseAll;
 
 impl TokenVerifier for RefuseAll {
-    fn verify(&self, _token: Option<&[u8]>) -> Result<(), String> {
+    fn verify(&self, _token: Option<&[u8]>, _gateway: Option<&[u8; 32]>) -> Result<(), String> {
         Err("no valid token".into())
     }
 }
@@ -353,4 +353,109 @@ async fn a_full_node_answers_busy_and_frees_its_slot_afterwards() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(node.in_flight(), 0);
+}
+
+/// Issues a token from `issuer` for `nonce` under its role's challenge.
+fn issue(
+    issuer: &arcane_verifier::tokens::IssuerSecret,
+    role: &str,
+    nonce: [u8; 32],
+) -> arcane_verifier::tokens::Token {
+    use arcane_verifier::tokens::{TokenChallenge, request_token};
+    let (request, pending) =
+        request_token(issuer.public(), &TokenChallenge::for_issuer(role), nonce).unwrap();
+    pending.finalize(&issuer.issue(&request).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_material_is_checked_against_the_logged_issuer_keys() {
+    use arcane_compute::release::LogSource;
+    use arcane_compute::tokens::LoggedTokenKeys;
+    use arcane_verifier::entry::TokenRole;
+    use arcane_verifier::tokens::{
+        IssuerSecret, OTT_ISSUER, TGT_ISSUER, TokenMaterial, ott_nonce, tgt_nonce,
+    };
+
+    let stack = stack().await;
+    let (tgt_issuer, ott_issuer) = (
+        IssuerSecret::generate().unwrap(),
+        IssuerSecret::generate().unwrap(),
+    );
+    stack
+        .publish_token_key(tgt_issuer.public(), TokenRole::Tgt)
+        .await;
+    stack
+        .publish_token_key(ott_issuer.public(), TokenRole::Ott)
+        .await;
+    stack.publish_release(stack.model.sha256).await;
+    let keys = LoggedTokenKeys::fetch(
+        &LogSource::new(&stack.log_url).unwrap(),
+        &stack.trust(),
+        now_seconds(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((keys.tgt.len(), keys.ott.len()), (1, 1));
+    let node = stack
+        .boot(
+            stack.engine().await,
+            NodeConfig::default(),
+            Arc::new(LoggedTokenKeys::new(keys, 8)),
+        )
+        .await
+        .unwrap();
+    let url = common::serve(node).await;
+    let client = stack.client(&url);
+    let rek = client.verified_node(None).await.unwrap().rek;
+
+    let secret = common::random::<32>();
+    let tgt = issue(&tgt_issuer, TGT_ISSUER, tgt_nonce(&secret));
+    let material = |index: u32| TokenMaterial {
+        tgt: tgt.clone(),
+        secret: zeroize::Zeroizing::new(secret),
+        index,
+        ott: issue(&ott_issuer, OTT_ISSUER, ott_nonce(&secret, index)),
+    };
+    let send = |m: Option<TokenMaterial>, forwarded: Option<[u8; 32]>| {
+        let client = &client;
+        async move {
+            let token = m.map(|m| m.encode().to_vec());
+            let (body, state) =
+                client.seal(&client.inner_with_token("hi", 4, token), rek, now_seconds());
+            let mut request = client
+                .http
+                .post(format!("{}/v1/infer", client.node_url))
+                .body(body);
+            if let Some(n) = forwarded {
+                request = request.header("arcane-ott-nonce", hex::encode(n));
+            }
+            client
+                .read(request.send().await.unwrap(), state)
+                .await
+                .unwrap()
+        }
+    };
+    let is_token_error = |a: &common::Answer| matches!(&a.chunks[0], ChunkContent::Error(e) if e.kind == "token_error");
+
+    let good = material(2);
+    let nonce = good.ott.nonce;
+    let answer = send(Some(good.clone()), Some(nonce)).await;
+    assert!(!is_token_error(&answer), "{:?}", answer.chunks[0]);
+    // No material; the gateway's nonce missing or for another OTT; an index beyond the limit.
+    assert!(is_token_error(&send(None, Some(nonce)).await));
+    assert!(is_token_error(&send(Some(good.clone()), None).await));
+    assert!(is_token_error(&send(Some(good), Some([1; 32])).await));
+    let beyond = material(8);
+    let beyond_nonce = beyond.ott.nonce;
+    assert!(is_token_error(
+        &send(Some(beyond), Some(beyond_nonce)).await
+    ));
+    // A TGT from an issuer the log does not vouch for.
+    let rogue = IssuerSecret::generate().unwrap();
+    let mut forged = material(1);
+    forged.tgt = issue(&rogue, TGT_ISSUER, tgt_nonce(&secret));
+    let forged_nonce = forged.ott.nonce;
+    assert!(is_token_error(
+        &send(Some(forged), Some(forged_nonce)).await
+    ));
 }

@@ -138,6 +138,10 @@ pub enum Error {
     MalformedInner(&'static str),
     #[error("the inner request's path is not /v1/chat/completions")]
     InnerPathNotFound,
+
+    // --- tokens ---------------------------------------------------------------------------------
+    #[error("token: {0}")]
+    Token(&'static str),
 }
 
 /// Result with the verifier's [`Error`].

@@ -16,6 +16,7 @@
 //! - [`nitro`]: AWS Nitro Enclaves attestation documents, chain to a configured root, release policy.
 //! - [`cbor`]: the small strict CBOR reader and writer used for EIF sections and attestation payloads.
 //! - [`sealed`]: sealed requests (a DEK wrapped with HPKE to node REKs) and sealed streamed answers.
+//! - [`tokens`]: Privacy Pass publicly verifiable tokens (RFC 9578 type 2) and the TGT → OTT derivation.
 //! - [`inner`]: the BHTTP inner request (OpenAI-shaped chat body, token material) and chunk contents.
 //! - [`attested`]: a node's attestation bundle (document + release proof bundle), verified in one call.
 //! - [`eif`]: PCR0/1/2/8 of a Nitro Enclave Image File, as `nitro-cli describe-eif` computes them.
@@ -56,6 +57,7 @@ pub mod pem;
 pub mod proof;
 pub mod sealed;
 pub mod tiles;
+pub mod tokens;
 pub mod witness;
 
 pub use error::{Error, Result};

@@ -10,6 +10,7 @@
 //!   the secret and the index inside the sealed request, can check that the OTT derives from the
 //!   TGT. `spec/tokens.md` has every byte.
 
+use blind_rsa_signatures::reexports::rsa::traits::PublicKeyParts;
 use blind_rsa_signatures::{
     BlindSignature, BlindingResult, Hash as BlindHash, KeyPair, Options, PSSMode, PrepareMode,
     PublicKey, Signature,
@@ -73,6 +74,43 @@ impl TokenChallenge {
         out.extend_from_slice(&(self.origin_info.len() as u16).to_be_bytes());
         out.extend_from_slice(self.origin_info.as_bytes());
         out
+    }
+
+    /// Parses an encoded challenge of token type 0x0002.
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        let mut r = bytes;
+        let mut take = |n: usize| -> Result<&[u8]> {
+            if r.len() < n {
+                return Err(token_error("truncated token challenge"));
+            }
+            let (head, tail) = r.split_at(n);
+            r = tail;
+            Ok(head)
+        };
+        if take(2)? != TOKEN_TYPE.to_be_bytes() {
+            return Err(token_error("token type is not 0x0002"));
+        }
+        let n = u16::from_be_bytes(take(2)?.try_into().expect("2")) as usize;
+        let issuer_name = String::from_utf8(take(n)?.to_vec())
+            .map_err(|_| token_error("issuer name is not UTF-8"))?;
+        let n = take(1)?[0] as usize;
+        if n != 0 && n != 32 {
+            return Err(token_error(
+                "redemption context is neither empty nor 32 bytes",
+            ));
+        }
+        let redemption_context = take(n)?.to_vec();
+        let n = u16::from_be_bytes(take(2)?.try_into().expect("2")) as usize;
+        let origin_info = String::from_utf8(take(n)?.to_vec())
+            .map_err(|_| token_error("origin info is not UTF-8"))?;
+        if !r.is_empty() {
+            return Err(token_error("bytes after the token challenge"));
+        }
+        Ok(TokenChallenge {
+            issuer_name,
+            redemption_context,
+            origin_info,
+        })
     }
 
     /// SHA-256 of the encoding: the token's `challenge_digest`.
@@ -304,7 +342,11 @@ pub fn request_token(
     let input = token_input(&nonce, &digest, &key.id);
     let blinding = key
         .key
-        .blind(&mut blind_rsa_signatures::DefaultRng, &input, &blind_rsa_options())
+        .blind(
+            &mut blind_rsa_signatures::DefaultRng,
+            &input,
+            &blind_rsa_options(),
+        )
         .map_err(|_| token_error("blinding failed"))?;
     let request = TokenRequest {
         truncated_key_id: key.id[31],
@@ -407,7 +449,8 @@ impl TokenMaterial {
         let tgt = Token::decode(&bytes[..TOKEN_LEN])?;
         let mut secret = Zeroizing::new([0u8; 32]);
         secret.copy_from_slice(&bytes[TOKEN_LEN..TOKEN_LEN + 32]);
-        let index = u32::from_be_bytes(bytes[TOKEN_LEN + 32..TOKEN_LEN + 36].try_into().expect("4"));
+        let index =
+            u32::from_be_bytes(bytes[TOKEN_LEN + 32..TOKEN_LEN + 36].try_into().expect("4"));
         let ott = Token::decode(&bytes[TOKEN_LEN + 36..])?;
         Ok(TokenMaterial {
             tgt,
@@ -443,7 +486,9 @@ impl TokenMaterial {
         if let Some(n) = gateway_ott_nonce
             && *n != self.ott.nonce
         {
-            return Err(token_error("the OTT differs from the one the gateway checked"));
+            return Err(token_error(
+                "the OTT differs from the one the gateway checked",
+            ));
         }
         Ok(())
     }

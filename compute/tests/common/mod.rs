@@ -50,7 +50,7 @@ pub async fn stack() -> Stack {
     PublisherPolicy::new(data.join(arcane_log::POLICY_FILE))
         .allow(
             &publisher.verifier(),
-            &AllowedKinds::parse("release").unwrap(),
+            &AllowedKinds::parse("release,token-key").unwrap(),
         )
         .unwrap();
     let measurements = DeclaredMeasurements {
@@ -113,6 +113,29 @@ impl Stack {
         .await
         .unwrap()
         .bundle
+    }
+
+    /// Publishes a `token-key` entry for `key` in `role`.
+    pub async fn publish_token_key(
+        &self,
+        key: &arcane_verifier::tokens::IssuerKey,
+        role: arcane_verifier::entry::TokenRole,
+    ) {
+        let client = arcane_log::client::LogClient::new(&self.log_url).unwrap();
+        let body = EntryBody::TokenKey(arcane_verifier::entry::TokenKey {
+            role,
+            token_type: arcane_verifier::tokens::TOKEN_TYPE,
+            spki_der: key.spki().to_vec(),
+        });
+        arcane_log::publish::publish(
+            &client,
+            &self.publisher,
+            &self.log_key,
+            body,
+            Duration::from_secs(3600),
+        )
+        .await
+        .unwrap();
     }
 
     pub fn trust(&self) -> LogTrust {
@@ -239,6 +262,16 @@ impl Client {
 
     /// The inner request for `prompt`.
     pub fn inner(&self, prompt: &str, max_tokens: u32) -> Vec<u8> {
+        self.inner_with_token(prompt, max_tokens, None)
+    }
+
+    /// The inner request for `prompt` carrying `token` material.
+    pub fn inner_with_token(
+        &self,
+        prompt: &str,
+        max_tokens: u32,
+        token: Option<Vec<u8>>,
+    ) -> Vec<u8> {
         encode_inner_request(&InnerRequest {
             chat: ChatCompletionRequest {
                 model: self.model.clone(),
@@ -250,7 +283,7 @@ impl Client {
                 temperature: None,
                 stream: Some(true),
             },
-            token: None,
+            token,
             badge: None,
         })
         .unwrap()
@@ -380,7 +413,13 @@ impl Stack {
         )
         .unwrap();
         let mut child = std::process::Command::new(binary)
-            .args(["serve", "--development", "--listen", "127.0.0.1:0"])
+            .args([
+                "serve",
+                "--development",
+                "--no-token-check",
+                "--listen",
+                "127.0.0.1:0",
+            ])
             .arg("--config")
             .arg(&config)
             .arg("--simulated-pcrs")
