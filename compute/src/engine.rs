@@ -149,50 +149,62 @@ impl InferenceEngine for MistralEngine {
                     return;
                 }
             };
+            // The last chunk carries the usage; its choice (with the finish reason) is missing
+            // when the final token decodes to no text, so the usage alone also ends a generation.
+            let finished = |reason: Option<&str>, usage: Option<&mistralrs::Usage>| {
+                let completion = usage.map_or(0, |u| u.completion_tokens as u64);
+                EngineEvent::Finished {
+                    reason: match reason {
+                        Some("length") => FinishReason::Length,
+                        Some(_) => FinishReason::Stop,
+                        None if completion >= max_tokens as u64 => FinishReason::Length,
+                        None => FinishReason::Stop,
+                    },
+                    prompt_tokens: usage.map_or(0, |u| u.prompt_tokens as u64),
+                    completion_tokens: completion,
+                }
+            };
+            let mut deltas = 0u64;
             while let Some(response) = stream.next().await {
                 let event = match response {
                     Response::Chunk(chunk) => {
-                        let Some(choice) = chunk.choices.first() else {
-                            continue;
-                        };
-                        let text = choice.delta.content.clone().unwrap_or_default();
+                        let choice = chunk.choices.first();
+                        let text = choice
+                            .and_then(|c| c.delta.content.clone())
+                            .unwrap_or_default();
+                        deltas += 1;
                         if !text.is_empty() && tx.send(EngineEvent::Delta(text)).await.is_err() {
                             return;
                         }
-                        let Some(reason) = &choice.finish_reason else {
+                        let reason = choice.and_then(|c| c.finish_reason.as_deref());
+                        if reason.is_none() && chunk.usage.is_none() {
                             continue;
-                        };
-                        let usage = chunk.usage.as_ref();
-                        EngineEvent::Finished {
-                            reason: if reason == "length" {
-                                FinishReason::Length
-                            } else {
-                                FinishReason::Stop
-                            },
-                            prompt_tokens: usage.map_or(0, |u| u.prompt_tokens as u64),
-                            completion_tokens: usage.map_or(0, |u| u.completion_tokens as u64),
                         }
+                        finished(reason, chunk.usage.as_ref())
                     }
-                    Response::Done(done) => EngineEvent::Finished {
-                        reason: FinishReason::Stop,
-                        prompt_tokens: done.usage.prompt_tokens as u64,
-                        completion_tokens: done.usage.completion_tokens as u64,
-                    },
+                    Response::Done(done) => finished(None, Some(&done.usage)),
                     Response::ModelError(message, _) => EngineEvent::Failed(engine_error(&message)),
                     Response::ValidationError(e) | Response::InternalError(e) => {
                         EngineEvent::Failed(engine_error(&e.to_string()))
                     }
                     _ => EngineEvent::Failed("unexpected engine response".into()),
                 };
-                let last = !matches!(event, EngineEvent::Delta(_));
-                if tx.send(event).await.is_err() || last {
-                    return;
-                }
+                let _ = tx.send(event).await;
+                return;
             }
+            // mistral.rs 0.8 sends nothing more when the last token decodes to no text (a partial
+            // UTF-8 sequence, or a special token): the sequence has ended all the same. The counts
+            // are then ours: one token per chunk received, the prompt's unknown.
             let _ = tx
-                .send(EngineEvent::Failed(
-                    "the engine ended the stream early".into(),
-                ))
+                .send(EngineEvent::Finished {
+                    reason: if deltas + 1 >= max_tokens as u64 {
+                        FinishReason::Length
+                    } else {
+                        FinishReason::Stop
+                    },
+                    prompt_tokens: 0,
+                    completion_tokens: deltas,
+                })
                 .await;
         });
         Ok(rx)

@@ -1,11 +1,292 @@
-//! `arcane-gateway`: OHTTP gateway, oblivious relay, identity and token services, node registry and routing.
+//! `arcane-gateway`: the OHTTP gateway with its identity and token services and node registry.
 //!
-//! This component is not built yet; the binary exists so the workspace has its final shape.
-//! It refuses to run rather than pretend to work.
+//! - `keygen ohttp|token`: create key files (0600) and the public halves to publish in the log.
+//! - `account add`: create an identity-service account; prints its API key once.
+//! - `serve`: load the keys, serve only those the log proves, list verified nodes, route.
 
-fn main() -> std::process::ExitCode {
-    eprintln!(
-        "arcane-gateway: not implemented yet (OHTTP gateway, oblivious relay, identity and token services, node registry and routing.)"
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arcane_gateway::error::{GatewayError, Result};
+use arcane_gateway::keys;
+use arcane_gateway::proven::{LogTrust, bundles_of_kind, prove_issuer, prove_ohttp_keys};
+use arcane_gateway::registry::Registry;
+use arcane_gateway::server::{Gateway, now_ms, now_seconds, router};
+use arcane_gateway::tokens::{TokenLimits, TokenServices, open_database};
+use arcane_verifier::cosignature::{WitnessPolicy, parse_policy_file};
+use arcane_verifier::entry::{EntryPolicy, TokenRole};
+use arcane_verifier::nitro::{AttestationPolicy, NitroRoot};
+use arcane_verifier::note::VerifierKey;
+use axum::serve::ListenerExt;
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "arcane-gateway",
+    version,
+    about = "The arcane-aip OHTTP gateway"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create key files.
+    Keygen {
+        #[command(subcommand)]
+        kind: KeygenKind,
+    },
+    /// Identity-service accounts.
+    Account {
+        #[command(subcommand)]
+        action: AccountAction,
+    },
+    /// Serve.
+    Serve(Box<ServeArgs>),
+}
+
+#[derive(Subcommand)]
+enum KeygenKind {
+    /// An OHTTP key: writes the secret (0600) and `FILE.config` (the RFC 9458 configuration to
+    /// publish with `arcane-log publish ohttp-keys`).
+    Ohttp {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        key_id: u8,
+    },
+    /// A token issuer key: writes the secret (0600) and `FILE.spki` (the public key to publish
+    /// with `arcane-log publish token-key`).
+    Token {
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountAction {
+    /// Adds an account and prints its API key (only its SHA-256 is stored).
+    Add {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Directory with `ohttp.key`, `tgt.key`, `ott.key` and `gateway.db`.
+    #[arg(long, default_value = "./arcane-gateway")]
+    data_dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8750")]
+    listen: SocketAddr,
+    /// Base URL of the transparency log.
+    #[arg(long)]
+    log: String,
+    /// The log's verifier key.
+    #[arg(long)]
+    log_key: String,
+    /// A publisher whose entries count (repeatable).
+    #[arg(long = "publisher", required = true)]
+    publishers: Vec<String>,
+    /// Witness policy file.
+    #[arg(long)]
+    witness_policy: Option<PathBuf>,
+    /// Trust this development NSM root (PEM) instead of AWS's. Development only; said loudly.
+    #[arg(long)]
+    development_root: Option<PathBuf>,
+    /// Oldest node attestation accepted, in seconds.
+    #[arg(long, default_value_t = 600)]
+    max_attestation_age: u64,
+    /// OTTs per TGT and period.
+    #[arg(long, default_value_t = 64)]
+    otts_per_tgt: u32,
+    /// Period length in seconds (one TGT per account per period).
+    #[arg(long, default_value_t = 86400)]
+    period_secs: u64,
+}
+
+fn config_error(e: impl std::fmt::Display) -> GatewayError {
+    GatewayError::Config(e.to_string())
+}
+
+fn read_text(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| config_error(format!("{}: {e}", path.display())))
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let trust = LogTrust {
+        log_key: VerifierKey::parse(args.log_key.trim())?,
+        witnesses: match &args.witness_policy {
+            None => WitnessPolicy::none(),
+            Some(p) => parse_policy_file(&read_text(p)?)?.0,
+        },
+        publishers: args
+            .publishers
+            .iter()
+            .map(|p| VerifierKey::parse(p.trim()))
+            .collect::<std::result::Result<_, _>>()?,
+        policy: EntryPolicy::default(),
+    };
+    let root = match &args.development_root {
+        None => NitroRoot::aws(),
+        Some(path) => {
+            tracing::warn!(
+                root = %path.display(),
+                "DEVELOPMENT MODE: trusting a development NSM root; never use this in production"
+            );
+            NitroRoot::development(arcane_verifier::nitro::pem_certificate(&read_text(path)?)?)
+        }
+    };
+    let now = now_seconds();
+    let ohttp_entries = bundles_of_kind(&args.log, &trust, "ohttp-keys", now).await?;
+    let token_entries = bundles_of_kind(&args.log, &trust, "token-key", now).await?;
+    let dir = &args.data_dir;
+    let ohttp = prove_ohttp_keys(
+        vec![keys::load_ohttp_key(&dir.join("ohttp.key"))?],
+        &ohttp_entries,
+    )?;
+    if ohttp.is_empty() {
+        return Err(GatewayError::Unproven(
+            "the OHTTP key has no valid ohttp-keys entry in the log; publish it first".into(),
+        ));
+    }
+    let tgt = prove_issuer(
+        keys::load_issuer_key(&dir.join("tgt.key"))?,
+        TokenRole::Tgt,
+        &token_entries,
+    )?;
+    let ott = prove_issuer(
+        keys::load_issuer_key(&dir.join("ott.key"))?,
+        TokenRole::Ott,
+        &token_entries,
+    )?;
+    let token_key_proofs = vec![
+        ("tgt".to_owned(), tgt.proof.clone()),
+        ("ott".to_owned(), ott.proof.clone()),
+    ];
+    let db = open_database(&dir.join("gateway.db")).await?;
+    let tokens = TokenServices::new(
+        db,
+        tgt,
+        ott,
+        TokenLimits {
+            period_secs: args.period_secs,
+            otts_per_tgt: args.otts_per_tgt,
+            ..TokenLimits::default()
+        },
     );
-    std::process::ExitCode::from(2)
+    let registry = Registry::new(
+        trust.clone(),
+        root,
+        AttestationPolicy {
+            max_age_ms: args.max_attestation_age * 1000,
+            ..AttestationPolicy::default()
+        },
+    );
+    let gateway = Arc::new(Gateway {
+        ohttp,
+        tokens,
+        registry,
+        token_key_proofs,
+        http: reqwest::Client::new(),
+    });
+    tokio::spawn(sweep(Arc::clone(&gateway), args.log.clone(), trust));
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| GatewayError::Serve(format!("{}: {e}", args.listen)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| GatewayError::Serve(e.to_string()))?;
+    println!("arcane-gateway listening on http://{addr}");
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, router(gateway))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(|e| GatewayError::Serve(e.to_string()))
+}
+
+/// Every 10 s: drop nodes whose bundles no longer verify, and nodes whose release is no longer
+/// among the log's valid releases.
+async fn sweep(gateway: Arc<Gateway>, log: String, trust: LogTrust) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let dropped = gateway.registry.sweep(now_ms());
+        if dropped > 0 {
+            tracing::info!(dropped, "nodes with stale bundles dropped");
+        }
+        if let Ok(releases) = bundles_of_kind(&log, &trust, "release", now_seconds()).await {
+            let leaves: Vec<_> = releases.iter().map(|p| p.verified.leaf_hash).collect();
+            gateway.registry.retain_releases(&leaves);
+        }
+    }
+}
+
+fn keygen(kind: KeygenKind) -> Result<()> {
+    match kind {
+        KeygenKind::Ohttp { out, key_id } => {
+            let config = keys::generate_ohttp_key(&out, key_id)?;
+            let encoded = config
+                .encode()
+                .map_err(|e| GatewayError::Ohttp(e.to_string()))?;
+            let public = out.with_extension("config");
+            std::fs::write(&public, &encoded).map_err(config_error)?;
+            println!("{}", public.display());
+        }
+        KeygenKind::Token { out } => {
+            let secret = keys::generate_issuer_key(&out)?;
+            let public = out.with_extension("spki");
+            std::fs::write(&public, secret.public().spki()).map_err(config_error)?;
+            println!("{}", public.display());
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = match Cli::parse().command {
+        Command::Keygen { kind } => keygen(kind),
+        Command::Account {
+            action: AccountAction::Add { data_dir, name },
+        } => runtime.block_on(async {
+            std::fs::create_dir_all(&data_dir).map_err(config_error)?;
+            let db = open_database(&data_dir.join("gateway.db")).await?;
+            let key = TokenServices::add_account(&db, &name).await?;
+            println!("{key}");
+            Ok(())
+        }),
+        Command::Serve(args) => runtime.block_on(serve(*args)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("arcane-gateway: {e}");
+            match e {
+                GatewayError::Config(_) | GatewayError::KeyFile { .. } => ExitCode::from(2),
+                GatewayError::Unproven(_) => ExitCode::from(3),
+                _ => ExitCode::FAILURE,
+            }
+        }
+    }
 }

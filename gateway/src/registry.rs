@@ -1,0 +1,206 @@
+//! Compute nodes the gateway may route to: each listed only after its attestation bundle verifies
+//! exactly as a client verifies it, dropped when the bundle goes stale or its release leaves the
+//! log's valid set, and picked by load.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+
+use arcane_verifier::attested::{
+    NodeBundle, NodeRegistration, NodeTrust, VerifiedNode, verify_node_bundle,
+};
+use arcane_verifier::nitro::{AttestationPolicy, DocumentCache, NitroRoot};
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::proven::LogTrust;
+
+/// One listed node.
+#[derive(Debug)]
+pub struct ListedNode {
+    /// Where the gateway reaches it.
+    pub url: String,
+    /// The model it serves.
+    pub model: String,
+    /// Requests it serves at once.
+    pub capacity: usize,
+    /// The bundle it registered with.
+    pub bundle: NodeBundle,
+    /// What verified.
+    pub verified: VerifiedNode,
+    /// Requests the gateway has in flight to it.
+    pub in_flight: AtomicUsize,
+}
+
+/// The registry.
+pub struct Registry {
+    trust: LogTrust,
+    root: NitroRoot,
+    policy: AttestationPolicy,
+    nodes: RwLock<HashMap<[u8; 32], Arc<ListedNode>>>,
+    cache: std::sync::Mutex<DocumentCache>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").finish_non_exhaustive()
+    }
+}
+
+/// A model and the release that vouches for it (`GET /v1/models`).
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct ModelInfo {
+    /// Model name.
+    pub id: String,
+    /// `model`.
+    pub object: &'static str,
+    /// SHA-256 of the model file, hex.
+    pub model_sha256: String,
+    /// Leaf hash of the release entry, hex.
+    pub release_leaf_hash: String,
+    /// Leaf index of the release entry.
+    pub release_index: u64,
+    /// Verified nodes serving it.
+    pub nodes: usize,
+}
+
+impl Registry {
+    /// An empty registry verifying against `trust` and `root`.
+    pub fn new(trust: LogTrust, root: NitroRoot, policy: AttestationPolicy) -> Self {
+        Registry {
+            trust,
+            root,
+            policy,
+            nodes: RwLock::new(HashMap::new()),
+            cache: std::sync::Mutex::new(DocumentCache::default()),
+        }
+    }
+
+    fn verify(&self, bundle: &NodeBundle, now_ms: u64) -> Result<VerifiedNode> {
+        let trust = NodeTrust {
+            anchors: self.trust.anchors(),
+            nitro_root: &self.root,
+            attestation: &self.policy,
+        };
+        let mut cache = self.cache.lock().expect("cache lock");
+        Ok(verify_node_bundle(
+            bundle, &trust, None, now_ms, None, &mut cache,
+        )?)
+    }
+
+    /// Verifies and lists a registration (replacing the node's earlier one).
+    pub fn register(&self, registration: &NodeRegistration, now_ms: u64) -> Result<VerifiedNode> {
+        let bundle = registration.bundle()?;
+        let verified = self.verify(&bundle, now_ms)?;
+        let node = Arc::new(ListedNode {
+            url: registration.url.trim_end_matches('/').to_owned(),
+            model: registration.model.clone(),
+            capacity: (registration.capacity as usize).max(1),
+            bundle,
+            verified: verified.clone(),
+            in_flight: AtomicUsize::new(0),
+        });
+        let mut nodes = self.nodes.write().expect("registry lock");
+        nodes.retain(|_, n| n.url != node.url);
+        nodes.insert(verified.rek.id(), node);
+        Ok(verified)
+    }
+
+    /// Drops every node whose bundle no longer verifies at `now_ms` (document too old, chain
+    /// expired, release expired). Returns how many were dropped.
+    pub fn sweep(&self, now_ms: u64) -> usize {
+        let listed: Vec<_> = self
+            .nodes
+            .read()
+            .expect("registry lock")
+            .values()
+            .cloned()
+            .collect();
+        let stale: Vec<[u8; 32]> = listed
+            .iter()
+            .filter(|n| self.verify(&n.bundle, now_ms).is_err())
+            .map(|n| n.verified.rek.id())
+            .collect();
+        let mut nodes = self.nodes.write().expect("registry lock");
+        for id in &stale {
+            nodes.remove(id);
+        }
+        stale.len()
+    }
+
+    /// Drops nodes whose release leaf is not among `valid_release_leaves`.
+    pub fn retain_releases(&self, valid_release_leaves: &[arcane_verifier::Hash]) {
+        self.nodes
+            .write()
+            .expect("registry lock")
+            .retain(|_, n| valid_release_leaves.contains(&n.verified.release.leaf_hash));
+    }
+
+    /// Up to `n` listed nodes' bundles, least loaded first.
+    pub fn candidates(&self, n: usize) -> Vec<NodeBundle> {
+        let mut nodes: Vec<_> = self
+            .nodes
+            .read()
+            .expect("registry lock")
+            .values()
+            .cloned()
+            .collect();
+        nodes.sort_by_key(|n| load_key(n));
+        nodes
+            .into_iter()
+            .take(n)
+            .map(|n| n.bundle.clone())
+            .collect()
+    }
+
+    /// The listed nodes among `rek_ids`, least loaded first.
+    pub fn pick(&self, rek_ids: &[[u8; 32]]) -> Vec<Arc<ListedNode>> {
+        let nodes = self.nodes.read().expect("registry lock");
+        let mut found: Vec<_> = rek_ids
+            .iter()
+            .filter_map(|id| nodes.get(id).cloned())
+            .collect();
+        found.sort_by_key(|n| load_key(n));
+        found
+    }
+
+    /// The models verified nodes serve.
+    pub fn models(&self) -> Vec<ModelInfo> {
+        let nodes = self.nodes.read().expect("registry lock");
+        let mut models: Vec<ModelInfo> = Vec::new();
+        for n in nodes.values() {
+            let leaf = n.verified.release.leaf_hash.to_hex();
+            match models
+                .iter_mut()
+                .find(|m| m.id == n.model && m.release_leaf_hash == leaf)
+            {
+                Some(m) => m.nodes += 1,
+                None => models.push(ModelInfo {
+                    id: n.model.clone(),
+                    object: "model",
+                    model_sha256: hex::encode(n.verified.model_sha256),
+                    release_leaf_hash: leaf,
+                    release_index: n.verified.release.index,
+                    nodes: 1,
+                }),
+            }
+        }
+        models.sort_by(|a, b| a.id.cmp(&b.id));
+        models
+    }
+
+    /// Number of listed nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.read().expect("registry lock").len()
+    }
+
+    /// Whether no node is listed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Load as in-flight per capacity, scaled to an integer for sorting.
+fn load_key(n: &ListedNode) -> usize {
+    n.in_flight.load(Ordering::Relaxed) * 1000 / n.capacity
+}

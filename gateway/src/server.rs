@@ -1,0 +1,506 @@
+//! The gateway's HTTP surface.
+//!
+//! Outer (plain HTTP, what a relay and nodes reach):
+//! - `GET /.well-known/ohttp-gateway`: the proven key configurations, `application/ohttp-keys`
+//!   (RFC 9540).
+//! - `POST /.well-known/ohttp-gateway`: `message/ohttp-req` (RFC 9458) or
+//!   `message/ohttp-chunked-req` (chunked OHTTP, streamed answer).
+//! - `GET /v1/keys`: each proven key configuration and token key with its proof bundle (JSON).
+//! - `POST /v1/nodes`: a node's registration (verified before listing).
+//! - `GET /healthz`.
+//!
+//! Inner (inside OHTTP, BHTTP requests): `GET /v1/models`, `GET /v1/nodes`,
+//! `POST /v1/tokens/tgt`, `POST /v1/tokens/ott`, `POST /v1/chat`; anything else is a BHTTP 404.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arcane_verifier::attested::NodeRegistration;
+use arcane_verifier::sealed::WRAPPED_DEK_LEN;
+use arcane_verifier::tokens::{TOKEN_LEN, TOKEN_REQUEST_LEN};
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use futures::io::{AsyncReadExt, AsyncWriteExt};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::proven::{Proven, ProvenOhttpKey};
+use crate::registry::Registry;
+use crate::tokens::{Refusal, TokenServices};
+
+/// Media types.
+pub const OHTTP_KEYS: &str = "application/ohttp-keys";
+/// See [`OHTTP_KEYS`].
+pub const OHTTP_REQ: &str = "message/ohttp-req";
+/// See [`OHTTP_KEYS`].
+pub const OHTTP_RES: &str = "message/ohttp-res";
+/// See [`OHTTP_KEYS`].
+pub const OHTTP_CHUNKED_REQ: &str = "message/ohttp-chunked-req";
+/// See [`OHTTP_KEYS`].
+pub const OHTTP_CHUNKED_RES: &str = "message/ohttp-chunked-res";
+/// Largest encapsulated request (the sealed chat request is at most ~1 MiB plus wraps).
+pub const MAX_OHTTP_REQUEST: usize = (1 << 20) + 64 * 1024;
+/// Most candidates one chat request may name.
+pub const MAX_CANDIDATES: usize = 8;
+
+/// Everything the handlers share.
+pub struct Gateway {
+    /// Proven OHTTP keys (only these decrypt).
+    pub ohttp: Vec<ProvenOhttpKey>,
+    /// Token services.
+    pub tokens: TokenServices,
+    /// Listed nodes.
+    pub registry: Registry,
+    /// Token key proofs (TGT, OTT) served in `/v1/keys`.
+    pub token_key_proofs: Vec<(String, Proven)>,
+    /// HTTP client towards nodes.
+    pub http: reqwest::Client,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("ohttp_keys", &self.ohttp.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Seconds since the epoch.
+pub fn now_seconds() -> u64 {
+    now_ms() / 1000
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The gateway's routes.
+pub fn router(gateway: Arc<Gateway>) -> Router {
+    Router::new()
+        .route(
+            "/.well-known/ohttp-gateway",
+            get(key_configs).post(ohttp_request),
+        )
+        .route("/v1/keys", get(keys_with_proofs))
+        .route("/v1/nodes", post(register_node))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .layer(DefaultBodyLimit::max(MAX_OHTTP_REQUEST))
+        .with_state(gateway)
+}
+
+fn plain_error(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+async fn key_configs(State(g): State<Arc<Gateway>>) -> Response {
+    let mut list = Vec::new();
+    for key in &g.ohttp {
+        list.extend_from_slice(&(key.encoded.len() as u16).to_be_bytes());
+        list.extend_from_slice(&key.encoded);
+    }
+    if list.is_empty() {
+        return plain_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no OHTTP key has a proof in the log",
+        );
+    }
+    ([(header::CONTENT_TYPE, OHTTP_KEYS)], list).into_response()
+}
+
+#[derive(Serialize)]
+struct KeyWithProof {
+    kind: &'static str,
+    role: Option<String>,
+    key: String,
+    bundle: String,
+}
+
+async fn keys_with_proofs(State(g): State<Arc<Gateway>>) -> Response {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut keys: Vec<KeyWithProof> = g
+        .ohttp
+        .iter()
+        .map(|k| KeyWithProof {
+            kind: "ohttp-keys",
+            role: None,
+            key: b64.encode(&k.encoded),
+            bundle: k.proof.bundle.clone(),
+        })
+        .collect();
+    for (role, proof) in &g.token_key_proofs {
+        let spki = match &proof.verified.entry.entry.body {
+            arcane_verifier::entry::EntryBody::TokenKey(k) => b64.encode(&k.spki_der),
+            _ => continue,
+        };
+        keys.push(KeyWithProof {
+            kind: "token-key",
+            role: Some(role.clone()),
+            key: spki,
+            bundle: proof.bundle.clone(),
+        });
+    }
+    axum::Json(serde_json::json!({ "keys": keys })).into_response()
+}
+
+async fn register_node(State(g): State<Arc<Gateway>>, body: Bytes) -> Response {
+    let registration: NodeRegistration = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(_) => return plain_error(StatusCode::BAD_REQUEST, "not a node registration"),
+    };
+    match g.registry.register(&registration, now_ms()) {
+        Ok(v) => axum::Json(serde_json::json!({
+            "listed": true,
+            "rek_id": hex::encode(v.rek.id()),
+            "release_index": v.release.index,
+        }))
+        .into_response(),
+        Err(e) => plain_error(
+            StatusCode::FORBIDDEN,
+            &format!("the node's bundle does not verify: {e}"),
+        ),
+    }
+}
+
+/// An inner answer: complete, or streamed (the sealed answer of a node).
+enum InnerAnswer {
+    Full(u16, &'static str, Vec<u8>),
+    Stream(mpsc::Receiver<Bytes>),
+}
+
+fn inner_json(status: u16, value: serde_json::Value) -> InnerAnswer {
+    InnerAnswer::Full(status, "application/json", value.to_string().into_bytes())
+}
+
+fn inner_refusal(r: Refusal) -> InnerAnswer {
+    inner_json(r.status, serde_json::json!({ "error": r.message }))
+}
+
+fn server_for<'a>(g: &'a Gateway, body: &[u8]) -> Option<&'a ProvenOhttpKey> {
+    let key_id = *body.first()?;
+    g.ohttp.iter().find(|k| k.encoded.first() == Some(&key_id))
+}
+
+async fn ohttp_request(State(g): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -> Response {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let Some(key) = server_for(&g, &body) else {
+        return plain_error(StatusCode::UNPROCESSABLE_ENTITY, "unknown key id");
+    };
+    match content_type {
+        OHTTP_REQ => standard_ohttp(&g, key, &body).await,
+        OHTTP_CHUNKED_REQ => chunked_ohttp(Arc::clone(&g), key, body).await,
+        _ => plain_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "expected message/ohttp-req or message/ohttp-chunked-req",
+        ),
+    }
+}
+
+async fn standard_ohttp(g: &Arc<Gateway>, key: &ProvenOhttpKey, body: &[u8]) -> Response {
+    let server = match ohttp::Server::new(key.config.clone()) {
+        Ok(s) => s,
+        Err(e) => return plain_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    let Ok((inner, responder)) = server.decapsulate(body) else {
+        return plain_error(StatusCode::BAD_REQUEST, "the request does not decapsulate");
+    };
+    let answer = dispatch(g, &inner).await;
+    let (status, content_type, content) = match answer {
+        InnerAnswer::Full(s, t, c) => (s, t, c),
+        InnerAnswer::Stream(mut rx) => {
+            let mut all = Vec::new();
+            while let Some(b) = rx.recv().await {
+                all.extend_from_slice(&b);
+            }
+            (200, crate::SEALED_STREAM_TYPE, all)
+        }
+    };
+    let message = bhttp_response(status, content_type, &content);
+    match responder.encapsulate(&message) {
+        Ok(enc) => ([(header::CONTENT_TYPE, OHTTP_RES)], enc).into_response(),
+        Err(e) => plain_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+/// A known-length BHTTP response.
+fn bhttp_response(status: u16, content_type: &str, content: &[u8]) -> Vec<u8> {
+    let mut m = bhttp::Message::response(
+        bhttp::StatusCode::try_from(status)
+            .unwrap_or(bhttp::StatusCode::try_from(500u16).expect("500")),
+    );
+    m.put_header("content-type", content_type);
+    m.write_content(content);
+    let mut out = Vec::new();
+    m.write_bhttp(bhttp::Mode::KnownLength, &mut out)
+        .expect("writing to a Vec");
+    out
+}
+
+/// QUIC variable-length integer (RFC 9000 §16), as BHTTP uses.
+fn varint(v: u64, out: &mut Vec<u8>) {
+    match v {
+        0..=63 => out.push(v as u8),
+        64..=16383 => out.extend_from_slice(&((v as u16) | 0x4000).to_be_bytes()),
+        16384..=1_073_741_823 => out.extend_from_slice(&((v as u32) | 0x8000_0000).to_be_bytes()),
+        _ => out.extend_from_slice(&(v | 0xc000_0000_0000_0000).to_be_bytes()),
+    }
+}
+
+/// A futures `AsyncWrite` that hands each write to a channel (the HTTP body).
+struct ChannelWriter(mpsc::UnboundedSender<Result<Bytes, std::io::Error>>);
+
+impl futures::io::AsyncWrite for ChannelWriter {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let sent = self.0.send(Ok(Bytes::copy_from_slice(buf)));
+        std::task::Poll::Ready(
+            sent.map(|()| buf.len())
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe)),
+        )
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+    fn poll_close(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// Chunked OHTTP: the inner answer is an indeterminate-length BHTTP response (RFC 9292 §3.2)
+/// whose content chunks are written, and so encrypted and sent, as they arrive from the node.
+async fn chunked_ohttp(g: Arc<Gateway>, key: &ProvenOhttpKey, body: Bytes) -> Response {
+    let server = match ohttp::Server::new(key.config.clone()) {
+        Ok(s) => s,
+        Err(e) => return plain_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    let mut request = server.decapsulate_stream(futures::io::Cursor::new(body.to_vec()));
+    let mut inner = Vec::new();
+    if request.read_to_end(&mut inner).await.is_err() {
+        return plain_error(
+            StatusCode::BAD_REQUEST,
+            "the chunked request does not decapsulate",
+        );
+    }
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut writer = match request.response(ChannelWriter(tx)) {
+        Ok(w) => w,
+        Err(e) => return plain_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    tokio::spawn(async move {
+        let answer = dispatch(&g, &inner).await;
+        let (status, content_type) = match &answer {
+            InnerAnswer::Full(s, t, _) => (*s, *t),
+            InnerAnswer::Stream(_) => (200, crate::SEALED_STREAM_TYPE),
+        };
+        let mut head = Vec::new();
+        varint(3, &mut head); // indeterminate-length response
+        varint(u64::from(status), &mut head);
+        varint(12, &mut head);
+        head.extend_from_slice(b"content-type");
+        varint(content_type.len() as u64, &mut head);
+        head.extend_from_slice(content_type.as_bytes());
+        varint(0, &mut head); // end of header fields
+        if writer.write_all(&head).await.is_err() {
+            return;
+        }
+        let mut write_chunk = async |data: &[u8]| -> bool {
+            if data.is_empty() {
+                return true;
+            }
+            let mut chunk = Vec::with_capacity(data.len() + 8);
+            varint(data.len() as u64, &mut chunk);
+            chunk.extend_from_slice(data);
+            writer.write_all(&chunk).await.is_ok() && writer.flush().await.is_ok()
+        };
+        match answer {
+            InnerAnswer::Full(_, _, content) => {
+                write_chunk(&content).await;
+            }
+            InnerAnswer::Stream(mut from_node) => {
+                while let Some(bytes) = from_node.recv().await {
+                    if !write_chunk(&bytes).await {
+                        return;
+                    }
+                }
+            }
+        }
+        // End of content, empty trailer.
+        let _ = writer.write_all(&[0, 0]).await;
+        let _ = writer.close().await;
+    });
+    let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    (
+        [(header::CONTENT_TYPE, OHTTP_CHUNKED_RES)],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+async fn dispatch(g: &Arc<Gateway>, inner: &[u8]) -> InnerAnswer {
+    let mut cursor = std::io::Cursor::new(inner);
+    let Ok(message) = bhttp::Message::read_bhttp(&mut cursor) else {
+        return inner_json(
+            400,
+            serde_json::json!({ "error": "not a Binary HTTP request" }),
+        );
+    };
+    let control = message.control();
+    let method = control.method().unwrap_or_default();
+    let path = control.path().unwrap_or_default();
+    let content = message.content();
+    let now = now_seconds();
+    match (method, path) {
+        (b"GET", b"/v1/models") => inner_json(
+            200,
+            serde_json::json!({ "object": "list", "data": g.registry.models() }),
+        ),
+        (b"GET", p) if p == b"/v1/nodes" || p.starts_with(b"/v1/nodes?") => {
+            let nodes: Vec<serde_json::Value> = g
+                .registry
+                .candidates(MAX_CANDIDATES)
+                .iter()
+                .map(|b| serde_json::from_str(&b.to_json()).expect("bundle JSON"))
+                .collect();
+            inner_json(200, serde_json::json!({ "nodes": nodes }))
+        }
+        (b"POST", b"/v1/tokens/tgt") => {
+            let api_key = message
+                .header()
+                .get(b"authorization")
+                .and_then(|v| v.strip_prefix(b"Bearer "))
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .unwrap_or("");
+            match g.tokens.issue_tgt(api_key, content, now).await {
+                Ok(r) => InnerAnswer::Full(200, "application/private-token-response", r),
+                Err(r) => inner_refusal(r),
+            }
+        }
+        (b"POST", b"/v1/tokens/ott") => {
+            if content.len() < TOKEN_LEN
+                || !(content.len() - TOKEN_LEN).is_multiple_of(TOKEN_REQUEST_LEN)
+            {
+                return inner_json(
+                    400,
+                    serde_json::json!({ "error": "expected a TGT and whole token requests" }),
+                );
+            }
+            let requests: Vec<Vec<u8>> = content[TOKEN_LEN..]
+                .chunks(TOKEN_REQUEST_LEN)
+                .map(<[u8]>::to_vec)
+                .collect();
+            match g
+                .tokens
+                .grant_otts(&content[..TOKEN_LEN], &requests, now)
+                .await
+            {
+                Ok(r) => InnerAnswer::Full(200, "application/private-token-response", r.concat()),
+                Err(r) => inner_refusal(r),
+            }
+        }
+        (b"POST", b"/v1/chat") => route_chat(g, content, now).await,
+        _ => inner_json(404, serde_json::json!({ "error": "not found" })),
+    }
+}
+
+/// `POST /v1/chat`: `OTT (354) ‖ n (u8) ‖ n × wrapped DEK (120) ‖ request ciphertext`. The OTT is
+/// redeemed (single use) before anything is forwarded; the least loaded listed node among the
+/// candidates gets its wrapped DEK and the ciphertext; a busy or vanished node before the first
+/// byte means the next candidate.
+async fn route_chat(g: &Arc<Gateway>, content: &[u8], now: u64) -> InnerAnswer {
+    let malformed = || {
+        inner_json(
+            400,
+            serde_json::json!({ "error": "malformed chat envelope" }),
+        )
+    };
+    if content.len() < TOKEN_LEN + 1 {
+        return malformed();
+    }
+    let n = content[TOKEN_LEN] as usize;
+    let wraps_end = TOKEN_LEN + 1 + n * WRAPPED_DEK_LEN;
+    if n == 0 || n > MAX_CANDIDATES || content.len() <= wraps_end {
+        return malformed();
+    }
+    let ott = match g.tokens.redeem("gateway", &content[..TOKEN_LEN], now).await {
+        Ok(t) => t,
+        Err(r) => return inner_refusal(r),
+    };
+    let wraps: Vec<&[u8]> = content[TOKEN_LEN + 1..wraps_end]
+        .chunks(WRAPPED_DEK_LEN)
+        .collect();
+    let ciphertext = &content[wraps_end..];
+    let rek_ids: Vec<[u8; 32]> = wraps
+        .iter()
+        .map(|w| w[..32].try_into().expect("32"))
+        .collect();
+    for node in g.registry.pick(&rek_ids) {
+        let wrap = wraps
+            .iter()
+            .find(|w| w[..32] == node.verified.rek.id())
+            .expect("picked from these ids");
+        let mut body = Vec::with_capacity(WRAPPED_DEK_LEN + ciphertext.len());
+        body.extend_from_slice(wrap);
+        body.extend_from_slice(ciphertext);
+        node.in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let sent = g
+            .http
+            .post(format!("{}/v1/infer", node.url))
+            .header("content-type", "application/arcane-sealed-request")
+            .header("arcane-ott-nonce", hex::encode(ott.nonce))
+            .timeout(Duration::from_secs(600))
+            .body(body)
+            .send()
+            .await;
+        let mut response = match sent {
+            Ok(r) if r.status().is_success() => r,
+            Ok(r) => {
+                node.in_flight
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(status = %r.status(), "node refused; trying the next candidate");
+                continue;
+            }
+            Err(_) => {
+                node.in_flight
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!("node unreachable; trying the next candidate");
+                continue;
+            }
+        };
+        let (tx, rx) = mpsc::channel(32);
+        tokio::spawn(async move {
+            while let Ok(Some(bytes)) = response.chunk().await {
+                if tx.send(bytes).await.is_err() {
+                    break;
+                }
+            }
+            node.in_flight
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        });
+        return InnerAnswer::Stream(rx);
+    }
+    inner_json(
+        503,
+        serde_json::json!({ "error": "no candidate node is available" }),
+    )
+}

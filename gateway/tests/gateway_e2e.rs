@@ -1,0 +1,650 @@
+//! The gateway end to end over 127.0.0.1: a log holding the gateway's OHTTP and token keys and a
+//! node's release; a real compute node (tiny model, simulated NSM) registered with the gateway
+//! binary; a client that verifies what the gateway hands out, obtains a TGT and OTTs through
+//! OHTTP, and sends a sealed chat request through chunked OHTTP.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arcane_compute::attestation::{DeclaredMeasurements, SimulatedNsm};
+use arcane_compute::engine::MistralEngine;
+use arcane_compute::gguf::{TinyLlama, write_tiny_llama};
+use arcane_compute::model::ModelFile;
+use arcane_compute::node::{Node, NodeConfig, NodeParts};
+use arcane_compute::registration::Registration;
+use arcane_compute::release::{LogSource, LogTrust as NodeLogTrust};
+use arcane_compute::tokens::LoggedTokenKeys;
+use arcane_gateway::keys;
+use arcane_gateway::server::{now_ms, now_seconds};
+use arcane_log::keys::{AllowedKinds, PublisherPolicy};
+use arcane_verifier::attested::{NodeBundle, NodeTrust, verify_node_bundle};
+use arcane_verifier::bundle::{TrustAnchors, verify_bundle};
+use arcane_verifier::cosignature::WitnessPolicy;
+use arcane_verifier::entry::{
+    EntryBody, EntryPolicy, Release, TokenKey, TokenRole, decode_key_config,
+};
+use arcane_verifier::inner::{
+    ChatCompletionRequest, ChatMessage, ChunkContent, InnerRequest, encode_inner_request,
+};
+use arcane_verifier::nitro::{AttestationPolicy, DocumentCache, NitroRoot};
+use arcane_verifier::note::{ALG_ED25519, NoteSigner, VerifierKey};
+use arcane_verifier::sealed::{self, ResponseReader};
+use arcane_verifier::tokens::{
+    IssuerKey, OTT_ISSUER, TGT_ISSUER, Token, TokenChallenge, TokenMaterial, ott_nonce,
+    request_token, tgt_nonce,
+};
+use base64::Engine as _;
+use futures::io::{AsyncReadExt, AsyncWriteExt};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_arcane-gateway");
+
+fn random<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).unwrap();
+    b
+}
+
+struct GatewayProcess(std::process::Child, String);
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_gateway(
+    dir: &Path,
+    log_url: &str,
+    log_key: &str,
+    publisher: &str,
+    root_pem: &Path,
+) -> Result<GatewayProcess, String> {
+    let mut child = std::process::Command::new(BINARY)
+        .args(["serve", "--listen", "127.0.0.1:0", "--otts-per-tgt", "4"])
+        .arg("--data-dir")
+        .arg(dir)
+        .args([
+            "--log",
+            log_url,
+            "--log-key",
+            log_key,
+            "--publisher",
+            publisher,
+        ])
+        .arg("--development-root")
+        .arg(root_pem)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    match line.trim().strip_prefix("arcane-gateway listening on ") {
+        Some(url) => Ok(GatewayProcess(child, url.to_owned())),
+        None => {
+            let out = child.wait_with_output().unwrap();
+            Err(format!(
+                "{:?}: {}",
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+}
+
+/// Standard OHTTP call: returns the inner response's status and content.
+async fn ohttp_call(
+    http: &reqwest::Client,
+    gateway: &str,
+    config: &[u8],
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<u8>) {
+    let mut m = bhttp::Message::request(
+        method.as_bytes().to_vec(),
+        b"https".to_vec(),
+        b"gateway".to_vec(),
+        path.as_bytes().to_vec(),
+    );
+    for (n, v) in headers {
+        m.put_header(*n, *v);
+    }
+    m.write_content(body);
+    let mut inner = Vec::new();
+    m.write_bhttp(bhttp::Mode::KnownLength, &mut inner).unwrap();
+    let (enc, response) = ohttp::ClientRequest::from_encoded_config(config)
+        .unwrap()
+        .encapsulate(&inner)
+        .unwrap();
+    let reply = http
+        .post(format!("{gateway}/.well-known/ohttp-gateway"))
+        .header("content-type", "message/ohttp-req")
+        .body(enc)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    assert_eq!(reply.headers()["content-type"], "message/ohttp-res");
+    let plain = response.decapsulate(&reply.bytes().await.unwrap()).unwrap();
+    let answer = bhttp::Message::read_bhttp(&mut std::io::Cursor::new(&plain[..])).unwrap();
+    (
+        answer.control().status().unwrap().code(),
+        answer.content().to_vec(),
+    )
+}
+
+/// A cloneable in-memory `AsyncWrite`.
+#[derive(Clone, Default)]
+struct SharedSink(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl futures::io::AsyncWrite for SharedSink {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+    fn poll_close(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// Chunked OHTTP call: returns the inner status and the content, read as it streams.
+async fn ohttp_chunked(
+    http: &reqwest::Client,
+    gateway: &str,
+    config: &[u8],
+    path: &str,
+    body: &[u8],
+) -> (u16, Vec<u8>) {
+    let mut m = bhttp::Message::request(
+        b"POST".to_vec(),
+        b"https".to_vec(),
+        b"gateway".to_vec(),
+        path.as_bytes().to_vec(),
+    );
+    m.write_content(body);
+    let mut inner = Vec::new();
+    m.write_bhttp(bhttp::Mode::KnownLength, &mut inner).unwrap();
+    let sink = SharedSink::default();
+    let mut writer = ohttp::ClientRequest::from_encoded_config(config)
+        .unwrap()
+        .encapsulate_stream(sink.clone())
+        .unwrap();
+    writer.write_all(&inner).await.unwrap();
+    writer.close().await.unwrap();
+    let encapsulated = sink.0.lock().unwrap().clone();
+    let reply = http
+        .post(format!("{gateway}/.well-known/ohttp-gateway"))
+        .header("content-type", "message/ohttp-chunked-req")
+        .body(encapsulated)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    let bytes = reply.bytes().await.unwrap();
+    let mut response = writer
+        .response(futures::io::Cursor::new(bytes.to_vec()))
+        .unwrap();
+    let mut plain = Vec::new();
+    response.read_to_end(&mut plain).await.unwrap();
+    let answer = bhttp::Message::read_bhttp(&mut std::io::Cursor::new(&plain[..])).unwrap();
+    (
+        answer.control().status().unwrap().code(),
+        answer.content().to_vec(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_and_a_sealed_chat_through_the_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    // --- the log, with a publisher for everything -------------------------------------------
+    let log_data = dir.path().join("log");
+    let mut config = arcane_log::ServeConfig::new(log_data.clone());
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.sequencer.batch_delay = Duration::from_millis(10);
+    let log = arcane_log::start(config).await.unwrap();
+    let log_url = format!("http://{}", log.addr());
+    let log_key = VerifierKey::parse(log.vkey()).unwrap();
+    let publisher = NoteSigner::from_seed("operator.test", ALG_ED25519, &random::<32>()).unwrap();
+    PublisherPolicy::new(log_data.join(arcane_log::POLICY_FILE))
+        .allow(
+            &publisher.verifier(),
+            &AllowedKinds::parse("release,ohttp-keys,token-key").unwrap(),
+        )
+        .unwrap();
+    let client_log = arcane_log::client::LogClient::new(&log_url).unwrap();
+    let publish = |body: EntryBody| {
+        let (client_log, publisher, log_key) = (&client_log, &publisher, &log_key);
+        async move {
+            arcane_log::publish::publish(
+                client_log,
+                publisher,
+                log_key,
+                body,
+                Duration::from_secs(3600),
+            )
+            .await
+            .unwrap()
+        }
+    };
+
+    // --- gateway keys, published ------------------------------------------------------------
+    let gw_dir = dir.path().join("gateway");
+    std::fs::create_dir_all(&gw_dir).unwrap();
+    let ohttp_config = keys::generate_ohttp_key(&gw_dir.join("ohttp.key"), 7).unwrap();
+    let encoded_config = ohttp_config.encode().unwrap();
+    let tgt_secret_key = keys::generate_issuer_key(&gw_dir.join("tgt.key")).unwrap();
+    let ott_secret_key = keys::generate_issuer_key(&gw_dir.join("ott.key")).unwrap();
+    // Before publication the gateway refuses to start (exit 3): nothing unproven is served.
+    let nsm_measurements = DeclaredMeasurements {
+        pcr0: random(),
+        pcr1: random(),
+        pcr2: random(),
+        pcr8: None,
+    };
+    let nsm = Arc::new(SimulatedNsm::new(&nsm_measurements, now_seconds()).unwrap());
+    let root_pem = dir.path().join("root.pem");
+    std::fs::write(
+        &root_pem,
+        arcane_verifier::nitro::certificate_pem(nsm.root_der()),
+    )
+    .unwrap();
+    let refused = spawn_gateway(
+        &gw_dir,
+        &log_url,
+        &log_key.to_text(),
+        &publisher.verifier().to_text(),
+        &root_pem,
+    );
+    let Err(why) = refused else {
+        panic!("a gateway with unproven keys started")
+    };
+    assert!(
+        why.starts_with("Some(3)") && why.contains("ohttp-keys"),
+        "{why}"
+    );
+
+    publish(EntryBody::OhttpKeys(
+        decode_key_config(&encoded_config).unwrap(),
+    ))
+    .await;
+    for (secret, role) in [
+        (&tgt_secret_key, TokenRole::Tgt),
+        (&ott_secret_key, TokenRole::Ott),
+    ] {
+        publish(EntryBody::TokenKey(TokenKey {
+            role,
+            token_type: arcane_verifier::tokens::TOKEN_TYPE,
+            spki_der: secret.public().spki().to_vec(),
+        }))
+        .await;
+    }
+
+    // --- an account ---------------------------------------------------------------------------
+    let db = arcane_gateway::tokens::open_database(&gw_dir.join("gateway.db"))
+        .await
+        .unwrap();
+    let api_key = arcane_gateway::tokens::TokenServices::add_account(&db, "alice")
+        .await
+        .unwrap();
+    db.close().await;
+
+    let gateway = spawn_gateway(
+        &gw_dir,
+        &log_url,
+        &log_key.to_text(),
+        &publisher.verifier().to_text(),
+        &root_pem,
+    )
+    .unwrap();
+    let gw = gateway.1.clone();
+    let http = reqwest::Client::new();
+
+    // --- a compute node, registered ---------------------------------------------------------
+    let model_dir = dir.path().join("model");
+    std::fs::create_dir_all(&model_dir).unwrap();
+    write_tiny_llama(&model_dir.join("tiny.gguf"), &TinyLlama::default()).unwrap();
+    let model = ModelFile::open(&model_dir.join("tiny.gguf")).unwrap();
+    publish(EntryBody::Release(Box::new(Release {
+        pcr0: nsm_measurements.pcr0,
+        pcr1: nsm_measurements.pcr1,
+        pcr2: nsm_measurements.pcr2,
+        pcr8: None,
+        model_sha256: model.sha256,
+        engine: "mistral.rs".into(),
+        engine_version: "0.8.1".into(),
+        source_commit: "0123456789abcdef0123456789abcdef01234567".into(),
+        eif_sha384: [3; 48],
+        notes: String::new(),
+    })))
+    .await;
+    let node_trust = NodeLogTrust {
+        log_key: log_key.clone(),
+        witnesses: WitnessPolicy::none(),
+        publishers: vec![publisher.verifier()],
+        policy: EntryPolicy::default(),
+    };
+    let log_source = LogSource::new(&log_url).unwrap();
+    let token_keys = LoggedTokenKeys::fetch(&log_source, &node_trust, now_seconds())
+        .await
+        .unwrap();
+    let node = Node::boot(NodeParts {
+        config: NodeConfig::default(),
+        provider: nsm.clone(),
+        engine: Arc::new(MistralEngine::load(&model, 2).await.unwrap()),
+        tokens: Arc::new(LoggedTokenKeys::new(token_keys, 4)),
+        model: model.clone(),
+        log: log_source,
+        trust: node_trust,
+    })
+    .await
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let node_url = format!("http://{}", listener.local_addr().unwrap());
+    let app = arcane_compute::server::router(Arc::clone(&node));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Registration {
+        gateway: gw.clone(),
+        advertise: node_url.clone(),
+    }
+    .register(&http, &node)
+    .await
+    .unwrap();
+
+    // A registration whose bundle does not verify is refused.
+    let mut bad: serde_json::Value = serde_json::json!({
+        "url": "http://127.0.0.1:9", "model": "x", "capacity": 1,
+        "document": base64::engine::general_purpose::STANDARD.encode(b"not a document"),
+        "release": node.attested().unwrap().bundle.release,
+    });
+    let refused = http
+        .post(format!("{gw}/v1/nodes"))
+        .json(&bad)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    bad["capacity"] = serde_json::json!("many");
+    assert_eq!(
+        http.post(format!("{gw}/v1/nodes"))
+            .json(&bad)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+
+    // --- the client: keys with proofs --------------------------------------------------------
+    let listed = http
+        .get(format!("{gw}/.well-known/ohttp-gateway"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.headers()["content-type"], "application/ohttp-keys");
+    let list = listed.bytes().await.unwrap();
+    assert_eq!(&list[2..], &encoded_config[..]);
+    let publishers = [publisher.verifier()];
+    let policy = EntryPolicy::default();
+    let anchors = TrustAnchors {
+        log_key: &log_key,
+        witnesses: &WitnessPolicy::none(),
+        publishers: &publishers,
+        policy: &policy,
+    };
+    let keys_json: serde_json::Value = http
+        .get(format!("{gw}/v1/keys"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut tgt_key = None;
+    let mut ott_key = None;
+    for k in keys_json["keys"].as_array().unwrap() {
+        let verified = verify_bundle(
+            k["bundle"].as_str().unwrap().as_bytes(),
+            &anchors,
+            None,
+            now_seconds(),
+        )
+        .unwrap();
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(k["key"].as_str().unwrap())
+            .unwrap();
+        match &verified.entry.entry.body {
+            EntryBody::OhttpKeys(c) => {
+                assert_eq!(arcane_verifier::entry::encode_key_config(c).unwrap(), key)
+            }
+            EntryBody::TokenKey(t) => {
+                assert_eq!(t.spki_der, key);
+                let issuer = IssuerKey::from_spki(&key).unwrap();
+                match t.role {
+                    TokenRole::Tgt => tgt_key = Some(issuer),
+                    TokenRole::Ott => ott_key = Some(issuer),
+                }
+            }
+            other => panic!("unexpected entry {other:?}"),
+        }
+    }
+    let (tgt_key, ott_key) = (tgt_key.unwrap(), ott_key.unwrap());
+
+    // --- models and candidate nodes ----------------------------------------------------------
+    let (status, models) =
+        ohttp_call(&http, &gw, &encoded_config, "GET", "/v1/models", &[], b"").await;
+    assert_eq!(status, 200);
+    let models: serde_json::Value = serde_json::from_slice(&models).unwrap();
+    assert_eq!(models["data"][0]["id"], model.name);
+    assert_eq!(models["data"][0]["model_sha256"], hex::encode(model.sha256));
+    let (status, nodes) =
+        ohttp_call(&http, &gw, &encoded_config, "GET", "/v1/nodes", &[], b"").await;
+    assert_eq!(status, 200);
+    let nodes: serde_json::Value = serde_json::from_slice(&nodes).unwrap();
+    let bundle = NodeBundle::parse(nodes["nodes"][0].to_string().as_bytes()).unwrap();
+    let root = NitroRoot::development(nsm.root_der().to_vec());
+    let attestation = AttestationPolicy::default();
+    let trust = NodeTrust {
+        anchors,
+        nitro_root: &root,
+        attestation: &attestation,
+    };
+    let verified_node = verify_node_bundle(
+        &bundle,
+        &trust,
+        None,
+        now_ms(),
+        None,
+        &mut DocumentCache::default(),
+    )
+    .unwrap();
+    assert_eq!(verified_node.rek, node.rek());
+    let (status, _) = ohttp_call(&http, &gw, &encoded_config, "GET", "/v1/unknown", &[], b"").await;
+    assert_eq!(status, 404);
+
+    // --- TGT: once per account and period -----------------------------------------------------
+    let secret = random::<32>();
+    let (request, pending) = request_token(
+        &tgt_key,
+        &TokenChallenge::for_issuer(TGT_ISSUER),
+        tgt_nonce(&secret),
+    )
+    .unwrap();
+    let bearer = format!("Bearer {api_key}");
+    let (status, response) = ohttp_call(
+        &http,
+        &gw,
+        &encoded_config,
+        "POST",
+        "/v1/tokens/tgt",
+        &[("authorization", &bearer)],
+        &request.encode(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let tgt: Token = pending.finalize(&response).unwrap();
+    let (again, _) = request_token(
+        &tgt_key,
+        &TokenChallenge::for_issuer(TGT_ISSUER),
+        tgt_nonce(&random()),
+    )
+    .unwrap();
+    let (status, _) = ohttp_call(
+        &http,
+        &gw,
+        &encoded_config,
+        "POST",
+        "/v1/tokens/tgt",
+        &[("authorization", &bearer)],
+        &again.encode(),
+    )
+    .await;
+    assert_eq!(status, 429, "one TGT per account and period");
+    let (status, _) = ohttp_call(
+        &http,
+        &gw,
+        &encoded_config,
+        "POST",
+        "/v1/tokens/tgt",
+        &[("authorization", "Bearer arcane_wrong")],
+        &again.encode(),
+    )
+    .await;
+    assert_eq!(status, 401);
+
+    // --- OTTs: a batch of 3, then the limit (4 per TGT) --------------------------------------
+    let mut body = tgt.encode();
+    let mut pendings = Vec::new();
+    for i in 0..3u32 {
+        let (r, p) = request_token(
+            &ott_key,
+            &TokenChallenge::for_issuer(OTT_ISSUER),
+            ott_nonce(&secret, i),
+        )
+        .unwrap();
+        body.extend_from_slice(&r.encode());
+        pendings.push(p);
+    }
+    let (status, responses) = ohttp_call(
+        &http,
+        &gw,
+        &encoded_config,
+        "POST",
+        "/v1/tokens/ott",
+        &[],
+        &body,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let otts: Vec<Token> = pendings
+        .into_iter()
+        .zip(responses.chunks(arcane_verifier::tokens::NK))
+        .map(|(p, r)| p.finalize(r).unwrap())
+        .collect();
+    let (status, _) = ohttp_call(
+        &http,
+        &gw,
+        &encoded_config,
+        "POST",
+        "/v1/tokens/ott",
+        &[],
+        &body,
+    )
+    .await;
+    assert_eq!(status, 429, "3 more would exceed 4 per TGT");
+
+    // --- a sealed chat through chunked OHTTP --------------------------------------------------
+    let chat = |index: u32| {
+        let material = TokenMaterial {
+            tgt: tgt.clone(),
+            secret: zeroize::Zeroizing::new(secret),
+            index,
+            ott: otts[index as usize].clone(),
+        };
+        let inner = encode_inner_request(&InnerRequest {
+            chat: ChatCompletionRequest {
+                model: model.name.clone(),
+                messages: vec![ChatMessage {
+                    role: "user".into(),
+                    content: "Hello through the gateway".into(),
+                }],
+                max_tokens: Some(12),
+                temperature: None,
+                stream: Some(true),
+            },
+            token: Some(material.encode().to_vec()),
+            badge: None,
+        })
+        .unwrap();
+        let (wrapped, ciphertext, state) =
+            sealed::seal_request(&inner, &[verified_node.rek], now_seconds()).unwrap();
+        let mut envelope = otts[index as usize].encode();
+        envelope.push(1);
+        envelope.extend_from_slice(&wrapped[0].encode());
+        envelope.extend_from_slice(&ciphertext);
+        (envelope, state)
+    };
+    let (envelope, state) = chat(0);
+    let (status, sealed_stream) =
+        ohttp_chunked(&http, &gw, &encoded_config, "/v1/chat", &envelope).await;
+    assert_eq!(status, 200);
+    let mut reader = ResponseReader::new(state);
+    reader.push(&sealed_stream);
+    let mut chunks = Vec::new();
+    while let Some(chunk) = reader.next_chunk().unwrap() {
+        chunks.push(ChunkContent::parse(&chunk.content).unwrap());
+    }
+    reader.finish().unwrap();
+    assert!(
+        chunks
+            .iter()
+            .all(|c| matches!(c, ChunkContent::Completion(_))),
+        "{chunks:?}"
+    );
+    let ChunkContent::Completion(last) = chunks.last().unwrap() else {
+        unreachable!()
+    };
+    assert!(last.usage.unwrap().completion_tokens > 0);
+
+    // The same OTT again: refused as spent, before any node sees it.
+    let (envelope, _) = chat(0);
+    let (status, body) = ohttp_chunked(&http, &gw, &encoded_config, "/v1/chat", &envelope).await;
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    // A different, unspent OTT works, also through standard (non-chunked) OHTTP.
+    let (envelope, state) = chat(1);
+    let (status, sealed_stream) = ohttp_call(
+        &http,
+        &gw,
+        &encoded_config,
+        "POST",
+        "/v1/chat",
+        &[],
+        &envelope,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let mut reader = ResponseReader::new(state);
+    reader.push(&sealed_stream);
+    while reader.next_chunk().unwrap().is_some() {}
+    reader.finish().unwrap();
+    drop(gateway);
+}
