@@ -14,6 +14,7 @@
 //! - [`registry`]: verified nodes, load-aware picking, models.
 //! - [`tokens`]: identity service, token granting service, single-use redemption (SQLite).
 //! - [`server`]: the HTTP surface, OHTTP and the inner routes.
+//! - [`relay`]: the oblivious relay, admitting only clients with an unspent OTT.
 //!
 //! ```
 //! // A gateway OHTTP key: derived from 32 bytes kept in a 0600 file.
@@ -29,6 +30,7 @@ pub mod error;
 pub mod keys;
 pub mod proven;
 pub mod registry;
+pub mod relay;
 pub mod server;
 pub mod tokens;
 

@@ -48,6 +48,33 @@ enum Command {
     },
     /// Serve.
     Serve(Box<ServeArgs>),
+    /// Run the oblivious relay in front of one gateway.
+    Relay(Box<RelayArgs>),
+}
+
+#[derive(Args)]
+struct RelayArgs {
+    /// Address to listen on (HTTP/1.1 and cleartext HTTP/2).
+    #[arg(long, default_value = "127.0.0.1:8751")]
+    listen: SocketAddr,
+    /// The gateway's base URL.
+    #[arg(long)]
+    gateway: String,
+    /// Directory for the relay's spent-token database.
+    #[arg(long, default_value = "./arcane-relay")]
+    data_dir: PathBuf,
+    /// Base URL of the transparency log.
+    #[arg(long)]
+    log: String,
+    /// The log's verifier key.
+    #[arg(long)]
+    log_key: String,
+    /// A publisher whose token-key entries count (repeatable).
+    #[arg(long = "publisher", required = true)]
+    publishers: Vec<String>,
+    /// Witness policy file.
+    #[arg(long)]
+    witness_policy: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -121,20 +148,79 @@ fn read_text(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).map_err(|e| config_error(format!("{}: {e}", path.display())))
 }
 
-async fn serve(args: ServeArgs) -> Result<()> {
-    let trust = LogTrust {
-        log_key: VerifierKey::parse(args.log_key.trim())?,
-        witnesses: match &args.witness_policy {
+fn log_trust(
+    log_key: &str,
+    publishers: &[String],
+    witness_policy: Option<&Path>,
+) -> Result<LogTrust> {
+    Ok(LogTrust {
+        log_key: VerifierKey::parse(log_key.trim())?,
+        witnesses: match witness_policy {
             None => WitnessPolicy::none(),
             Some(p) => parse_policy_file(&read_text(p)?)?.0,
         },
-        publishers: args
-            .publishers
+        publishers: publishers
             .iter()
             .map(|p| VerifierKey::parse(p.trim()))
             .collect::<std::result::Result<_, _>>()?,
         policy: EntryPolicy::default(),
-    };
+    })
+}
+
+async fn bind(addr: SocketAddr, name: &str) -> Result<tokio::net::TcpListener> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| GatewayError::Serve(format!("{addr}: {e}")))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| GatewayError::Serve(e.to_string()))?;
+    println!("{name} listening on http://{local}");
+    Ok(listener)
+}
+
+async fn relay(args: RelayArgs) -> Result<()> {
+    let trust = log_trust(
+        &args.log_key,
+        &args.publishers,
+        args.witness_policy.as_deref(),
+    )?;
+    let ott_keys: Vec<_> = bundles_of_kind(&args.log, &trust, "token-key", now_seconds())
+        .await?
+        .iter()
+        .filter_map(|p| match &p.verified.entry.entry.body {
+            arcane_verifier::entry::EntryBody::TokenKey(k) if k.role == TokenRole::Ott => {
+                arcane_verifier::tokens::IssuerKey::from_spki(&k.spki_der).ok()
+            }
+            _ => None,
+        })
+        .collect();
+    if ott_keys.is_empty() {
+        return Err(GatewayError::Unproven(
+            "the log holds no valid OTT issuer key".into(),
+        ));
+    }
+    std::fs::create_dir_all(&args.data_dir).map_err(config_error)?;
+    let relay = Arc::new(arcane_gateway::relay::Relay {
+        gateway: args.gateway.trim_end_matches('/').to_owned(),
+        ott_keys,
+        db: open_database(&args.data_dir.join("relay.db")).await?,
+        http: reqwest::Client::new(),
+    });
+    let listener = bind(args.listen, "arcane-relay").await?;
+    axum::serve(listener, arcane_gateway::relay::router(relay))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(|e| GatewayError::Serve(e.to_string()))
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let trust = log_trust(
+        &args.log_key,
+        &args.publishers,
+        args.witness_policy.as_deref(),
+    )?;
     let root = match &args.development_root {
         None => NitroRoot::aws(),
         Some(path) => {
@@ -277,6 +363,7 @@ fn main() -> ExitCode {
             Ok(())
         }),
         Command::Serve(args) => runtime.block_on(serve(*args)),
+        Command::Relay(args) => runtime.block_on(relay(*args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

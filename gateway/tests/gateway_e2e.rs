@@ -531,10 +531,10 @@ async fn tokens_and_a_sealed_chat_through_the_gateway() {
     .await;
     assert_eq!(status, 401);
 
-    // --- OTTs: a batch of 3, then the limit (4 per TGT) --------------------------------------
+    // --- OTTs: a batch of 4, then the limit (4 per TGT) --------------------------------------
     let mut body = tgt.encode();
     let mut pendings = Vec::new();
-    for i in 0..3u32 {
+    for i in 0..4u32 {
         let (r, p) = request_token(
             &ott_key,
             &TokenChallenge::for_issuer(OTT_ISSUER),
@@ -646,5 +646,84 @@ async fn tokens_and_a_sealed_chat_through_the_gateway() {
     reader.push(&sealed_stream);
     while reader.next_chunk().unwrap().is_some() {}
     reader.finish().unwrap();
+
+    // --- through the relay, over HTTP/2, with an OTT of its own -----------------------------
+    let relay_dir = dir.path().join("relay");
+    let mut relay = std::process::Command::new(BINARY)
+        .args(["relay", "--listen", "127.0.0.1:0", "--gateway", &gw])
+        .arg("--data-dir")
+        .arg(&relay_dir)
+        .args([
+            "--log",
+            &log_url,
+            "--log-key",
+            &log_key.to_text(),
+            "--publisher",
+            &publisher.verifier().to_text(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(relay.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let relay_url = line
+        .trim()
+        .strip_prefix("arcane-relay listening on ")
+        .unwrap()
+        .to_owned();
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let (envelope, state) = chat(3);
+    let m = {
+        let mut m = bhttp::Message::request(
+            b"POST".to_vec(),
+            b"https".to_vec(),
+            b"gateway".to_vec(),
+            b"/v1/chat".to_vec(),
+        );
+        m.write_content(&envelope);
+        let mut inner = Vec::new();
+        m.write_bhttp(bhttp::Mode::KnownLength, &mut inner).unwrap();
+        inner
+    };
+    let send = |token: Option<&Token>| {
+        let (enc, response) = ohttp::ClientRequest::from_encoded_config(&encoded_config)
+            .unwrap()
+            .encapsulate(&m)
+            .unwrap();
+        let mut request = h2
+            .post(format!("{relay_url}/.well-known/ohttp-gateway"))
+            .header("content-type", "message/ohttp-req")
+            .body(enc);
+        if let Some(t) = token {
+            let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(t.encode());
+            request = request.header("authorization", format!("PrivateToken token=\"{b64}\""));
+        }
+        (request, response)
+    };
+    let (request, _) = send(None);
+    let no_token = request.send().await.unwrap();
+    assert_eq!(no_token.status(), 401);
+    assert_eq!(no_token.headers()["www-authenticate"], "PrivateToken");
+    let (request, response) = send(Some(&otts[2]));
+    let reply = request.send().await.unwrap();
+    assert_eq!(reply.version(), reqwest::Version::HTTP_2);
+    assert_eq!(reply.status(), 200);
+    let plain = response.decapsulate(&reply.bytes().await.unwrap()).unwrap();
+    let answer = bhttp::Message::read_bhttp(&mut std::io::Cursor::new(&plain[..])).unwrap();
+    assert_eq!(answer.control().status().unwrap().code(), 200);
+    let mut reader = ResponseReader::new(state);
+    reader.push(answer.content());
+    while reader.next_chunk().unwrap().is_some() {}
+    reader.finish().unwrap();
+    // The relay's token cannot be used twice.
+    let (request, _) = send(Some(&otts[2]));
+    assert_eq!(request.send().await.unwrap().status(), 401);
+    let _ = relay.kill();
+    let _ = relay.wait();
     drop(gateway);
 }

@@ -1,0 +1,172 @@
+//! The oblivious relay (RFC 9458 §2): forwards encapsulated requests to one configured gateway,
+//! passing on only the body and its media type, and answers with the gateway's body and media
+//! type. It sees the client's address but nothing inside; the gateway sees only the relay.
+//!
+//! It is not an open proxy: each forwarded request must carry `Authorization: PrivateToken
+//! token="<base64url>"` with an OTT (RFC 9577 §2.2) that verifies under the logged OTT issuer key
+//! and has not been spent at this relay (its own SQLite set). Clients spend a different OTT at
+//! the relay than inside the request for the gateway. Clients talk HTTP/2 (or HTTP/1.1) to it.
+//! Nothing about requests is logged.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arcane_verifier::tokens::{IssuerKey, OTT_ISSUER, Token, TokenChallenge};
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine as _;
+use sqlx::sqlite::SqlitePool;
+
+use crate::server::{MAX_OHTTP_REQUEST, OHTTP_CHUNKED_REQ, OHTTP_REQ, now_seconds};
+
+/// The relay's state.
+pub struct Relay {
+    /// The gateway's base URL.
+    pub gateway: String,
+    /// The OTT issuer keys the log vouches for (several during a rotation).
+    pub ott_keys: Vec<IssuerKey>,
+    /// Spent tokens.
+    pub db: SqlitePool,
+    /// Client towards the gateway.
+    pub http: reqwest::Client,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("gateway", &self.gateway)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The relay's routes.
+pub fn router(relay: Arc<Relay>) -> Router {
+    Router::new()
+        .route(
+            "/.well-known/ohttp-gateway",
+            get(forward_keys).post(forward),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .layer(DefaultBodyLimit::max(MAX_OHTTP_REQUEST))
+        .with_state(relay)
+}
+
+fn refuse(status: StatusCode, message: &str) -> Response {
+    let mut r = (status, axum::Json(serde_json::json!({ "error": message }))).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("PrivateToken"),
+        );
+    }
+    r
+}
+
+/// The token in `Authorization: PrivateToken token="…"` (quotes optional), base64url.
+pub fn private_token(headers: &HeaderMap) -> Option<Vec<u8>> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let params = value.strip_prefix("PrivateToken ")?;
+    let token = params
+        .split(',')
+        .map(str::trim)
+        .find_map(|p| p.strip_prefix("token="))?
+        .trim_matches('"');
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token.trim_end_matches('='))
+        .ok()
+}
+
+async fn redeem(relay: &Relay, headers: &HeaderMap) -> Result<(), Response> {
+    let bytes = private_token(headers)
+        .ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, "a PrivateToken is required"))?;
+    let token =
+        Token::decode(&bytes).map_err(|e| refuse(StatusCode::UNAUTHORIZED, &e.to_string()))?;
+    let key = relay
+        .ott_keys
+        .iter()
+        .find(|k| k.id() == token.token_key_id)
+        .ok_or_else(|| {
+            refuse(
+                StatusCode::UNAUTHORIZED,
+                "the token is from an unknown issuer key",
+            )
+        })?;
+    token
+        .verify(key, &TokenChallenge::for_issuer(OTT_ISSUER))
+        .map_err(|e| refuse(StatusCode::UNAUTHORIZED, &e.to_string()))?;
+    match sqlx::query("INSERT INTO spent_tokens (scope, nonce, spent_at) VALUES ('relay', ?, ?)")
+        .bind(hex::encode(token.nonce))
+        .bind(now_seconds() as i64)
+        .execute(&relay.db)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(sqlx::Error::Database(d)) if d.is_unique_violation() => Err(refuse(
+            StatusCode::UNAUTHORIZED,
+            "this token was already spent",
+        )),
+        Err(_) => Err(refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database unavailable",
+        )),
+    }
+}
+
+async fn forward_keys(State(relay): State<Arc<Relay>>) -> Response {
+    match relay
+        .http
+        .get(format!("{}/.well-known/ohttp-gateway", relay.gateway))
+        .timeout(Duration::from_secs(20))
+        .send()
+        .await
+    {
+        Ok(r) => pass_back(r),
+        Err(_) => refuse(StatusCode::BAD_GATEWAY, "the gateway is unreachable"),
+    }
+}
+
+async fn forward(State(relay): State<Arc<Relay>>, headers: HeaderMap, body: Bytes) -> Response {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if content_type != OHTTP_REQ && content_type != OHTTP_CHUNKED_REQ {
+        return refuse(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "expected an encapsulated request",
+        );
+    }
+    if let Err(r) = redeem(&relay, &headers).await {
+        return r;
+    }
+    // Only the body and its media type go on: no client address, no other header.
+    match relay
+        .http
+        .post(format!("{}/.well-known/ohttp-gateway", relay.gateway))
+        .header(header::CONTENT_TYPE, content_type)
+        .timeout(Duration::from_secs(600))
+        .body(body)
+        .send()
+        .await
+    {
+        Ok(r) => pass_back(r),
+        Err(_) => refuse(StatusCode::BAD_GATEWAY, "the gateway is unreachable"),
+    }
+}
+
+/// The gateway's status, media type and (streamed) body; nothing else.
+fn pass_back(response: reqwest::Response) -> Response {
+    let status =
+        StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
+    let mut out = Response::new(Body::from_stream(response.bytes_stream()));
+    *out.status_mut() = status;
+    if let Some(ct) = content_type {
+        out.headers_mut().insert(header::CONTENT_TYPE, ct);
+    }
+    out
+}
