@@ -235,10 +235,19 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let ohttp_entries = bundles_of_kind(&args.log, &trust, "ohttp-keys", now).await?;
     let token_entries = bundles_of_kind(&args.log, &trust, "token-key", now).await?;
     let dir = &args.data_dir;
-    let ohttp = prove_ohttp_keys(
-        vec![keys::load_ohttp_key(&dir.join("ohttp.key"))?],
-        &ohttp_entries,
-    )?;
+    // Every `ohttp*.key` in the data directory: during a rotation the old and the new key are
+    // both served, each until its own entry expires.
+    let mut configs = Vec::new();
+    for entry in
+        std::fs::read_dir(dir).map_err(|e| config_error(format!("{}: {e}", dir.display())))?
+    {
+        let path = entry.map_err(config_error)?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with("ohttp") && name.ends_with(".key") {
+            configs.push(keys::load_ohttp_key(&path)?);
+        }
+    }
+    let ohttp = prove_ohttp_keys(configs, &ohttp_entries)?;
     if ohttp.is_empty() {
         return Err(GatewayError::Unproven(
             "the OHTTP key has no valid ohttp-keys entry in the log; publish it first".into(),

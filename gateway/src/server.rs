@@ -103,7 +103,7 @@ fn plain_error(status: StatusCode, message: &str) -> Response {
 
 async fn key_configs(State(g): State<Arc<Gateway>>) -> Response {
     let mut list = Vec::new();
-    for key in &g.ohttp {
+    for key in g.current_keys(now_seconds()) {
         list.extend_from_slice(&(key.encoded.len() as u16).to_be_bytes());
         list.extend_from_slice(&key.encoded);
     }
@@ -127,8 +127,7 @@ struct KeyWithProof {
 async fn keys_with_proofs(State(g): State<Arc<Gateway>>) -> Response {
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut keys: Vec<KeyWithProof> = g
-        .ohttp
-        .iter()
+        .current_keys(now_seconds())
         .map(|k| KeyWithProof {
             kind: "ohttp-keys",
             role: None,
@@ -186,7 +185,18 @@ fn inner_refusal(r: Refusal) -> InnerAnswer {
 
 fn server_for<'a>(g: &'a Gateway, body: &[u8]) -> Option<&'a ProvenOhttpKey> {
     let key_id = *body.first()?;
-    g.ohttp.iter().find(|k| k.encoded.first() == Some(&key_id))
+    g.current_keys(now_seconds())
+        .find(|k| k.encoded.first() == Some(&key_id))
+}
+
+impl Gateway {
+    /// The OHTTP keys whose entries are valid at `now`: an expired key is neither served nor
+    /// used to decrypt, a key not yet valid is not served yet.
+    pub fn current_keys(&self, now: u64) -> impl Iterator<Item = &ProvenOhttpKey> {
+        self.ohttp
+            .iter()
+            .filter(move |k| k.proof.verified.entry.entry.check_time(now).is_ok())
+    }
 }
 
 async fn ohttp_request(State(g): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -> Response {

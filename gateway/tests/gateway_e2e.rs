@@ -287,6 +287,17 @@ async fn tokens_and_a_sealed_chat_through_the_gateway() {
         decode_key_config(&encoded_config).unwrap(),
     ))
     .await;
+    // A rotation: the next key, published too, is served beside the current one; a third key
+    // that was never published is not served at all.
+    let next_config = keys::generate_ohttp_key(&gw_dir.join("ohttp-next.key"), 8)
+        .unwrap()
+        .encode()
+        .unwrap();
+    publish(EntryBody::OhttpKeys(
+        decode_key_config(&next_config).unwrap(),
+    ))
+    .await;
+    keys::generate_ohttp_key(&gw_dir.join("ohttp-unpublished.key"), 9).unwrap();
     for (secret, role) in [
         (&tgt_secret_key, TokenRole::Tgt),
         (&ott_secret_key, TokenRole::Ott),
@@ -402,7 +413,19 @@ async fn tokens_and_a_sealed_chat_through_the_gateway() {
         .unwrap();
     assert_eq!(listed.headers()["content-type"], "application/ohttp-keys");
     let list = listed.bytes().await.unwrap();
-    assert_eq!(&list[2..], &encoded_config[..]);
+    let mut served = Vec::new();
+    let mut rest = &list[..];
+    while rest.len() >= 2 {
+        let n = u16::from_be_bytes([rest[0], rest[1]]) as usize;
+        served.push(rest[2..2 + n].to_vec());
+        rest = &rest[2 + n..];
+    }
+    served.sort();
+    let mut expected = vec![encoded_config.clone(), next_config.clone()];
+    expected.sort();
+    assert_eq!(served, expected, "both proven keys, and only those");
+    let (status, _) = ohttp_call(&http, &gw, &next_config, "GET", "/v1/models", &[], b"").await;
+    assert_eq!(status, 200, "the next key decrypts too");
     let publishers = [publisher.verifier()];
     let policy = EntryPolicy::default();
     let anchors = TrustAnchors {
