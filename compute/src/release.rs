@@ -6,38 +6,13 @@
 
 use std::time::Duration;
 
-use arcane_verifier::bundle::{TrustAnchors, VerifiedEntry, verify_bundle};
-use arcane_verifier::cosignature::WitnessPolicy;
-use arcane_verifier::entry::{EntryBody, EntryPolicy};
-use arcane_verifier::note::VerifierKey;
+use arcane_verifier::bundle::{VerifiedEntry, verify_bundle};
+use arcane_verifier::entry::EntryBody;
 use serde::Deserialize;
 
 use crate::error::{ComputeError, Result};
 
-/// What the node trusts of the log.
-#[derive(Clone, Debug)]
-pub struct LogTrust {
-    /// The log's verifier key.
-    pub log_key: VerifierKey,
-    /// Witnesses that must cosign checkpoints.
-    pub witnesses: WitnessPolicy,
-    /// Publishers whose `release` entries count.
-    pub publishers: Vec<VerifierKey>,
-    /// Entry rules.
-    pub policy: EntryPolicy,
-}
-
-impl LogTrust {
-    /// The anchors for [`verify_bundle`].
-    pub fn anchors(&self) -> TrustAnchors<'_> {
-        TrustAnchors {
-            log_key: &self.log_key,
-            witnesses: &self.witnesses,
-            publishers: &self.publishers,
-            policy: &self.policy,
-        }
-    }
-}
+pub use arcane_verifier::bundle::LogTrust;
 
 /// The node's own measurements, read from a document its attestation provider produced.
 #[derive(Clone, Debug, PartialEq, Eq)]

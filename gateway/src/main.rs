@@ -135,6 +135,9 @@ struct ServeArgs {
     /// OTTs per TGT and period.
     #[arg(long, default_value_t = 64)]
     otts_per_tgt: u32,
+    /// Seconds a client may take to send a request body (slower: 408).
+    #[arg(long, default_value_t = 30)]
+    body_timeout_secs: u64,
     /// Period length in seconds (one TGT per account per period).
     #[arg(long, default_value_t = 86400)]
     period_secs: u64,
@@ -292,6 +295,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         registry,
         token_key_proofs,
         http: reqwest::Client::new(),
+        body_timeout: Duration::from_secs(args.body_timeout_secs.max(1)),
     });
     tokio::spawn(sweep(Arc::clone(&gateway), args.log.clone(), trust));
     let listener = tokio::net::TcpListener::bind(args.listen)

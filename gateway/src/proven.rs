@@ -3,40 +3,15 @@
 
 use std::time::Duration;
 
-use arcane_verifier::bundle::{TrustAnchors, VerifiedEntry, verify_bundle};
-use arcane_verifier::cosignature::WitnessPolicy;
-use arcane_verifier::entry::{EntryBody, EntryPolicy, TokenRole, encode_key_config};
-use arcane_verifier::note::VerifierKey;
+use arcane_verifier::bundle::{VerifiedEntry, verify_bundle};
+use arcane_verifier::entry::{EntryBody, TokenRole, encode_key_config};
 use arcane_verifier::tokens::IssuerSecret;
 use ohttp::KeyConfig;
 use serde::Deserialize;
 
 use crate::error::{GatewayError, Result};
 
-/// What the gateway trusts of the log.
-#[derive(Clone, Debug)]
-pub struct LogTrust {
-    /// The log's verifier key.
-    pub log_key: VerifierKey,
-    /// Witnesses that must cosign.
-    pub witnesses: WitnessPolicy,
-    /// Publishers whose entries count.
-    pub publishers: Vec<VerifierKey>,
-    /// Entry rules.
-    pub policy: EntryPolicy,
-}
-
-impl LogTrust {
-    /// The anchors for [`verify_bundle`].
-    pub fn anchors(&self) -> TrustAnchors<'_> {
-        TrustAnchors {
-            log_key: &self.log_key,
-            witnesses: &self.witnesses,
-            publishers: &self.publishers,
-            policy: &self.policy,
-        }
-    }
-}
+pub use arcane_verifier::bundle::LogTrust;
 
 /// A verified entry with the bundle text that proves it.
 #[derive(Clone, Debug)]

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use arcane_verifier::tokens::{IssuerKey, OTT_ISSUER, Token, TokenChallenge};
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -21,7 +21,9 @@ use axum::routing::get;
 use base64::Engine as _;
 use sqlx::sqlite::SqlitePool;
 
-use crate::server::{MAX_OHTTP_REQUEST, OHTTP_CHUNKED_REQ, OHTTP_REQ, now_seconds};
+use crate::server::{
+    DEFAULT_BODY_TIMEOUT, MAX_OHTTP_REQUEST, OHTTP_CHUNKED_REQ, OHTTP_REQ, now_seconds, read_body,
+};
 
 /// The relay's state.
 pub struct Relay {
@@ -129,7 +131,11 @@ async fn forward_keys(State(relay): State<Arc<Relay>>) -> Response {
     }
 }
 
-async fn forward(State(relay): State<Arc<Relay>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn forward(State(relay): State<Arc<Relay>>, headers: HeaderMap, body: Body) -> Response {
+    let body = match read_body(body, MAX_OHTTP_REQUEST, DEFAULT_BODY_TIMEOUT).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -45,6 +45,8 @@ pub const OHTTP_CHUNKED_REQ: &str = "message/ohttp-chunked-req";
 pub const OHTTP_CHUNKED_RES: &str = "message/ohttp-chunked-res";
 /// Largest encapsulated request (the sealed chat request is at most ~1 MiB plus wraps).
 pub const MAX_OHTTP_REQUEST: usize = (1 << 20) + 64 * 1024;
+/// Longest a client may take to send a request body, by default; a slower one gets `408`.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most candidates one chat request may name.
 pub const MAX_CANDIDATES: usize = 8;
 
@@ -60,6 +62,8 @@ pub struct Gateway {
     pub token_key_proofs: Vec<(String, Proven)>,
     /// HTTP client towards nodes.
     pub http: reqwest::Client,
+    /// Longest a client may take to send a request body.
+    pub body_timeout: Duration,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -95,6 +99,22 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(DefaultBodyLimit::max(MAX_OHTTP_REQUEST))
         .with_state(gateway)
+}
+
+/// Reads a request body within `timeout` and `limit` bytes: a slow or oversized body is refused
+/// (`408`, `413`) and its connection's task ends, so slow clients hold nothing for long.
+pub async fn read_body(body: Body, limit: usize, timeout: Duration) -> Result<Bytes, Response> {
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(plain_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the request body is too large or broken",
+        )),
+        Err(_) => Err(plain_error(
+            StatusCode::REQUEST_TIMEOUT,
+            "the request body took too long",
+        )),
+    }
 }
 
 fn plain_error(status: StatusCode, message: &str) -> Response {
@@ -150,7 +170,11 @@ async fn keys_with_proofs(State(g): State<Arc<Gateway>>) -> Response {
     axum::Json(serde_json::json!({ "keys": keys })).into_response()
 }
 
-async fn register_node(State(g): State<Arc<Gateway>>, body: Bytes) -> Response {
+async fn register_node(State(g): State<Arc<Gateway>>, body: Body) -> Response {
+    let body = match read_body(body, MAX_OHTTP_REQUEST, g.body_timeout).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let registration: NodeRegistration = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(_) => return plain_error(StatusCode::BAD_REQUEST, "not a node registration"),
@@ -199,7 +223,11 @@ impl Gateway {
     }
 }
 
-async fn ohttp_request(State(g): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn ohttp_request(State(g): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
+    let body = match read_body(body, MAX_OHTTP_REQUEST, g.body_timeout).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -63,7 +63,15 @@ fn spawn_gateway(
     root_pem: &Path,
 ) -> Result<GatewayProcess, String> {
     let mut child = std::process::Command::new(BINARY)
-        .args(["serve", "--listen", "127.0.0.1:0", "--otts-per-tgt", "4"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--otts-per-tgt",
+            "4",
+            "--body-timeout-secs",
+            "1",
+        ])
         .arg("--data-dir")
         .arg(dir)
         .args([
@@ -669,6 +677,27 @@ async fn tokens_and_a_sealed_chat_through_the_gateway() {
     reader.push(&sealed_stream);
     while reader.next_chunk().unwrap().is_some() {}
     reader.finish().unwrap();
+
+    // --- a client that announces a body and never sends it is cut off (408) ------------------
+    {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut slow = tokio::net::TcpStream::connect(gw.trim_start_matches("http://"))
+            .await
+            .unwrap();
+        slow.write_all(b"POST /.well-known/ohttp-gateway HTTP/1.1\r\nhost: gw\r\ncontent-type: message/ohttp-req\r\ncontent-length: 100\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = vec![0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(10), slow.read(&mut answer))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 408"),
+            "{}",
+            String::from_utf8_lossy(&answer[..n])
+        );
+    }
 
     // --- through the relay, over HTTP/2, with an OTT of its own -----------------------------
     let relay_dir = dir.path().join("relay");

@@ -134,6 +134,31 @@ pub struct TrustAnchors<'a> {
     pub policy: &'a EntryPolicy,
 }
 
+/// The owned form of [`TrustAnchors`], for services that keep what they trust of the log.
+#[derive(Clone, Debug)]
+pub struct LogTrust {
+    /// The log's verifier key.
+    pub log_key: VerifierKey,
+    /// The witnesses and how many must cosign.
+    pub witnesses: WitnessPolicy,
+    /// Publisher keys whose entries are accepted.
+    pub publishers: Vec<VerifierKey>,
+    /// Kind rules.
+    pub policy: EntryPolicy,
+}
+
+impl LogTrust {
+    /// The anchors for [`verify_bundle`].
+    pub fn anchors(&self) -> TrustAnchors<'_> {
+        TrustAnchors {
+            log_key: &self.log_key,
+            witnesses: &self.witnesses,
+            publishers: &self.publishers,
+            policy: &self.policy,
+        }
+    }
+}
+
 /// A bundle that verified: the entry, where it sits, and the checkpoint that vouches for it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifiedEntry {
