@@ -209,7 +209,9 @@ async fn relay(args: RelayArgs) -> Result<()> {
         db: open_database(&args.data_dir.join("relay.db")).await?,
         http: reqwest::Client::new(),
     });
-    let listener = bind(args.listen, "arcane-relay").await?;
+    let listener = bind(args.listen, "arcane-relay").await?.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, arcane_gateway::relay::router(relay))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

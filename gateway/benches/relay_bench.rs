@@ -1,0 +1,375 @@
+//! Requests per second through relay (HTTP/2, PrivateToken) + gateway (OHTTP, OTT redemption,
+//! routing) to a compute node whose engine answers at once, against the same sealed requests
+//! sent straight to that node, in the same run; one request in flight and eight.
+//!
+//! `cargo test -p arcane-gateway --bench relay_bench`; `ARCANE_BENCH_REQUESTS` (default 200).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arcane_compute::attestation::{DeclaredMeasurements, SimulatedNsm};
+use arcane_compute::engine::{EngineEvent, FinishReason, InferenceEngine};
+use arcane_compute::gguf::{TinyLlama, write_tiny_llama};
+use arcane_compute::model::ModelFile;
+use arcane_compute::node::{Node, NodeConfig, NodeParts};
+use arcane_compute::registration::Registration;
+use arcane_compute::release::LogSource;
+use arcane_compute::tokens::DevelopmentWithoutTokens;
+use arcane_gateway::keys;
+use arcane_gateway::server::now_seconds;
+use arcane_log::keys::{AllowedKinds, PublisherPolicy};
+use arcane_verifier::bundle::LogTrust;
+use arcane_verifier::cosignature::WitnessPolicy;
+use arcane_verifier::entry::{
+    EntryBody, EntryPolicy, Release, TokenKey, TokenRole, decode_key_config,
+};
+use arcane_verifier::inner::{
+    ChatCompletionRequest, ChatMessage, InnerRequest, encode_inner_request,
+};
+use arcane_verifier::note::{ALG_ED25519, NoteSigner, VerifierKey};
+use arcane_verifier::sealed::{self, RekPublicKey, ResponseReader};
+use arcane_verifier::tokens::{IssuerSecret, OTT_ISSUER, Token, TokenChallenge, request_token};
+use base64::Engine as _;
+
+/// An engine that answers "ok" at once: the benchmark measures everything but inference.
+struct NoopEngine;
+
+impl InferenceEngine for NoopEngine {
+    fn model_name(&self) -> &str {
+        "noop"
+    }
+    fn generate(
+        &self,
+        _: &ChatCompletionRequest,
+        _: usize,
+    ) -> arcane_compute::error::Result<tokio::sync::mpsc::Receiver<EngineEvent>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        tx.try_send(EngineEvent::Delta("ok".into()))
+            .expect("capacity 2");
+        tx.try_send(EngineEvent::Finished {
+            reason: FinishReason::Stop,
+            prompt_tokens: 1,
+            completion_tokens: 1,
+        })
+        .expect("capacity 2");
+        Ok(rx)
+    }
+}
+
+struct Bench {
+    rek: RekPublicKey,
+    model: String,
+    node_url: String,
+    relay_url: String,
+    config: Vec<u8>,
+    http: reqwest::Client,
+    h2: reqwest::Client,
+}
+
+impl Bench {
+    fn sealed(&self) -> (Vec<u8>, Vec<u8>, sealed::ClientRequest) {
+        let inner = encode_inner_request(&InnerRequest {
+            chat: ChatCompletionRequest {
+                model: self.model.clone(),
+                messages: vec![ChatMessage {
+                    role: "user".into(),
+                    content: "benchmark".into(),
+                }],
+                max_tokens: Some(4),
+                temperature: None,
+                stream: Some(true),
+            },
+            token: None,
+            badge: None,
+        })
+        .unwrap();
+        let (wrapped, ciphertext, state) =
+            sealed::seal_request(&inner, &[self.rek], now_seconds()).unwrap();
+        (wrapped[0].encode().to_vec(), ciphertext, state)
+    }
+
+    async fn direct(&self) {
+        let (wrapped, ciphertext, state) = self.sealed();
+        let body = [wrapped, ciphertext].concat();
+        let reply = self
+            .http
+            .post(format!("{}/v1/infer", self.node_url))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        open(reply.bytes().await.unwrap().to_vec(), state);
+    }
+
+    async fn through_relay(&self, ott: &Token, relay_ott: &Token) {
+        let (wrapped, ciphertext, state) = self.sealed();
+        let mut envelope = ott.encode();
+        envelope.push(1);
+        envelope.extend_from_slice(&wrapped);
+        envelope.extend_from_slice(&ciphertext);
+        let mut m = bhttp::Message::request(
+            b"POST".to_vec(),
+            b"https".to_vec(),
+            b"gateway".to_vec(),
+            b"/v1/chat".to_vec(),
+        );
+        m.write_content(&envelope);
+        let mut inner = Vec::new();
+        m.write_bhttp(bhttp::Mode::KnownLength, &mut inner).unwrap();
+        let (enc, response) = ohttp::ClientRequest::from_encoded_config(&self.config)
+            .unwrap()
+            .encapsulate(&inner)
+            .unwrap();
+        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(relay_ott.encode());
+        let reply = self
+            .h2
+            .post(format!("{}/.well-known/ohttp-gateway", self.relay_url))
+            .header("content-type", "message/ohttp-req")
+            .header("authorization", format!("PrivateToken token=\"{token}\""))
+            .body(enc)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 200);
+        let plain = response.decapsulate(&reply.bytes().await.unwrap()).unwrap();
+        let answer = bhttp::Message::read_bhttp(&mut std::io::Cursor::new(&plain[..])).unwrap();
+        assert_eq!(answer.control().status().unwrap().code(), 200);
+        open(answer.content().to_vec(), state);
+    }
+}
+
+fn open(stream: Vec<u8>, state: sealed::ClientRequest) {
+    let mut reader = ResponseReader::new(state);
+    reader.push(&stream);
+    while reader.next_chunk().unwrap().is_some() {}
+    reader.finish().unwrap();
+}
+
+/// Requests per second with `parallel` workers sharing `n` requests.
+async fn rate<F, Fut>(n: usize, parallel: usize, f: F) -> f64
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let started = Instant::now();
+    let f = &f;
+    let workers = (0..parallel).map(|w| async move {
+        let mut i = w;
+        while i < n {
+            f(i).await;
+            i += parallel;
+        }
+    });
+    futures::future::join_all(workers).await;
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let n: usize = std::env::var("ARCANE_BENCH_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(run(n));
+}
+
+async fn run(n: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let log_data = dir.path().join("log");
+    let mut config = arcane_log::ServeConfig::new(log_data.clone());
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.sequencer.batch_delay = Duration::from_millis(10);
+    let log = arcane_log::start(config).await.unwrap();
+    let log_url = format!("http://{}", log.addr());
+    let log_key = VerifierKey::parse(log.vkey()).unwrap();
+    let publisher = NoteSigner::from_seed("bench", ALG_ED25519, &common::random::<32>()).unwrap();
+    PublisherPolicy::new(log_data.join(arcane_log::POLICY_FILE))
+        .allow(
+            &publisher.verifier(),
+            &AllowedKinds::parse("release,ohttp-keys,token-key").unwrap(),
+        )
+        .unwrap();
+    let client = arcane_log::client::LogClient::new(&log_url).unwrap();
+    let publish = async |body: EntryBody| {
+        arcane_log::publish::publish(
+            &client,
+            &publisher,
+            &log_key,
+            body,
+            Duration::from_secs(3600),
+        )
+        .await
+        .unwrap();
+    };
+
+    let gw_dir = dir.path().join("gateway");
+    std::fs::create_dir_all(&gw_dir).unwrap();
+    let config = keys::generate_ohttp_key(&gw_dir.join("ohttp.key"), 1)
+        .unwrap()
+        .encode()
+        .unwrap();
+    publish(EntryBody::OhttpKeys(decode_key_config(&config).unwrap())).await;
+    let ott_issuer: IssuerSecret = keys::generate_issuer_key(&gw_dir.join("ott.key")).unwrap();
+    for (path, role) in [("tgt.key", TokenRole::Tgt), ("ott.key", TokenRole::Ott)] {
+        let secret = if role == TokenRole::Ott {
+            keys::load_issuer_key(&gw_dir.join(path)).unwrap()
+        } else {
+            keys::generate_issuer_key(&gw_dir.join(path)).unwrap()
+        };
+        publish(EntryBody::TokenKey(TokenKey {
+            role,
+            token_type: arcane_verifier::tokens::TOKEN_TYPE,
+            spki_der: secret.public().spki().to_vec(),
+        }))
+        .await;
+    }
+
+    let measurements = DeclaredMeasurements {
+        pcr0: common::random(),
+        pcr1: common::random(),
+        pcr2: common::random(),
+        pcr8: None,
+    };
+    let nsm = Arc::new(SimulatedNsm::new(&measurements, now_seconds()).unwrap());
+    let root_pem = dir.path().join("root.pem");
+    std::fs::write(
+        &root_pem,
+        arcane_verifier::nitro::certificate_pem(nsm.root_der()),
+    )
+    .unwrap();
+    let model_dir = dir.path().join("model");
+    std::fs::create_dir_all(&model_dir).unwrap();
+    write_tiny_llama(&model_dir.join("tiny.gguf"), &TinyLlama::default()).unwrap();
+    let model = ModelFile::open(&model_dir.join("tiny.gguf")).unwrap();
+    publish(EntryBody::Release(Box::new(Release {
+        pcr0: measurements.pcr0,
+        pcr1: measurements.pcr1,
+        pcr2: measurements.pcr2,
+        pcr8: None,
+        model_sha256: model.sha256,
+        engine: "none".into(),
+        engine_version: "0".into(),
+        source_commit: "0123456789abcdef0123456789abcdef01234567".into(),
+        eif_sha384: [3; 48],
+        notes: String::new(),
+    })))
+    .await;
+    let node = Node::boot(NodeParts {
+        config: NodeConfig {
+            max_concurrent: 16,
+            ..NodeConfig::default()
+        },
+        provider: nsm,
+        engine: Arc::new(NoopEngine),
+        tokens: Arc::new(DevelopmentWithoutTokens::for_development()),
+        model: model.clone(),
+        log: LogSource::new(&log_url).unwrap(),
+        trust: LogTrust {
+            log_key: log_key.clone(),
+            witnesses: WitnessPolicy::none(),
+            publishers: vec![publisher.verifier()],
+            policy: EntryPolicy::default(),
+        },
+    })
+    .await
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let node_url = format!("http://{}", listener.local_addr().unwrap());
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let app = arcane_compute::server::router(Arc::clone(&node));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let gateway = common::spawn_gateway(
+        &gw_dir,
+        &log_url,
+        &log_key.to_text(),
+        &publisher.verifier().to_text(),
+        &root_pem,
+    )
+    .unwrap();
+    let http = reqwest::Client::new();
+    Registration {
+        gateway: gateway.1.clone(),
+        advertise: node_url.clone(),
+    }
+    .register(&http, &node)
+    .await
+    .unwrap();
+    let mut relay = std::process::Command::new(common::BINARY)
+        .args(["relay", "--listen", "127.0.0.1:0", "--gateway", &gateway.1])
+        .arg("--data-dir")
+        .arg(dir.path().join("relay"))
+        .args([
+            "--log",
+            &log_url,
+            "--log-key",
+            &log_key.to_text(),
+            "--publisher",
+            &publisher.verifier().to_text(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(relay.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let relay_url = line
+        .trim()
+        .strip_prefix("arcane-relay listening on ")
+        .unwrap()
+        .to_owned();
+
+    // Two OTTs per request (one for the relay, one inside for the gateway), issued up front.
+    let challenge = TokenChallenge::for_issuer(OTT_ISSUER);
+    let rounds = 2; // sequential and parallel
+    let tokens: Vec<Token> = (0..2 * n * rounds + 2)
+        .map(|_| {
+            let (r, p) = request_token(ott_issuer.public(), &challenge, common::random()).unwrap();
+            p.finalize(&ott_issuer.issue(&r).unwrap()).unwrap()
+        })
+        .collect();
+    let bench = Bench {
+        rek: node.rek(),
+        model: model.name.clone(),
+        node_url,
+        relay_url,
+        config,
+        http,
+        h2: reqwest::Client::builder()
+            .http2_prior_knowledge()
+            .build()
+            .unwrap(),
+    };
+    // Warm both paths.
+    bench.direct().await;
+    bench.through_relay(&tokens[0], &tokens[1]).await;
+    let tokens = &tokens[2..];
+    println!("{n} sealed chat requests to a node whose engine answers at once:");
+    println!("| in flight | straight to the node | relay + gateway | ratio |");
+    println!("|---|---|---|---|");
+    for (round, parallel) in [1usize, 8].into_iter().enumerate() {
+        let direct = rate(n, parallel, |_| bench.direct()).await;
+        let base = round * 2 * n;
+        let relayed = rate(n, parallel, |i| {
+            bench.through_relay(&tokens[base + 2 * i], &tokens[base + 2 * i + 1])
+        })
+        .await;
+        println!(
+            "| {parallel} | {direct:.0} req/s | {relayed:.0} req/s | {:.2}× |",
+            relayed / direct
+        );
+    }
+    let _ = relay.kill();
+    let _ = relay.wait();
+    drop(gateway);
+}
