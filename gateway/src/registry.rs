@@ -76,7 +76,12 @@ impl Registry {
         }
     }
 
-    fn verify(&self, bundle: &NodeBundle, now_ms: u64) -> Result<VerifiedNode> {
+    fn verify(
+        &self,
+        bundle: &NodeBundle,
+        now_ms: u64,
+        nonce: Option<&[u8]>,
+    ) -> Result<VerifiedNode> {
         let trust = NodeTrust {
             anchors: self.trust.anchors(),
             nitro_root: &self.root,
@@ -84,26 +89,49 @@ impl Registry {
         };
         let mut cache = self.cache.lock().expect("cache lock");
         Ok(verify_node_bundle(
-            bundle, &trust, None, now_ms, None, &mut cache,
+            bundle, &trust, None, now_ms, nonce, &mut cache,
         )?)
     }
 
-    /// Verifies and lists a registration (replacing the node's earlier one).
-    pub fn register(&self, registration: &NodeRegistration, now_ms: u64) -> Result<VerifiedNode> {
-        let bundle = registration.bundle()?;
-        let verified = self.verify(&bundle, now_ms)?;
+    /// Verifies a registration's bundle (step one of listing a node).
+    pub fn check(&self, registration: &NodeRegistration, now_ms: u64) -> Result<VerifiedNode> {
+        self.verify(&registration.bundle()?, now_ms, None)
+    }
+
+    /// Verifies the answer to the gateway's challenge: a fresh document carrying `nonce`, fetched
+    /// from the registration's URL, must verify and name the same REK — proof that the URL is
+    /// served by the holder of that REK, not by someone who copied its public bundle.
+    pub fn check_challenge(
+        &self,
+        answer: &NodeBundle,
+        nonce: &[u8],
+        registered: &VerifiedNode,
+        now_ms: u64,
+    ) -> Result<()> {
+        let verified = self.verify(answer, now_ms, Some(nonce))?;
+        if verified.rek != registered.rek {
+            return Err(crate::error::GatewayError::Serve(
+                "the node's URL answers for another REK".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Lists a registration whose bundle and challenge verified (replacing the node's earlier
+    /// one).
+    pub fn list(&self, registration: &NodeRegistration, verified: VerifiedNode) -> Result<()> {
         let node = Arc::new(ListedNode {
             url: registration.url.trim_end_matches('/').to_owned(),
             model: registration.model.clone(),
             capacity: (registration.capacity as usize).max(1),
-            bundle,
+            bundle: registration.bundle()?,
             verified: verified.clone(),
             in_flight: AtomicUsize::new(0),
         });
         let mut nodes = self.nodes.write().expect("registry lock");
         nodes.retain(|_, n| n.url != node.url);
         nodes.insert(verified.rek.id(), node);
-        Ok(verified)
+        Ok(())
     }
 
     /// Drops every node whose bundle no longer verifies at `now_ms` (document too old, chain
@@ -118,7 +146,7 @@ impl Registry {
             .collect();
         let stale: Vec<[u8; 32]> = listed
             .iter()
-            .filter(|n| self.verify(&n.bundle, now_ms).is_err())
+            .filter(|n| self.verify(&n.bundle, now_ms, None).is_err())
             .map(|n| n.verified.rek.id())
             .collect();
         let mut nodes = self.nodes.write().expect("registry lock");

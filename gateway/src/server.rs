@@ -179,17 +179,59 @@ async fn register_node(State(g): State<Arc<Gateway>>, body: Body) -> Response {
         Ok(r) => r,
         Err(_) => return plain_error(StatusCode::BAD_REQUEST, "not a node registration"),
     };
-    match g.registry.register(&registration, now_ms()) {
-        Ok(v) => axum::Json(serde_json::json!({
+    let verified = match g.registry.check(&registration, now_ms()) {
+        Ok(v) => v,
+        Err(e) => {
+            return plain_error(
+                StatusCode::FORBIDDEN,
+                &format!("the node's bundle does not verify: {e}"),
+            );
+        }
+    };
+    // Challenge the URL: only the REK's holder can produce a fresh document with our nonce.
+    let mut nonce = [0u8; 16];
+    if getrandom::fill(&mut nonce).is_err() {
+        return plain_error(StatusCode::INTERNAL_SERVER_ERROR, "no randomness");
+    }
+    let url = format!(
+        "{}/v1/attestation?nonce={}",
+        registration.url.trim_end_matches('/'),
+        hex::encode(nonce)
+    );
+    let answer = async {
+        let reply = g
+            .http
+            .get(&url)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .ok()?;
+        let bytes = reply.bytes().await.ok()?;
+        arcane_verifier::attested::NodeBundle::parse(&bytes).ok()
+    }
+    .await;
+    let challenged = match answer {
+        Some(bundle) => g
+            .registry
+            .check_challenge(&bundle, &nonce, &verified, now_ms()),
+        None => Err(crate::error::GatewayError::Serve(
+            "the node's URL gave no attestation for the challenge".into(),
+        )),
+    };
+    if let Err(e) = challenged {
+        return plain_error(
+            StatusCode::FORBIDDEN,
+            &format!("the node's URL failed the challenge: {e}"),
+        );
+    }
+    match g.registry.list(&registration, verified.clone()) {
+        Ok(()) => axum::Json(serde_json::json!({
             "listed": true,
-            "rek_id": hex::encode(v.rek.id()),
-            "release_index": v.release.index,
+            "rek_id": hex::encode(verified.rek.id()),
+            "release_index": verified.release.index,
         }))
         .into_response(),
-        Err(e) => plain_error(
-            StatusCode::FORBIDDEN,
-            &format!("the node's bundle does not verify: {e}"),
-        ),
+        Err(e) => plain_error(StatusCode::BAD_REQUEST, &e.to_string()),
     }
 }
 

@@ -208,6 +208,23 @@ async fn tokens_and_a_sealed_chat_through_the_gateway() {
     .await
     .unwrap();
 
+    // The node's own (public) bundle registered for a URL that does not answer for its REK:
+    // the gateway's challenge fails, so nobody can divert a node's traffic by copying its bundle.
+    let hijack = arcane_verifier::attested::NodeRegistration::new(
+        "http://127.0.0.1:9".into(),
+        model.name.clone(),
+        1,
+        &node.attested().unwrap().bundle,
+    );
+    let refused = http
+        .post(format!("{gw}/v1/nodes"))
+        .json(&hijack)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    assert!(refused.text().await.unwrap().contains("challenge"));
+
     // A registration whose bundle does not verify is refused.
     let mut bad: serde_json::Value = serde_json::json!({
         "url": "http://127.0.0.1:9", "model": "x", "capacity": 1,
