@@ -357,10 +357,18 @@ async fn keep_fresh(
 ) {
     let http = reqwest::Client::new();
     loop {
-        if let Some(r) = &registration
-            && let Err(e) = r.register(&http, &node).await
-        {
-            tracing::warn!(error = %e, "registration failed; retrying after the next refresh");
+        // Retried with backoff within the interval: the gateway may be down, or (at boot) the
+        // gateway's challenge may reach this node before it listens.
+        if let Some(r) = &registration {
+            let mut backoff = Duration::from_millis(500);
+            while let Err(e) = r.register(&http, &node).await {
+                if backoff >= every {
+                    tracing::warn!(error = %e, "registration failed; retrying after the next refresh");
+                    break;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+            }
         }
         let mut wait = every;
         if let Some(not_after) = node.release_not_after() {

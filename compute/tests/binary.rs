@@ -132,3 +132,65 @@ fn production_mode_refuses_to_start_without_nsm_and_token_verifier() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("required"));
 }
+
+/// A stand-in for the gateway's registration endpoint that, like the gateway, challenges the
+/// registered URL with a nonce before accepting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_binary_registers_with_its_gateway_and_answers_its_challenge() {
+    use arcane_verifier::attested::{NodeBundle, NodeRegistration};
+    let stack = common::stack().await;
+    stack.publish_release(stack.model.sha256).await;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<NodeRegistration>(4);
+    let app = axum::Router::new().route(
+        "/v1/nodes",
+        axum::routing::post(move |axum::Json(reg): axum::Json<NodeRegistration>| {
+            let tx = tx.clone();
+            async move {
+                let nonce = [7u8; 16];
+                let url = format!("{}/v1/attestation?nonce={}", reg.url, hex::encode(nonce));
+                let answered = match reqwest::get(url).await {
+                    Ok(r) if r.status() == 200 => NodeBundle::parse(&r.bytes().await.unwrap())
+                        .ok()
+                        .and_then(|b| arcane_verifier::nitro::parse_document(&b.document).ok())
+                        .is_some_and(|(_, doc)| doc.nonce.as_deref() == Some(&nonce[..])),
+                    _ => false,
+                };
+                if answered {
+                    tx.send(reg).await.unwrap();
+                    axum::http::StatusCode::OK
+                } else {
+                    axum::http::StatusCode::FORBIDDEN
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gateway = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    // A free port for the node, so that its advertised URL is known before it starts.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let advertise = format!("http://{listen}");
+    let _node = stack.spawn_node(
+        BINARY,
+        &[
+            "--listen",
+            &listen,
+            "--gateway",
+            &gateway,
+            "--advertise",
+            &advertise,
+        ],
+    );
+    let registration = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+        .await
+        .expect("the node registered within 20 s")
+        .unwrap();
+    assert_eq!(registration.url, advertise);
+    assert_eq!(registration.model, stack.model.name);
+    assert!(registration.bundle().is_ok());
+}

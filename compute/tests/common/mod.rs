@@ -413,13 +413,12 @@ impl Stack {
         )
         .unwrap();
         let mut child = std::process::Command::new(binary)
-            .args([
-                "serve",
-                "--development",
-                "--no-token-check",
-                "--listen",
-                "127.0.0.1:0",
-            ])
+            .args(["serve", "--development", "--no-token-check"])
+            .args(if extra.contains(&"--listen") {
+                &[][..]
+            } else {
+                &["--listen", "127.0.0.1:0"][..]
+            })
             .arg("--config")
             .arg(&config)
             .arg("--simulated-pcrs")
