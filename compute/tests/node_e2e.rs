@@ -15,6 +15,12 @@ use arcane_verifier::inner::{ChatCompletionRequest, ChatMessage, ChunkContent};
 use arcane_verifier::sealed::{RekSecret, ResponseReader};
 use common::{Client, stack};
 
+/// The node refused with `status` and names the refusal `kind` in its header.
+fn assert_refused(response: &reqwest::Response, status: u16, kind: &str) {
+    assert_eq!(response.status(), status);
+    assert_eq!(refusal(response), kind);
+}
+
 fn refusal(response: &reqwest::Response) -> String {
     response
         .headers()
@@ -84,16 +90,14 @@ async fn a_request_for_another_rek_is_refused_before_anything_runs() {
     let other = RekSecret::generate();
     let (body, _) = client.seal(&client.inner("hi", 4), other.public(), now_seconds());
     let response = client.post(body).await;
-    assert_eq!(response.status(), 421);
-    assert_eq!(refusal(&response), "unknown-rek");
+    assert_refused(&response, 421, "unknown-rek");
 
     // A wrap for another REK relabelled with this node's REK id does not open either.
     let verified = client.verified_node(None).await.unwrap();
     let (mut body, _) = client.seal(&client.inner("hi", 4), other.public(), now_seconds());
     body[..32].copy_from_slice(&verified.rek.id());
     let response = client.post(body).await;
-    assert_eq!(response.status(), 400);
-    assert_eq!(refusal(&response), "bad-request");
+    assert_refused(&response, 400, "bad-request");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -106,14 +110,12 @@ async fn a_replayed_request_is_refused() {
     let first = client.post(body.clone()).await;
     client.read(first, state).await.unwrap();
     let second = client.post(body).await;
-    assert_eq!(second.status(), 409);
-    assert_eq!(refusal(&second), "replayed");
+    assert_refused(&second, 409, "replayed");
 
     // An old request (issued outside the window) is refused too.
     let (body, _) = client.seal(&client.inner("old", 4), verified.rek, now_seconds() - 3600);
     let old = client.post(body).await;
-    assert_eq!(old.status(), 400);
-    assert_eq!(refusal(&old), "stale");
+    assert_refused(&old, 400, "stale");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -243,8 +245,7 @@ async fn a_node_that_loses_its_log_stops_serving() {
     let verified_rek = node.rek();
     let (body, _) = client.seal(&client.inner("hi", 4), verified_rek, now_seconds());
     let response = client.post(body).await;
-    assert_eq!(response.status(), 503);
-    assert_eq!(refusal(&response), "not-serving");
+    assert_refused(&response, 503, "not-serving");
 }
 
 /// A token check that refuses everything: the refusal travels inside the sealed stream.
@@ -338,8 +339,7 @@ async fn a_full_node_answers_busy_and_frees_its_slot_afterwards() {
     assert_eq!(node.in_flight(), 1);
     let (body, _) = client.seal(&client.inner("second", 4), rek, now_seconds());
     let busy = client.post(body).await;
-    assert_eq!(busy.status(), 503);
-    assert_eq!(refusal(&busy), "busy");
+    assert_refused(&busy, 503, "busy");
     assert_eq!(busy.headers().get("retry-after").unwrap(), "1");
 
     release.notify_one();

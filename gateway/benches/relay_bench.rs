@@ -7,9 +7,8 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arcane_compute::attestation::{DeclaredMeasurements, SimulatedNsm};
 use arcane_compute::engine::{EngineEvent, FinishReason, InferenceEngine};
@@ -21,16 +20,12 @@ use arcane_compute::release::LogSource;
 use arcane_compute::tokens::DevelopmentWithoutTokens;
 use arcane_gateway::keys;
 use arcane_gateway::server::now_seconds;
-use arcane_log::keys::{AllowedKinds, PublisherPolicy};
 use arcane_verifier::bundle::LogTrust;
 use arcane_verifier::cosignature::WitnessPolicy;
-use arcane_verifier::entry::{
-    EntryBody, EntryPolicy, Release, TokenKey, TokenRole, decode_key_config,
-};
+use arcane_verifier::entry::{EntryBody, EntryPolicy, TokenKey, TokenRole, decode_key_config};
 use arcane_verifier::inner::{
     ChatCompletionRequest, ChatMessage, InnerRequest, encode_inner_request,
 };
-use arcane_verifier::note::{ALG_ED25519, NoteSigner, VerifierKey};
 use arcane_verifier::sealed::{self, RekPublicKey, ResponseReader};
 use arcane_verifier::tokens::{IssuerSecret, OTT_ISSUER, Token, TokenChallenge, request_token};
 use base64::Engine as _;
@@ -182,32 +177,7 @@ fn main() {
 
 async fn run(n: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let log_data = dir.path().join("log");
-    let mut config = arcane_log::ServeConfig::new(log_data.clone());
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.sequencer.batch_delay = Duration::from_millis(10);
-    let log = arcane_log::start(config).await.unwrap();
-    let log_url = format!("http://{}", log.addr());
-    let log_key = VerifierKey::parse(log.vkey()).unwrap();
-    let publisher = NoteSigner::from_seed("bench", ALG_ED25519, &common::random::<32>()).unwrap();
-    PublisherPolicy::new(log_data.join(arcane_log::POLICY_FILE))
-        .allow(
-            &publisher.verifier(),
-            &AllowedKinds::parse("release,ohttp-keys,token-key").unwrap(),
-        )
-        .unwrap();
-    let client = arcane_log::client::LogClient::new(&log_url).unwrap();
-    let publish = async |body: EntryBody| {
-        arcane_log::publish::publish(
-            &client,
-            &publisher,
-            &log_key,
-            body,
-            Duration::from_secs(3600),
-        )
-        .await
-        .unwrap();
-    };
+    let log = common::start_log(&dir.path().join("log")).await;
 
     let gw_dir = dir.path().join("gateway");
     std::fs::create_dir_all(&gw_dir).unwrap();
@@ -215,21 +185,20 @@ async fn run(n: usize) {
         .unwrap()
         .encode()
         .unwrap();
-    publish(EntryBody::OhttpKeys(decode_key_config(&config).unwrap())).await;
-    let ott_issuer: IssuerSecret = keys::generate_issuer_key(&gw_dir.join("ott.key")).unwrap();
+    log.publish(EntryBody::OhttpKeys(decode_key_config(&config).unwrap()))
+        .await;
+    let mut ott_issuer = None;
     for (path, role) in [("tgt.key", TokenRole::Tgt), ("ott.key", TokenRole::Ott)] {
-        let secret = if role == TokenRole::Ott {
-            keys::load_issuer_key(&gw_dir.join(path)).unwrap()
-        } else {
-            keys::generate_issuer_key(&gw_dir.join(path)).unwrap()
-        };
-        publish(EntryBody::TokenKey(TokenKey {
+        let secret = keys::generate_issuer_key(&gw_dir.join(path)).unwrap();
+        log.publish(EntryBody::TokenKey(TokenKey {
             role,
             token_type: arcane_verifier::tokens::TOKEN_TYPE,
             spki_der: secret.public().spki().to_vec(),
         }))
         .await;
+        ott_issuer = Some(secret);
     }
+    let ott_issuer: IssuerSecret = ott_issuer.expect("the last key is the OTT issuer's");
 
     let measurements = DeclaredMeasurements {
         pcr0: common::random(),
@@ -248,19 +217,8 @@ async fn run(n: usize) {
     std::fs::create_dir_all(&model_dir).unwrap();
     write_tiny_llama(&model_dir.join("tiny.gguf"), &TinyLlama::default()).unwrap();
     let model = ModelFile::open(&model_dir.join("tiny.gguf")).unwrap();
-    publish(EntryBody::Release(Box::new(Release {
-        pcr0: measurements.pcr0,
-        pcr1: measurements.pcr1,
-        pcr2: measurements.pcr2,
-        pcr8: None,
-        model_sha256: model.sha256,
-        engine: "none".into(),
-        engine_version: "0".into(),
-        source_commit: "0123456789abcdef0123456789abcdef01234567".into(),
-        eif_sha384: [3; 48],
-        notes: String::new(),
-    })))
-    .await;
+    log.publish(common::release(&measurements, model.sha256))
+        .await;
     let node = Node::boot(NodeParts {
         config: NodeConfig {
             max_concurrent: 16,
@@ -270,11 +228,11 @@ async fn run(n: usize) {
         engine: Arc::new(NoopEngine),
         tokens: Arc::new(DevelopmentWithoutTokens::for_development()),
         model: model.clone(),
-        log: LogSource::new(&log_url).unwrap(),
+        log: LogSource::new(&log.url).unwrap(),
         trust: LogTrust {
-            log_key: log_key.clone(),
+            log_key: log.key.clone(),
             witnesses: WitnessPolicy::none(),
-            publishers: vec![publisher.verifier()],
+            publishers: vec![log.publisher.verifier()],
             policy: EntryPolicy::default(),
         },
     })
@@ -288,14 +246,7 @@ async fn run(n: usize) {
     let app = arcane_compute::server::router(Arc::clone(&node));
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
-    let gateway = common::spawn_gateway(
-        &gw_dir,
-        &log_url,
-        &log_key.to_text(),
-        &publisher.verifier().to_text(),
-        &root_pem,
-    )
-    .unwrap();
+    let gateway = common::spawn_gateway(&gw_dir, &log, &root_pem).unwrap();
     let http = reqwest::Client::new();
     Registration {
         gateway: gateway.1.clone(),
@@ -304,30 +255,8 @@ async fn run(n: usize) {
     .register(&http, &node)
     .await
     .unwrap();
-    let mut relay = std::process::Command::new(common::BINARY)
-        .args(["relay", "--listen", "127.0.0.1:0", "--gateway", &gateway.1])
-        .arg("--data-dir")
-        .arg(dir.path().join("relay"))
-        .args([
-            "--log",
-            &log_url,
-            "--log-key",
-            &log_key.to_text(),
-            "--publisher",
-            &publisher.verifier().to_text(),
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(relay.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let relay_url = line
-        .trim()
-        .strip_prefix("arcane-relay listening on ")
-        .unwrap()
-        .to_owned();
+    let relay = common::spawn_relay(&dir.path().join("relay"), &gateway.1, &log);
+    let relay_url = relay.1.clone();
 
     // Two OTTs per request (one for the relay, one inside for the gateway), issued up front.
     let challenge = TokenChallenge::for_issuer(OTT_ISSUER);
@@ -369,7 +298,6 @@ async fn run(n: usize) {
             relayed / direct
         );
     }
-    let _ = relay.kill();
-    let _ = relay.wait();
+    drop(relay);
     drop(gateway);
 }

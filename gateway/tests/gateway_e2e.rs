@@ -3,7 +3,6 @@
 //! binary; a client that verifies what the gateway hands out, obtains a TGT and OTTs through
 //! OHTTP, and sends a sealed chat request through chunked OHTTP.
 
-use std::io::{BufRead, BufReader};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,18 +16,14 @@ use arcane_compute::release::{LogSource, LogTrust as NodeLogTrust};
 use arcane_compute::tokens::LoggedTokenKeys;
 use arcane_gateway::keys;
 use arcane_gateway::server::{now_ms, now_seconds};
-use arcane_log::keys::{AllowedKinds, PublisherPolicy};
 use arcane_verifier::attested::{NodeBundle, NodeTrust, verify_node_bundle};
 use arcane_verifier::bundle::{TrustAnchors, verify_bundle};
 use arcane_verifier::cosignature::WitnessPolicy;
-use arcane_verifier::entry::{
-    EntryBody, EntryPolicy, Release, TokenKey, TokenRole, decode_key_config,
-};
+use arcane_verifier::entry::{EntryBody, EntryPolicy, TokenKey, TokenRole, decode_key_config};
 use arcane_verifier::inner::{
     ChatCompletionRequest, ChatMessage, ChunkContent, InnerRequest, encode_inner_request,
 };
 use arcane_verifier::nitro::{AttestationPolicy, DocumentCache, NitroRoot};
-use arcane_verifier::note::{ALG_ED25519, NoteSigner, VerifierKey};
 use arcane_verifier::sealed::{self, ResponseReader};
 use arcane_verifier::tokens::{
     IssuerKey, OTT_ISSUER, TGT_ISSUER, Token, TokenChallenge, TokenMaterial, ott_nonce,
@@ -38,41 +33,14 @@ use base64::Engine as _;
 
 mod common;
 
-use common::{BINARY, ohttp_call, ohttp_chunked, random, spawn_gateway};
+use common::{ohttp_call, ohttp_chunked, random, spawn_gateway};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_and_a_sealed_chat_through_the_gateway() {
     let dir = tempfile::tempdir().unwrap();
     // --- the log, with a publisher for everything -------------------------------------------
-    let log_data = dir.path().join("log");
-    let mut config = arcane_log::ServeConfig::new(log_data.clone());
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.sequencer.batch_delay = Duration::from_millis(10);
-    let log = arcane_log::start(config).await.unwrap();
-    let log_url = format!("http://{}", log.addr());
-    let log_key = VerifierKey::parse(log.vkey()).unwrap();
-    let publisher = NoteSigner::from_seed("operator.test", ALG_ED25519, &random::<32>()).unwrap();
-    PublisherPolicy::new(log_data.join(arcane_log::POLICY_FILE))
-        .allow(
-            &publisher.verifier(),
-            &AllowedKinds::parse("release,ohttp-keys,token-key").unwrap(),
-        )
-        .unwrap();
-    let client_log = arcane_log::client::LogClient::new(&log_url).unwrap();
-    let publish = |body: EntryBody| {
-        let (client_log, publisher, log_key) = (&client_log, &publisher, &log_key);
-        async move {
-            arcane_log::publish::publish(
-                client_log,
-                publisher,
-                log_key,
-                body,
-                Duration::from_secs(3600),
-            )
-            .await
-            .unwrap()
-        }
-    };
+    let log = common::start_log(&dir.path().join("log")).await;
+    let (log_url, log_key, publisher) = (log.url.clone(), log.key.clone(), &log.publisher);
 
     // --- gateway keys, published ------------------------------------------------------------
     let gw_dir = dir.path().join("gateway");
@@ -95,13 +63,7 @@ async fn tokens_and_a_sealed_chat_through_the_gateway() {
         arcane_verifier::nitro::certificate_pem(nsm.root_der()),
     )
     .unwrap();
-    let refused = spawn_gateway(
-        &gw_dir,
-        &log_url,
-        &log_key.to_text(),
-        &publisher.verifier().to_text(),
-        &root_pem,
-    );
+    let refused = spawn_gateway(&gw_dir, &log, &root_pem);
     let Err(why) = refused else {
         panic!("a gateway with unproven keys started")
     };
@@ -110,7 +72,7 @@ async fn tokens_and_a_sealed_chat_through_the_gateway() {
         "{why}"
     );
 
-    publish(EntryBody::OhttpKeys(
+    log.publish(EntryBody::OhttpKeys(
         decode_key_config(&encoded_config).unwrap(),
     ))
     .await;
@@ -120,7 +82,7 @@ async fn tokens_and_a_sealed_chat_through_the_gateway() {
         .unwrap()
         .encode()
         .unwrap();
-    publish(EntryBody::OhttpKeys(
+    log.publish(EntryBody::OhttpKeys(
         decode_key_config(&next_config).unwrap(),
     ))
     .await;
@@ -129,7 +91,7 @@ async fn tokens_and_a_sealed_chat_through_the_gateway() {
         (&tgt_secret_key, TokenRole::Tgt),
         (&ott_secret_key, TokenRole::Ott),
     ] {
-        publish(EntryBody::TokenKey(TokenKey {
+        log.publish(EntryBody::TokenKey(TokenKey {
             role,
             token_type: arcane_verifier::tokens::TOKEN_TYPE,
             spki_der: secret.public().spki().to_vec(),
@@ -146,14 +108,7 @@ async fn tokens_and_a_sealed_chat_through_the_gateway() {
         .unwrap();
     db.close().await;
 
-    let gateway = spawn_gateway(
-        &gw_dir,
-        &log_url,
-        &log_key.to_text(),
-        &publisher.verifier().to_text(),
-        &root_pem,
-    )
-    .unwrap();
+    let gateway = spawn_gateway(&gw_dir, &log, &root_pem).unwrap();
     let gw = gateway.1.clone();
     let http = reqwest::Client::new();
 
@@ -162,19 +117,8 @@ async fn tokens_and_a_sealed_chat_through_the_gateway() {
     std::fs::create_dir_all(&model_dir).unwrap();
     write_tiny_llama(&model_dir.join("tiny.gguf"), &TinyLlama::default()).unwrap();
     let model = ModelFile::open(&model_dir.join("tiny.gguf")).unwrap();
-    publish(EntryBody::Release(Box::new(Release {
-        pcr0: nsm_measurements.pcr0,
-        pcr1: nsm_measurements.pcr1,
-        pcr2: nsm_measurements.pcr2,
-        pcr8: None,
-        model_sha256: model.sha256,
-        engine: "mistral.rs".into(),
-        engine_version: "0.8.1".into(),
-        source_commit: "0123456789abcdef0123456789abcdef01234567".into(),
-        eif_sha384: [3; 48],
-        notes: String::new(),
-    })))
-    .await;
+    log.publish(common::release(&nsm_measurements, model.sha256))
+        .await;
     let node_trust = NodeLogTrust {
         log_key: log_key.clone(),
         witnesses: WitnessPolicy::none(),
@@ -537,30 +481,8 @@ async fn tokens_and_a_sealed_chat_through_the_gateway() {
 
     // --- through the relay, over HTTP/2, with an OTT of its own -----------------------------
     let relay_dir = dir.path().join("relay");
-    let mut relay = std::process::Command::new(BINARY)
-        .args(["relay", "--listen", "127.0.0.1:0", "--gateway", &gw])
-        .arg("--data-dir")
-        .arg(&relay_dir)
-        .args([
-            "--log",
-            &log_url,
-            "--log-key",
-            &log_key.to_text(),
-            "--publisher",
-            &publisher.verifier().to_text(),
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(relay.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let relay_url = line
-        .trim()
-        .strip_prefix("arcane-relay listening on ")
-        .unwrap()
-        .to_owned();
+    let relay = common::spawn_relay(&relay_dir, &gw, &log);
+    let relay_url = relay.1.clone();
     let h2 = reqwest::Client::builder()
         .http2_prior_knowledge()
         .build()
@@ -611,7 +533,6 @@ async fn tokens_and_a_sealed_chat_through_the_gateway() {
     // The relay's token cannot be used twice.
     let (request, _) = send(Some(&otts[2]));
     assert_eq!(request.send().await.unwrap().status(), 401);
-    let _ = relay.kill();
-    let _ = relay.wait();
+    drop(relay);
     drop(gateway);
 }

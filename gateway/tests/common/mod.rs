@@ -1,5 +1,5 @@
-//! Helpers shared by the gateway's end-to-end test and its benchmark: the gateway and relay
-//! binaries, and an OHTTP client (standard and chunked).
+//! Helpers shared by the gateway's end-to-end test and its benchmark: a log with a publisher for
+//! every kind, the gateway and relay binaries, and an OHTTP client (standard and chunked).
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
@@ -16,22 +16,102 @@ pub fn random<const N: usize>() -> [u8; N] {
     b
 }
 
-pub struct GatewayProcess(pub std::process::Child, pub String);
+/// A log on 127.0.0.1 with one publisher allowed every kind.
+pub struct Log {
+    pub server: arcane_log::RunningServer,
+    pub url: String,
+    pub key: arcane_verifier::note::VerifierKey,
+    pub publisher: arcane_verifier::note::NoteSigner,
+    client: arcane_log::client::LogClient,
+}
 
-impl Drop for GatewayProcess {
+/// Starts a log with its data in `dir`.
+pub async fn start_log(dir: &Path) -> Log {
+    let mut config = arcane_log::ServeConfig::new(dir.to_path_buf());
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.sequencer.batch_delay = std::time::Duration::from_millis(10);
+    let server = arcane_log::start(config).await.unwrap();
+    let url = format!("http://{}", server.addr());
+    let key = arcane_verifier::note::VerifierKey::parse(server.vkey()).unwrap();
+    let publisher = arcane_verifier::note::NoteSigner::from_seed(
+        "operator.test",
+        arcane_verifier::note::ALG_ED25519,
+        &random::<32>(),
+    )
+    .unwrap();
+    arcane_log::keys::PublisherPolicy::new(dir.join(arcane_log::POLICY_FILE))
+        .allow(
+            &publisher.verifier(),
+            &arcane_log::keys::AllowedKinds::parse("release,ohttp-keys,token-key").unwrap(),
+        )
+        .unwrap();
+    let client = arcane_log::client::LogClient::new(&url).unwrap();
+    Log {
+        server,
+        url,
+        key,
+        publisher,
+        client,
+    }
+}
+
+impl Log {
+    /// Publishes `body` for an hour and waits until it is included.
+    pub async fn publish(&self, body: arcane_verifier::entry::EntryBody) {
+        arcane_log::publish::publish(
+            &self.client,
+            &self.publisher,
+            &self.key,
+            body,
+            std::time::Duration::from_secs(3600),
+        )
+        .await
+        .unwrap();
+    }
+
+    /// `--log URL --log-key VKEY --publisher VKEY`, as the gateway and the relay take them.
+    pub fn args(&self) -> Vec<String> {
+        vec![
+            "--log".into(),
+            self.url.clone(),
+            "--log-key".into(),
+            self.key.to_text(),
+            "--publisher".into(),
+            self.publisher.verifier().to_text(),
+        ]
+    }
+}
+
+/// A release entry for `measurements` and a model digest.
+pub fn release(
+    measurements: &arcane_compute::attestation::DeclaredMeasurements,
+    model_sha256: [u8; 32],
+) -> arcane_verifier::entry::EntryBody {
+    arcane_verifier::entry::EntryBody::Release(Box::new(arcane_verifier::entry::Release {
+        pcr0: measurements.pcr0,
+        pcr1: measurements.pcr1,
+        pcr2: measurements.pcr2,
+        pcr8: None,
+        model_sha256,
+        engine: "mistral.rs".into(),
+        engine_version: "0.8.1".into(),
+        source_commit: "0123456789abcdef0123456789abcdef01234567".into(),
+        eif_sha384: [3; 48],
+        notes: String::new(),
+    }))
+}
+
+/// A spawned gateway or relay process and its base URL, killed when dropped.
+pub struct Spawned(pub std::process::Child, pub String);
+
+impl Drop for Spawned {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
 }
 
-pub fn spawn_gateway(
-    dir: &Path,
-    log_url: &str,
-    log_key: &str,
-    publisher: &str,
-    root_pem: &Path,
-) -> Result<GatewayProcess, String> {
+pub fn spawn_gateway(dir: &Path, log: &Log, root_pem: &Path) -> Result<Spawned, String> {
     let mut child = std::process::Command::new(BINARY)
         .args([
             "serve",
@@ -44,14 +124,7 @@ pub fn spawn_gateway(
         ])
         .arg("--data-dir")
         .arg(dir)
-        .args([
-            "--log",
-            log_url,
-            "--log-key",
-            log_key,
-            "--publisher",
-            publisher,
-        ])
+        .args(log.args())
         .arg("--development-root")
         .arg(root_pem)
         .stdout(std::process::Stdio::piped())
@@ -63,7 +136,7 @@ pub fn spawn_gateway(
         .read_line(&mut line)
         .unwrap();
     match line.trim().strip_prefix("arcane-gateway listening on ") {
-        Some(url) => Ok(GatewayProcess(child, url.to_owned())),
+        Some(url) => Ok(Spawned(child, url.to_owned())),
         None => {
             let out = child.wait_with_output().unwrap();
             Err(format!(
@@ -73,6 +146,28 @@ pub fn spawn_gateway(
             ))
         }
     }
+}
+
+/// Starts `arcane-gateway relay` in front of `gateway`, its spent-token database in `dir`.
+pub fn spawn_relay(dir: &Path, gateway: &str, log: &Log) -> Spawned {
+    let mut child = std::process::Command::new(BINARY)
+        .args(["relay", "--listen", "127.0.0.1:0", "--gateway", gateway])
+        .arg("--data-dir")
+        .arg(dir)
+        .args(log.args())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("arcane-relay listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    Spawned(child, url)
 }
 
 /// Standard OHTTP call: returns the inner response's status and content.
