@@ -15,6 +15,7 @@
 //! - [`tokens`]: identity service, token granting service, single-use redemption (SQLite).
 //! - [`server`]: the HTTP surface, OHTTP and the inner routes.
 //! - [`relay`]: the oblivious relay, admitting only clients with an unspent OTT.
+//! - [`service`]: starting the gateway and the relay (from the binary or another program).
 //!
 //! ```
 //! // A gateway OHTTP key: derived from 32 bytes kept in a 0600 file.
@@ -32,6 +33,7 @@ pub mod proven;
 pub mod registry;
 pub mod relay;
 pub mod server;
+pub mod service;
 pub mod tokens;
 
 /// Media type of a node's sealed answer stream, as the gateway passes it on.

@@ -7,20 +7,19 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use arcane_gateway::error::{GatewayError, Result};
 use arcane_gateway::keys;
-use arcane_gateway::proven::{LogTrust, bundles_of_kind, prove_issuer, prove_ohttp_keys};
-use arcane_gateway::registry::Registry;
-use arcane_gateway::server::{Gateway, now_ms, now_seconds, router};
+use arcane_gateway::proven::LogTrust;
+use arcane_gateway::service::{
+    GatewayOptions, RelayOptions, RunningService, start_gateway, start_relay,
+};
 use arcane_gateway::tokens::{TokenLimits, TokenServices, open_database};
 use arcane_verifier::cosignature::{WitnessPolicy, parse_policy_file};
-use arcane_verifier::entry::{EntryPolicy, TokenRole};
-use arcane_verifier::nitro::{AttestationPolicy, NitroRoot};
+use arcane_verifier::entry::EntryPolicy;
+use arcane_verifier::nitro::NitroRoot;
 use arcane_verifier::note::VerifierKey;
-use axum::serve::ListenerExt;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
@@ -170,63 +169,52 @@ fn log_trust(
     })
 }
 
-async fn bind(addr: SocketAddr, name: &str) -> Result<tokio::net::TcpListener> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| GatewayError::Serve(format!("{addr}: {e}")))?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| GatewayError::Serve(e.to_string()))?;
-    println!("{name} listening on http://{local}");
-    Ok(listener)
+async fn relay(args: RelayArgs) -> Result<()> {
+    let options = RelayOptions {
+        trust: log_trust(
+            &args.log_key,
+            &args.publishers,
+            args.witness_policy.as_deref(),
+        )?,
+        gateway: args.gateway,
+        data_dir: args.data_dir,
+        log: args.log,
+    };
+    let relay = start_relay(&options, args.listen).await?;
+    println!("arcane-relay listening on {}", relay.url());
+    run_until_interrupted(relay).await
 }
 
-async fn relay(args: RelayArgs) -> Result<()> {
-    let trust = log_trust(
-        &args.log_key,
-        &args.publishers,
-        args.witness_policy.as_deref(),
-    )?;
-    let ott_keys: Vec<_> = bundles_of_kind(&args.log, &trust, "token-key", now_seconds())
-        .await?
-        .iter()
-        .filter_map(|p| match &p.verified.entry.entry.body {
-            arcane_verifier::entry::EntryBody::TokenKey(k) if k.role == TokenRole::Ott => {
-                arcane_verifier::tokens::IssuerKey::from_spki(&k.spki_der).ok()
-            }
-            _ => None,
-        })
-        .collect();
-    if ott_keys.is_empty() {
-        return Err(GatewayError::Unproven(
-            "the log holds no valid OTT issuer key".into(),
-        ));
+/// Serves until Ctrl-C or SIGTERM, then shuts down gracefully.
+async fn run_until_interrupted(mut service: RunningService) -> Result<()> {
+    tokio::select! {
+        ended = service.wait() => ended,
+        _ = interrupted() => service.shutdown().await,
     }
-    std::fs::create_dir_all(&args.data_dir).map_err(config_error)?;
-    let relay = Arc::new(arcane_gateway::relay::Relay {
-        gateway: args.gateway.trim_end_matches('/').to_owned(),
-        ott_keys,
-        db: open_database(&args.data_dir.join("relay.db")).await?,
-        http: reqwest::Client::new(),
-    });
-    let listener = bind(args.listen, "arcane-relay").await?.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, arcane_gateway::relay::router(relay))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .map_err(|e| GatewayError::Serve(e.to_string()))
+}
+
+async fn interrupted() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
-    let trust = log_trust(
-        &args.log_key,
-        &args.publishers,
-        args.witness_policy.as_deref(),
-    )?;
-    let root = match &args.development_root {
+    let nitro_root = match &args.development_root {
         None => NitroRoot::aws(),
         Some(path) => {
             tracing::warn!(
@@ -236,102 +224,26 @@ async fn serve(args: ServeArgs) -> Result<()> {
             NitroRoot::development(arcane_verifier::nitro::pem_certificate(&read_text(path)?)?)
         }
     };
-    let now = now_seconds();
-    let ohttp_entries = bundles_of_kind(&args.log, &trust, "ohttp-keys", now).await?;
-    let token_entries = bundles_of_kind(&args.log, &trust, "token-key", now).await?;
-    let dir = &args.data_dir;
-    // Every `ohttp*.key` in the data directory: during a rotation the old and the new key are
-    // both served, each until its own entry expires.
-    let mut configs = Vec::new();
-    for entry in
-        std::fs::read_dir(dir).map_err(|e| config_error(format!("{}: {e}", dir.display())))?
-    {
-        let path = entry.map_err(config_error)?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name.starts_with("ohttp") && name.ends_with(".key") {
-            configs.push(keys::load_ohttp_key(&path)?);
-        }
-    }
-    let ohttp = prove_ohttp_keys(configs, &ohttp_entries)?;
-    if ohttp.is_empty() {
-        return Err(GatewayError::Unproven(
-            "the OHTTP key has no valid ohttp-keys entry in the log; publish it first".into(),
-        ));
-    }
-    let tgt = prove_issuer(
-        keys::load_issuer_key(&dir.join("tgt.key"))?,
-        TokenRole::Tgt,
-        &token_entries,
-    )?;
-    let ott = prove_issuer(
-        keys::load_issuer_key(&dir.join("ott.key"))?,
-        TokenRole::Ott,
-        &token_entries,
-    )?;
-    let token_key_proofs = vec![
-        ("tgt".to_owned(), tgt.proof.clone()),
-        ("ott".to_owned(), ott.proof.clone()),
-    ];
-    let db = open_database(&dir.join("gateway.db")).await?;
-    let tokens = TokenServices::new(
-        db,
-        tgt,
-        ott,
-        TokenLimits {
+    let options = GatewayOptions {
+        trust: log_trust(
+            &args.log_key,
+            &args.publishers,
+            args.witness_policy.as_deref(),
+        )?,
+        nitro_root,
+        data_dir: args.data_dir,
+        log: args.log,
+        max_attestation_age: Duration::from_secs(args.max_attestation_age),
+        limits: TokenLimits {
             period_secs: args.period_secs,
             otts_per_tgt: args.otts_per_tgt,
             ..TokenLimits::default()
         },
-    );
-    let registry = Registry::new(
-        trust.clone(),
-        root,
-        AttestationPolicy {
-            max_age_ms: args.max_attestation_age * 1000,
-            ..AttestationPolicy::default()
-        },
-    );
-    let gateway = Arc::new(Gateway {
-        ohttp,
-        tokens,
-        registry,
-        token_key_proofs,
-        http: reqwest::Client::new(),
-        body_timeout: Duration::from_secs(args.body_timeout_secs.max(1)),
-    });
-    tokio::spawn(sweep(Arc::clone(&gateway), args.log.clone(), trust));
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| GatewayError::Serve(format!("{}: {e}", args.listen)))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| GatewayError::Serve(e.to_string()))?;
-    println!("arcane-gateway listening on http://{addr}");
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, router(gateway))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .map_err(|e| GatewayError::Serve(e.to_string()))
-}
-
-/// Every 10 s: drop nodes whose bundles no longer verify, and nodes whose release is no longer
-/// among the log's valid releases.
-async fn sweep(gateway: Arc<Gateway>, log: String, trust: LogTrust) {
-    loop {
-        tokio::time::sleep(Duration::from_secs(10)).await;
-        let dropped = gateway.registry.sweep(now_ms());
-        if dropped > 0 {
-            tracing::info!(dropped, "nodes with stale bundles dropped");
-        }
-        if let Ok(releases) = bundles_of_kind(&log, &trust, "release", now_seconds()).await {
-            let leaves: Vec<_> = releases.iter().map(|p| p.verified.leaf_hash).collect();
-            gateway.registry.retain_releases(&leaves);
-        }
-    }
+        body_timeout: Duration::from_secs(args.body_timeout_secs),
+    };
+    let gateway = start_gateway(&options, args.listen).await?;
+    println!("arcane-gateway listening on {}", gateway.url());
+    run_until_interrupted(gateway).await
 }
 
 fn keygen(kind: KeygenKind) -> Result<()> {
