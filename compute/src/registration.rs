@@ -8,7 +8,9 @@ use std::time::Duration;
 use arcane_verifier::attested::NodeRegistration;
 
 use crate::error::{ComputeError, Result};
-use crate::node::Node;
+use crate::node::{Node, now_seconds};
+use crate::release::{LogSource, LogTrust};
+use crate::tokens::LoggedTokenKeys;
 
 /// Where the node registers and how the gateway reaches it.
 #[derive(Clone, Debug)]
@@ -46,5 +48,48 @@ impl Registration {
             )));
         }
         Ok(())
+    }
+}
+
+/// Renews the release proof and document every `every` (and sooner when the release is about to
+/// expire), then re-registers with the gateway.
+pub async fn keep_fresh(
+    node: Arc<Node>,
+    token_keys: Option<(Arc<LoggedTokenKeys>, LogSource, LogTrust)>,
+    registration: Option<Registration>,
+    every: Duration,
+) {
+    let http = reqwest::Client::new();
+    loop {
+        // Retried with backoff within the interval: the gateway may be down, or (at boot) the
+        // gateway's challenge may reach this node before it listens.
+        if let Some(r) = &registration {
+            let mut backoff = Duration::from_millis(500);
+            while let Err(e) = r.register(&http, &node).await {
+                if backoff >= every {
+                    tracing::warn!(error = %e, "registration failed; retrying after the next refresh");
+                    break;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+            }
+        }
+        let mut wait = every;
+        if let Some(not_after) = node.release_not_after() {
+            let left = not_after.saturating_sub(now_seconds());
+            wait = wait.min(Duration::from_secs(left.max(1)));
+        }
+        tokio::time::sleep(wait).await;
+        let _ = node.refresh().await;
+        if let Some((keys, log, trust)) = &token_keys {
+            match LoggedTokenKeys::fetch(log, trust, now_seconds()).await {
+                Ok(set) => keys.replace(set),
+                Err(e) => {
+                    // Fail closed: no vouched-for key, no accepted token.
+                    tracing::warn!(error = %e, "token key refresh failed; refusing tokens until it succeeds");
+                    keys.replace(Default::default());
+                }
+            }
+        }
     }
 }

@@ -461,7 +461,10 @@ async fn dispatch(g: &Arc<Gateway>, inner: &[u8]) -> InnerAnswer {
                 .iter()
                 .map(|b| serde_json::from_str(&b.to_json()).expect("bundle JSON"))
                 .collect();
-            inner_json(200, serde_json::json!({ "nodes": nodes }))
+            inner_json(
+                200,
+                serde_json::json!({ "nodes": nodes, "models": g.registry.models() }),
+            )
         }
         (b"POST", b"/v1/tokens/tgt") => {
             let api_key = message

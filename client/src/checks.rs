@@ -1,0 +1,318 @@
+//! The pre-request checks as functions over bytes, without I/O: what the client runs on the
+//! checkpoint note, the gateway's key list and the candidate node bundles it fetched. Expensive
+//! results (signatures, inclusion proofs, certificate chains) are cached by the SHA-256 of the
+//! exact bytes; the policy — validity windows, publisher and kind rules, PCRs, freshness,
+//! accepted releases — is evaluated again on every call.
+
+use std::collections::HashMap;
+
+use arcane_verifier::attested::{NodeBundle, VerifiedNode};
+use arcane_verifier::bundle::{VerifiedEntry, verify_bundle};
+use arcane_verifier::checkpoint::VerifiedCheckpoint;
+use arcane_verifier::entry::{EntryBody, TokenRole, encode_key_config};
+use arcane_verifier::nitro::{DocumentCache, check_attestation};
+use arcane_verifier::sealed::RekPublicKey;
+use arcane_verifier::tokens::IssuerKey;
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+
+use crate::error::{Check, ClientError, Result};
+use crate::trust::Trust;
+use crate::view::check_checkpoint;
+
+/// Most entries any one cache holds before it is emptied.
+const CACHE_CAPACITY: usize = 4096;
+
+/// The gateway's keys, each proven by a verified entry.
+#[derive(Clone, Debug)]
+pub struct GatewayKeys {
+    /// The OHTTP key configuration to encapsulate to (the newest valid one).
+    pub ohttp_config: Vec<u8>,
+    /// Its entry.
+    pub ohttp_entry: VerifiedEntry,
+    /// The TGT issuer's key.
+    pub tgt_key: IssuerKey,
+    /// The OTT issuer's key.
+    pub ott_key: IssuerKey,
+    /// The checkpoints the proofs were made against (to anchor in the client's view).
+    pub checkpoints: Vec<VerifiedCheckpoint>,
+    /// How many keys were checked.
+    pub checked: usize,
+}
+
+/// A candidate node that passed every check.
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    /// The verified node.
+    pub node: VerifiedNode,
+    /// The model name its release is listed under (the gateway's word; the node checks it).
+    pub model: String,
+    /// SHA-256 of the bundle as received.
+    pub bundle_digest: [u8; 32],
+}
+
+/// The checks and their caches.
+#[derive(Debug)]
+pub struct Checks {
+    trust: Trust,
+    checkpoints: HashMap<[u8; 32], VerifiedCheckpoint>,
+    bundles: HashMap<[u8; 32], VerifiedEntry>,
+    documents: DocumentCache,
+}
+
+fn digest(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+fn remember<V>(map: &mut HashMap<[u8; 32], V>, key: [u8; 32], value: V) {
+    if map.len() >= CACHE_CAPACITY {
+        map.clear();
+    }
+    map.insert(key, value);
+}
+
+#[derive(serde::Deserialize)]
+struct KeyList {
+    keys: Vec<KeyWithProof>,
+}
+
+#[derive(serde::Deserialize)]
+struct KeyWithProof {
+    kind: String,
+    #[serde(default)]
+    role: Option<String>,
+    key: String,
+    bundle: String,
+}
+
+/// The gateway's `/v1/nodes` answer.
+#[derive(serde::Deserialize)]
+pub struct NodeList {
+    /// Node bundles, least loaded first.
+    pub nodes: Vec<serde_json::Value>,
+    /// Model names by digest.
+    #[serde(default)]
+    pub models: Vec<ModelListing>,
+}
+
+/// One model the gateway lists.
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
+pub struct ModelListing {
+    /// Its name.
+    pub id: String,
+    /// SHA-256 of the model file, hex.
+    pub model_sha256: String,
+}
+
+impl Checks {
+    /// Empty caches under `trust`.
+    pub fn new(trust: Trust) -> Self {
+        Checks {
+            trust,
+            checkpoints: HashMap::new(),
+            bundles: HashMap::new(),
+            documents: DocumentCache::default(),
+        }
+    }
+
+    /// What the checks trust.
+    pub fn trust(&self) -> &Trust {
+        &self.trust
+    }
+
+    /// A signed checkpoint note: the log's signature and the witness policy.
+    pub fn checkpoint(&mut self, note: &[u8]) -> Result<VerifiedCheckpoint> {
+        let key = digest(note);
+        if let Some(hit) = self.checkpoints.get(&key) {
+            return Ok(hit.clone());
+        }
+        let verified = check_checkpoint(note, &self.trust.log)?;
+        remember(&mut self.checkpoints, key, verified.clone());
+        Ok(verified)
+    }
+
+    /// A proof bundle at `now` (seconds): signatures and proof from the cache when these exact
+    /// bytes verified before, then the entry's kind rules and validity window, always.
+    pub fn bundle(
+        &mut self,
+        bytes: &[u8],
+        now: u64,
+    ) -> Result<VerifiedEntry, arcane_verifier::Error> {
+        let key = digest(bytes);
+        if let Some(hit) = self.bundles.get(&key) {
+            self.trust.log.policy.validate(&hit.entry.entry)?;
+            hit.entry.entry.check_time(now)?;
+            return Ok(hit.clone());
+        }
+        let verified = verify_bundle(bytes, &self.trust.log.anchors(), None, now)?;
+        remember(&mut self.bundles, key, verified.clone());
+        Ok(verified)
+    }
+
+    /// The gateway's `/v1/keys` answer: every key it serves must be exactly the key of a
+    /// verified entry of its kind (one that is not refuses them all: a gateway serving an
+    /// unlogged key is not trusted with the others), and there must be an OHTTP key and both
+    /// token keys.
+    pub fn keys(&mut self, answer: &[u8], now: u64) -> Result<GatewayKeys> {
+        let list: KeyList = serde_json::from_slice(answer).map_err(|e| {
+            ClientError::refused(Check::OhttpKeys, format!("the key list is unreadable: {e}"))
+        })?;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut ohttp: Option<(Vec<u8>, VerifiedEntry)> = None;
+        let (mut tgt_key, mut ott_key) = (None, None);
+        let mut checkpoints: Vec<VerifiedCheckpoint> = Vec::new();
+        for served in &list.keys {
+            let check = if served.kind == "ohttp-keys" {
+                Check::OhttpKeys
+            } else {
+                Check::TokenKeys
+            };
+            let key = b64.decode(&served.key).map_err(|_| {
+                ClientError::refused(check, format!("a served {} key is not base64", served.kind))
+            })?;
+            let entry = self.bundle(served.bundle.as_bytes(), now).map_err(|e| {
+                ClientError::refused(
+                    check,
+                    format!("a served {} key has no valid proof: {e}", served.kind),
+                )
+            })?;
+            match (&entry.entry.entry.body, served.kind.as_str()) {
+                (EntryBody::OhttpKeys(config), "ohttp-keys") => {
+                    let logged =
+                        encode_key_config(config).map_err(|e| ClientError::refused(check, e))?;
+                    if logged != key {
+                        return Err(ClientError::refused(
+                            check,
+                            format!(
+                                "the gateway serves OHTTP key id {} that is not the one its proof logs (entry {})",
+                                key.first().copied().unwrap_or(0),
+                                entry.index
+                            ),
+                        ));
+                    }
+                    let newer = ohttp.as_ref().is_none_or(|(_, e)| {
+                        entry.entry.entry.not_before > e.entry.entry.not_before
+                    });
+                    if newer {
+                        ohttp = Some((key, entry.clone()));
+                    }
+                }
+                (EntryBody::TokenKey(t), "token-key") => {
+                    if t.spki_der != key {
+                        return Err(ClientError::refused(
+                            check,
+                            format!(
+                                "the served {:?} key is not the one its proof logs",
+                                served.role
+                            ),
+                        ));
+                    }
+                    let issuer =
+                        IssuerKey::from_spki(&key).map_err(|e| ClientError::refused(check, e))?;
+                    match (t.role, served.role.as_deref()) {
+                        (TokenRole::Tgt, Some("tgt")) => tgt_key = Some(issuer),
+                        (TokenRole::Ott, Some("ott")) => ott_key = Some(issuer),
+                        _ => {
+                            return Err(ClientError::refused(
+                                check,
+                                "a token key is served under another role than its entry's",
+                            ));
+                        }
+                    }
+                }
+                (body, kind) => {
+                    return Err(ClientError::refused(
+                        check,
+                        format!(
+                            "a key served as {kind} is proven by a {} entry",
+                            body.kind_name()
+                        ),
+                    ));
+                }
+            }
+            if !checkpoints.iter().any(|c| c.note == entry.checkpoint.note) {
+                checkpoints.push(entry.checkpoint.clone());
+            }
+        }
+        let (ohttp_config, ohttp_entry) = ohttp.ok_or_else(|| {
+            ClientError::refused(
+                Check::OhttpKeys,
+                "the gateway serves no OHTTP key with a valid entry",
+            )
+        })?;
+        let tgt_key = tgt_key.ok_or_else(|| {
+            ClientError::refused(Check::TokenKeys, "no TGT issuer key with a valid entry")
+        })?;
+        let ott_key = ott_key.ok_or_else(|| {
+            ClientError::refused(Check::TokenKeys, "no OTT issuer key with a valid entry")
+        })?;
+        Ok(GatewayKeys {
+            ohttp_config,
+            ohttp_entry,
+            tgt_key,
+            ott_key,
+            checkpoints,
+            checked: list.keys.len(),
+        })
+    }
+
+    /// One candidate node bundle at `now_ms`: its release entry (proof, publisher, validity,
+    /// accepted releases), its document (chain to the trusted root), the release policy (PCRs,
+    /// not debug, fresh, `user_data` binding model and release) and its REK. `models` maps the
+    /// verified model digest to a name.
+    pub fn node(
+        &mut self,
+        bundle_json: &serde_json::Value,
+        models: &[ModelListing],
+        now_ms: u64,
+    ) -> Result<Candidate> {
+        let refused = |e: &dyn std::fmt::Display| ClientError::refused(Check::Nodes, e);
+        let bundle =
+            NodeBundle::parse(bundle_json.to_string().as_bytes()).map_err(|e| refused(&e))?;
+        let release = self
+            .bundle(bundle.release.as_bytes(), now_ms / 1000)
+            .map_err(|e| refused(&format!("release entry: {e}")))?;
+        let EntryBody::Release(r) = &release.entry.entry.body else {
+            return Err(refused(&"the node's proof is not a release entry"));
+        };
+        if !self.trust.accepted_releases.is_empty()
+            && !self.trust.accepted_releases.contains(&release.leaf_hash)
+        {
+            return Err(refused(&format!(
+                "release entry {} is not among the accepted releases",
+                release.index
+            )));
+        }
+        let model_sha256 = r.model_sha256;
+        let document = self
+            .documents
+            .verify(&bundle.document, &self.trust.nitro_root, now_ms / 1000)
+            .map_err(|e| refused(&format!("attestation document: {e}")))?;
+        let rek = check_attestation(&document, &release, &self.trust.attestation, now_ms, None)
+            .map_err(|e| {
+                refused(&format!(
+                    "attestation against release entry {}: {e}",
+                    release.index
+                ))
+            })?;
+        let rek = RekPublicKey::from_slice(rek).map_err(|e| refused(&e))?;
+        let model = models
+            .iter()
+            .find(|m| m.model_sha256 == hex::encode(model_sha256))
+            .map(|m| m.id.clone())
+            .ok_or_else(|| refused(&"the gateway names no model for this node's model digest"))?;
+        Ok(Candidate {
+            bundle_digest: bundle.digest(),
+            model,
+            node: VerifiedNode {
+                rek,
+                model_sha256,
+                document_hash: document.document_hash,
+                attested_at_ms: document.document.timestamp_ms,
+                valid_until: document.valid_until,
+                root: document.root,
+                release,
+            },
+        })
+    }
+}

