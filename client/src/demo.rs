@@ -202,6 +202,8 @@ pub struct Stack {
     pub publisher: NoteSigner,
     /// The gateway's state (tests reach into its registry).
     pub gateway_state: Arc<Gateway>,
+    /// What the gateway was started with.
+    pub gateway_options: GatewayOptions,
     /// The gateway.
     pub gateway: RunningService,
     /// The relay.
@@ -418,6 +420,7 @@ impl Stack {
             log_key,
             publisher,
             gateway_state,
+            gateway_options,
             gateway,
             relay,
             node: None,
@@ -497,16 +500,24 @@ impl Stack {
             gateway: self.gateway.url(),
             advertise: url.clone(),
         };
-        registration
-            .register(&reqwest::Client::new(), &node)
-            .await
-            .map_err(|e| demo_error("registration", e))?;
+        // The refresher registers first thing (and again after every refresh); wait until the
+        // gateway lists the node.
         let refresher = tokio::spawn(arcane_compute::registration::keep_fresh(
             Arc::clone(&node),
             Some((token_keys, log, trust)),
             Some(registration),
             NodeConfig::default().refresh_every,
         ));
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while self.gateway_state.registry.is_empty() {
+            if std::time::Instant::now() > deadline {
+                return Err(demo_error(
+                    "registration",
+                    "the gateway did not list the node within 30 s",
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         progress(&format!("compute node: {url} (simulated NSM), registered"));
         Ok(RunningNode {
             node,

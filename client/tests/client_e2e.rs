@@ -1,0 +1,631 @@
+//! The client end to end over 127.0.0.1: the whole stack of the demo (log on SQLite, gateway,
+//! relay, a compute node with the simulated NSM and a tiny generated model) and the SDK against
+//! it. The happy path streams a verified answer; every refusal happens before any DEK is wrapped,
+//! which the tests observe at the gateway: it never redeems a chat token.
+
+use std::path::Path;
+use std::time::Duration;
+
+use arcane_client::demo::{Stack, StackOptions, release_entry};
+use arcane_client::receipts::read_all;
+use arcane_client::{ChatEvent, Check, Client, ClientConfig, ClientError, Route, Trust};
+use arcane_compute::attestation::{DeclaredMeasurements, SimulatedNsm};
+use arcane_compute::gguf::{TinyLlama, write_tiny_llama};
+use arcane_gateway::proven::{Proven, bundles_of_kind};
+use arcane_verifier::attested::{NodeBundle, NodeRegistration};
+use arcane_verifier::inner::{ChatCompletionRequest, ChatMessage};
+use arcane_verifier::nitro::binding_user_data;
+use arcane_verifier::sealed::RekSecret;
+
+fn now_ms() -> u64 {
+    arcane_client::session::now_ms()
+}
+
+fn quiet(_: &str) {}
+
+async fn stack(dir: &Path, with_node: bool) -> Stack {
+    let model = dir.join("tiny.gguf");
+    write_tiny_llama(&model, &TinyLlama::default()).unwrap();
+    let mut options = StackOptions::new(dir.join("stack"), model);
+    options.with_node = with_node;
+    Stack::start(options, &quiet).await.unwrap()
+}
+
+/// A client of `stack` whose trust file is the stack's, changed by `edit`.
+fn client_with(stack: &Stack, edit: impl FnOnce(String) -> String) -> Client {
+    let text = edit(std::fs::read_to_string(&stack.trust_file).unwrap());
+    let trust = Trust::from_toml(&text, stack.trust_file.parent().unwrap()).unwrap();
+    let mut config = ClientConfig::new(trust);
+    config.state_root = stack.client_state.clone();
+    Client::new(config).unwrap()
+}
+
+fn client(stack: &Stack) -> Client {
+    client_with(stack, |t| t)
+}
+
+fn request(prompt: &str, max_tokens: u32) -> ChatCompletionRequest {
+    ChatCompletionRequest {
+        model: String::new(),
+        messages: vec![ChatMessage {
+            role: "user".into(),
+            content: prompt.into(),
+        }],
+        max_tokens: Some(max_tokens),
+        temperature: None,
+        stream: Some(true),
+    }
+}
+
+/// Chat tokens the gateway redeemed: a request that reached it spent one.
+async fn redeemed_at_gateway(stack: &Stack) -> i64 {
+    let db =
+        arcane_gateway::tokens::open_database(&stack.options.data_dir.join("gateway/gateway.db"))
+            .await
+            .unwrap();
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM spent_tokens WHERE scope = 'gateway'")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    db.close().await;
+    n
+}
+
+async fn releases(stack: &Stack) -> Vec<Proven> {
+    bundles_of_kind(
+        &stack.log_url,
+        &stack.log_trust(),
+        "release",
+        now_ms() / 1000,
+    )
+    .await
+    .unwrap()
+}
+
+/// A node bundle from `nsm`, bound to `release` and the stack's model, dated `timestamp_ms`.
+fn bundle_from(
+    nsm: &SimulatedNsm,
+    release: &Proven,
+    model_sha256: [u8; 32],
+    timestamp_ms: u64,
+) -> NodeBundle {
+    let rek = RekSecret::generate().public();
+    let user_data = binding_user_data(&model_sha256, &release.verified.leaf_hash.0);
+    NodeBundle {
+        document: nsm
+            .attest_at(Some(&rek.0), Some(&user_data), None, timestamp_ms)
+            .unwrap(),
+        release: release.bundle.clone(),
+    }
+}
+
+/// Makes the gateway lie: it lists `bundle` without verifying it (as a compromised gateway
+/// would), under the verified identity of a genuine bundle.
+async fn list_unverified(stack: &Stack, bundle: &NodeBundle) {
+    let genuine = bundle_from(
+        &stack.nsm,
+        &releases(stack).await[0],
+        stack.model.sha256,
+        now_ms(),
+    );
+    let verified = stack
+        .gateway_state
+        .registry
+        .check(
+            &NodeRegistration::new(
+                "http://127.0.0.1:9".into(),
+                stack.model.name.clone(),
+                1,
+                &genuine,
+            ),
+            now_ms(),
+        )
+        .unwrap();
+    stack
+        .gateway_state
+        .registry
+        .list(
+            &NodeRegistration::new(
+                "http://127.0.0.1:9".into(),
+                stack.model.name.clone(),
+                1,
+                bundle,
+            ),
+            verified,
+        )
+        .unwrap();
+}
+
+fn random_measurements() -> DeclaredMeasurements {
+    let mut m = DeclaredMeasurements {
+        pcr0: [0; 48],
+        pcr1: [0; 48],
+        pcr2: [0; 48],
+        pcr8: None,
+    };
+    for pcr in [&mut m.pcr0, &mut m.pcr1, &mut m.pcr2] {
+        getrandom::fill(pcr).unwrap();
+    }
+    m
+}
+
+/// The trust file edited to trust `nsm`'s root instead of the stack's.
+fn trusting_root(stack: &Stack, nsm: &SimulatedNsm) -> impl FnOnce(String) -> String {
+    let path = stack
+        .options
+        .data_dir
+        .join(format!("other-root-{}.pem", now_ms()));
+    std::fs::write(
+        &path,
+        arcane_verifier::nitro::certificate_pem(nsm.root_der()),
+    )
+    .unwrap();
+    move |t: String| {
+        t.replace(
+            "development_nitro_root = \"nsm-root.pem\"",
+            &format!("development_nitro_root = {:?}", path.display().to_string()),
+        )
+    }
+}
+
+/// Asserts a refusal at `check` with `needle` in its reason, and that nothing reached the gateway.
+async fn assert_refused_before_wrap(
+    stack: &Stack,
+    result: Result<impl std::fmt::Debug, ClientError>,
+    check: Check,
+    needle: &str,
+) {
+    let e = result.expect_err("the request must be refused");
+    assert_eq!(e.check(), Some(check), "{e}");
+    assert!(
+        e.to_string().contains(needle),
+        "{e} should mention {needle:?}"
+    );
+    assert_eq!(
+        redeemed_at_gateway(stack).await,
+        0,
+        "a request reached the gateway"
+    );
+    assert!(read_all(&client(stack).state().clone()).unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verified_request_streams_its_answer_and_leaves_a_receipt() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = stack(dir.path(), true).await;
+    let mut c = client(&stack);
+    let passed = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = passed.clone();
+    c.on_passed(move |p| seen.lock().unwrap().push(p.check));
+
+    let mut answer = c
+        .chat(request("Hello there", 24), Route::Cloud)
+        .await
+        .unwrap();
+    let (mut deltas, mut text, mut summary) = (0, String::new(), None);
+    while let Some(event) = answer.next().await {
+        match event.unwrap() {
+            ChatEvent::Delta(d) => {
+                deltas += 1;
+                text.push_str(&d);
+            }
+            ChatEvent::Done(s) => summary = Some(s),
+        }
+    }
+    assert_eq!(
+        *passed.lock().unwrap(),
+        Check::ALL.to_vec(),
+        "every check, in order"
+    );
+    assert!(deltas >= 2, "the answer streams in pieces ({deltas})");
+    let summary = summary.expect("a summary ends the stream");
+    assert_eq!(summary.route, Route::Cloud);
+    assert!(summary.usage.unwrap().completion_tokens > 0);
+    let receipt = summary.receipt.expect("a receipt");
+    let node = stack.node.as_ref().unwrap();
+    let attested = node.node.attested().unwrap();
+    assert_eq!(receipt.rek_id, hex::encode(node.node.rek().id()));
+    assert_eq!(receipt.model_sha256, hex::encode(stack.model.sha256));
+    assert_eq!(
+        receipt.release_leaf_hash,
+        attested.release.verified.leaf_hash.to_hex()
+    );
+    assert_eq!(read_all(c.state()).unwrap(), vec![receipt.clone()]);
+    assert_eq!(redeemed_at_gateway(&stack).await, 1);
+
+    // The same model on the device gives the same (greedy) answer: the cloud path changed nothing.
+    let local = arcane_client::local::LocalModel::load(&stack.model, 64)
+        .await
+        .unwrap();
+    c.set_local_model(local);
+    let (local_text, local_summary) = c
+        .chat(request("Hello there", 24), Route::Local)
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(local_summary.route, Route::Local);
+    assert_eq!(local_text, text);
+    // Auto keeps small requests on the device and sends what does not fit to the cloud.
+    let (_, auto_small) = c
+        .chat(request("Hi", 8), Route::Auto)
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(auto_small.route, Route::Local);
+    let auto_large = c
+        .chat(request(&"word ".repeat(40), 8), Route::Auto)
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    assert_eq!(auto_large.unwrap().1.route, Route::Cloud);
+
+    // A second process (state on disk): the saved checkpoint is extended, the wallet reused.
+    drop(c);
+    let tokens_before = client(&stack).tokens_on_hand();
+    let mut again = client(&stack);
+    let (second, _) = again
+        .chat(request("Hello there", 24), Route::Cloud)
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(second, text);
+    assert!(again.tokens_on_hand() < tokens_before || tokens_before < 3);
+    assert_eq!(read_all(again.state()).unwrap().len(), 3);
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_pcrs_are_not_in_the_log_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = stack(dir.path(), false).await;
+    let other = SimulatedNsm::new(&random_measurements(), now_ms() / 1000).unwrap();
+    let bundle = bundle_from(
+        &other,
+        &releases(&stack).await[0],
+        stack.model.sha256,
+        now_ms(),
+    );
+    list_unverified(&stack, &bundle).await;
+    let mut c = client_with(&stack, trusting_root(&stack, &other));
+    let result = c.chat(request("secret prompt", 8), Route::Cloud).await;
+    assert_refused_before_wrap(&stack, result, Check::Nodes, "PCR0").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_release_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = stack(dir.path(), false).await;
+    stack
+        .publish(
+            release_entry(&stack.options.measurements, stack.model.sha256),
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+    let short = releases(&stack)
+        .await
+        .into_iter()
+        .min_by_key(|p| p.verified.entry.entry.not_after)
+        .unwrap();
+    let bundle = bundle_from(&stack.nsm, &short, stack.model.sha256, now_ms());
+    list_unverified(&stack, &bundle).await;
+    let mut c = client(&stack);
+    c.preflight(None).await.expect("valid while the release is");
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    list_unverified(&stack, &bundle).await;
+    let result = c.chat(request("secret prompt", 8), Route::Cloud).await;
+    assert_refused_before_wrap(&stack, result, Check::Nodes, "expired").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_attestation_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = stack(dir.path(), false).await;
+    let eleven_minutes_ago = now_ms() - 11 * 60 * 1000;
+    let bundle = bundle_from(
+        &stack.nsm,
+        &releases(&stack).await[0],
+        stack.model.sha256,
+        eleven_minutes_ago,
+    );
+    list_unverified(&stack, &bundle).await;
+    let result = client(&stack)
+        .chat(request("secret prompt", 8), Route::Cloud)
+        .await;
+    assert_refused_before_wrap(&stack, result, Check::Nodes, "old").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_debug_enclave_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = stack(dir.path(), false).await;
+    let debug = SimulatedNsm::new(
+        &DeclaredMeasurements {
+            pcr0: [0; 48],
+            pcr1: [0; 48],
+            pcr2: [0; 48],
+            pcr8: None,
+        },
+        now_ms() / 1000,
+    )
+    .unwrap();
+    let bundle = bundle_from(
+        &debug,
+        &releases(&stack).await[0],
+        stack.model.sha256,
+        now_ms(),
+    );
+    list_unverified(&stack, &bundle).await;
+    let mut c = client_with(&stack, trusting_root(&stack, &debug));
+    let result = c.chat(request("secret prompt", 8), Route::Cloud).await;
+    assert_refused_before_wrap(&stack, result, Check::Nodes, "debug").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ohttp_key_that_is_not_in_the_log_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = stack(dir.path(), true).await;
+    // A second gateway on the same keys and database, serving an unpublished OHTTP key under
+    // the published key's proof.
+    let mut lying = arcane_gateway::service::build_gateway(&stack.gateway_options)
+        .await
+        .unwrap();
+    let unpublished =
+        arcane_gateway::keys::generate_ohttp_key(&dir.path().join("unpublished.key"), 1).unwrap();
+    lying.ohttp[0].encoded = unpublished.encode().unwrap();
+    lying.ohttp[0].config = unpublished;
+    let lying = arcane_gateway::service::serve_gateway(
+        std::sync::Arc::new(lying),
+        "127.0.0.1:0".parse().unwrap(),
+        stack.log_url.clone(),
+        stack.log_trust(),
+    )
+    .await
+    .unwrap();
+    let honest = stack.gateway.url();
+    let mut c = client_with(&stack, |t| t.replace(&honest, &lying.url()));
+    let result = c.chat(request("secret prompt", 8), Route::Cloud).await;
+    assert_refused_before_wrap(
+        &stack,
+        result,
+        Check::OhttpKeys,
+        "not the one its proof logs",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_signed_by_another_key_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = stack(dir.path(), true).await;
+    let impostor = arcane_verifier::note::NoteSigner::from_seed(
+        stack.log_key.name(),
+        arcane_verifier::note::ALG_ED25519,
+        &[7; 32],
+    )
+    .unwrap()
+    .verifier()
+    .to_text();
+    let genuine = stack.log_key.to_text();
+    let mut c = client_with(&stack, |t| t.replace(&genuine, &impostor));
+    let result = c.chat(request("secret prompt", 8), Route::Cloud).await;
+    assert_refused_before_wrap(&stack, result, Check::Checkpoint, "signature").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_without_the_required_cosignatures_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = stack(dir.path(), true).await;
+    let witness = arcane_verifier::note::NoteSigner::from_seed(
+        "witness.example",
+        arcane_verifier::note::ALG_COSIGNATURE_V1,
+        &[9; 32],
+    )
+    .unwrap()
+    .verifier()
+    .to_text();
+    let mut c = client_with(&stack, |t| {
+        format!("{t}witnesses = [{witness:?}]\nwitness_threshold = 1\n")
+    });
+    let result = c.chat(request("secret prompt", 8), Route::Cloud).await;
+    assert_refused_before_wrap(&stack, result, Check::Witnesses, "").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forked_log_is_reported_as_a_split_view_with_evidence() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = stack(dir.path(), true).await;
+    let mut c = client(&stack);
+    let saved = c.preflight(None).await.unwrap().checkpoint;
+    // The fork: the real log code, with the same signing key, holding other entries — as many
+    // as the honest log and more, so it can show this client a larger tree.
+    let fork_dir = dir.path().join("fork");
+    std::fs::create_dir_all(&fork_dir).unwrap();
+    std::fs::copy(
+        stack
+            .options
+            .data_dir
+            .join("log")
+            .join(arcane_log::LOG_KEY_FILE),
+        fork_dir.join(arcane_log::LOG_KEY_FILE),
+    )
+    .unwrap();
+    std::fs::copy(
+        stack
+            .options
+            .data_dir
+            .join("log")
+            .join(arcane_log::POLICY_FILE),
+        fork_dir.join(arcane_log::POLICY_FILE),
+    )
+    .unwrap();
+    let mut config = arcane_log::ServeConfig::new(fork_dir);
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.sequencer.batch_delay = Duration::from_millis(5);
+    let fork = arcane_log::start(config).await.unwrap();
+    let fork_url = format!("http://{}", fork.addr());
+    assert_eq!(fork.vkey(), stack.log_key.to_text(), "same key");
+    let fork_client = arcane_log::client::LogClient::new(&fork_url).unwrap();
+    for i in 0..=saved.checkpoint.size {
+        let mut m = random_measurements();
+        m.pcr0[0] = i as u8;
+        arcane_log::publish::publish(
+            &fork_client,
+            &stack.publisher,
+            &stack.log_key,
+            release_entry(&m, [1; 32]),
+            Duration::from_secs(3600),
+        )
+        .await
+        .unwrap();
+    }
+    let honest = stack.log_url.clone();
+    let mut forked = client_with(&stack, |t| t.replace(&honest, &fork_url));
+    let e = forked
+        .chat(request("secret prompt", 8), Route::Cloud)
+        .await
+        .expect_err("a split view must stop the client");
+    let ClientError::SplitView { evidence, .. } = &e else {
+        panic!("expected a split view, got {e}")
+    };
+    assert_eq!(e.check(), Some(Check::Consistency));
+    let saved_note = std::fs::read_to_string(evidence.join("saved.checkpoint")).unwrap();
+    let shown_note = std::fs::read_to_string(evidence.join("shown.checkpoint")).unwrap();
+    assert_eq!(saved_note, saved.note.to_text());
+    assert!(shown_note.starts_with(stack.log_key.name()));
+    assert_ne!(saved_note, shown_note);
+    assert_eq!(redeemed_at_gateway(&stack).await, 0);
+    // The saved checkpoint is still the honest one: the honest log keeps working.
+    client(&stack).preflight(None).await.unwrap();
+    fork.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_token_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = stack(dir.path(), true).await;
+    let mut c = client(&stack);
+    c.preflight(None).await.unwrap();
+    let wallet = c.state().file(arcane_client::state::WALLET_FILE);
+    let copy = std::fs::read(&wallet).unwrap();
+    drop(c);
+    client(&stack)
+        .chat(request("one", 4), Route::Cloud)
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    // The wallet as it was before: its tokens were spent since.
+    arcane_client::state::write_private(&wallet, &copy).unwrap();
+    let e = client(&stack)
+        .chat(request("two", 4), Route::Cloud)
+        .await
+        .expect_err("a spent token is refused");
+    assert!(matches!(e, ClientError::TokenRefused { .. }), "{e}");
+    assert!(e.to_string().contains("spent"), "{e}");
+    assert_eq!(redeemed_at_gateway(&stack).await, 1);
+}
+
+/// Forwards to `target`; once a connection carries `POST /v1/infer` (connections are reused),
+/// cuts both sides after `limit` more bytes of the answer.
+async fn cutting_proxy(target: std::net::SocketAddr, limit: usize) -> String {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((inbound, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let outbound = tokio::net::TcpStream::connect(target).await.unwrap();
+                let (mut ri, mut wi) = inbound.into_split();
+                let (mut ro, mut wo) = outbound.into_split();
+                let inferring = Arc::new(AtomicBool::new(false));
+                let seen = inferring.clone();
+                let up = tokio::spawn(async move {
+                    let mut buf = vec![0u8; 65536];
+                    loop {
+                        let n = match ri.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        if buf[..n].windows(14).any(|w| w == b"POST /v1/infer") {
+                            seen.store(true, Ordering::SeqCst);
+                        }
+                        if wo.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+                let mut sent = 0usize;
+                let mut buf = vec![0u8; 256];
+                loop {
+                    let n = match ro.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    let cutting = inferring.load(Ordering::SeqCst);
+                    let n = if cutting { n.min(limit - sent) } else { n };
+                    if wi.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                    if cutting {
+                        sent += n;
+                        if sent >= limit {
+                            break;
+                        }
+                    }
+                }
+                up.abort();
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_disappears_mid_stream_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = stack(dir.path(), true).await;
+    let node = stack.node.as_ref().unwrap();
+    let addr = node.url.trim_start_matches("http://").parse().unwrap();
+    // Headers, the sealed head and a few chunks, then the connection is gone.
+    let proxy = cutting_proxy(addr, 900).await;
+    arcane_compute::registration::Registration {
+        gateway: stack.gateway.url(),
+        advertise: proxy,
+    }
+    .register(&reqwest::Client::new(), &node.node)
+    .await
+    .unwrap();
+    let mut c = client(&stack);
+    let mut answer = c
+        .chat(request("tell me a long story", 200), Route::Cloud)
+        .await
+        .unwrap();
+    let mut deltas = 0;
+    let error = loop {
+        match answer.next().await {
+            Some(Ok(ChatEvent::Delta(_))) => deltas += 1,
+            Some(Ok(ChatEvent::Done(_))) => panic!("the answer cannot complete"),
+            Some(Err(e)) => break e,
+            None => panic!("the stream ended without saying why"),
+        }
+    };
+    assert!(deltas >= 1, "some of the answer arrived first");
+    let ClientError::Interrupted { chunks, .. } = &error else {
+        panic!("expected an interruption, got {error}")
+    };
+    assert!(*chunks >= 1);
+    let receipts = read_all(c.state()).unwrap();
+    assert_eq!(receipts.len(), 1);
+    assert_eq!(receipts[0].outcome, "interrupted");
+}
