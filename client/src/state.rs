@@ -142,3 +142,51 @@ impl StateDir {
             .map_err(|e| state_error(&path, e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_are_private_and_replaced_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = arcane_verifier::note::NoteSigner::from_seed("log.example/a:b", 1, &[1; 32])
+            .unwrap()
+            .verifier();
+        let state = StateDir::open(dir.path(), &key).unwrap();
+        assert!(
+            state
+                .path()
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("log.example_a_b-")
+        );
+        assert_eq!(state.saved_checkpoint().unwrap(), None);
+        state.save_checkpoint("one").unwrap();
+        state.save_checkpoint("two").unwrap();
+        assert_eq!(state.saved_checkpoint().unwrap().as_deref(), Some("two"));
+        state.append_line("log.jsonl", "a").unwrap();
+        state.append_line("log.jsonl", "b").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(state.file("log.jsonl")).unwrap(),
+            "a\nb\n"
+        );
+        let evidence = state.save_evidence("old", "new", "why").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(evidence.join("shown.checkpoint")).unwrap(),
+            "new"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&state.file("checkpoint")), 0o600);
+            assert_eq!(mode(&state.file("log.jsonl")), 0o600);
+            assert_eq!(mode(&evidence.join("saved.checkpoint")), 0o600);
+            assert_eq!(mode(state.path()), 0o700);
+        }
+        assert!(!state.file("checkpoint.tmp").exists());
+    }
+}

@@ -232,3 +232,115 @@ pub fn toml_string(text: &str) -> String {
     out.push('"');
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str, seed: u8) -> String {
+        arcane_verifier::note::NoteSigner::from_seed(
+            name,
+            arcane_verifier::note::ALG_ED25519,
+            &[seed; 32],
+        )
+        .unwrap()
+        .verifier()
+        .to_text()
+    }
+
+    fn file(extra: &str) -> String {
+        format!(
+            "log = \"http://127.0.0.1:1/\"\nlog_key = {}\ngateway = \"http://127.0.0.1:2\"\n\
+             relay = \"https://relay.example\"\npublishers = [{}]\n{extra}",
+            toml_string(&key("log.example", 1)),
+            toml_string(&key("operator.example", 2)),
+        )
+    }
+
+    #[test]
+    fn a_minimal_file_trusts_the_aws_root_and_all_valid_releases() {
+        let trust = Trust::from_toml(&file(""), Path::new(".")).unwrap();
+        assert!(!trust.is_development());
+        assert_eq!(trust.log_url, "http://127.0.0.1:1");
+        assert!(trust.accepted_releases.is_empty());
+        assert!(trust.log.witnesses.is_unwitnessed());
+        assert_eq!(trust.attestation.max_age_ms, 600_000);
+        assert!(trust.api_key.is_none());
+    }
+
+    #[test]
+    fn bad_files_are_refused_with_the_field_named() {
+        for (extra, field) in [
+            ("unknown = 1\n", "unknown"),
+            ("witness_threshold = 1\n", "witnesses"),
+            (
+                &format!(
+                    "witnesses = [{}]\nwitness_threshold = 2\n",
+                    toml_string(&key("w", 3))
+                )[..],
+                "witnesses",
+            ),
+            ("accepted_releases = [\"abcd\"]\n", "accepted_releases"),
+            (
+                "development_nitro_root = \"/nonexistent/root.pem\"\n",
+                "development_nitro_root",
+            ),
+            ("api_key_file = \"/nonexistent/key\"\n", "api_key_file"),
+        ] {
+            let e = Trust::from_toml(&file(extra), Path::new(".")).unwrap_err();
+            assert!(e.to_string().contains(field), "{extra}: {e}");
+        }
+        let no_publishers = file("").replace(
+            &format!(
+                "publishers = [{}]",
+                toml_string(&key("operator.example", 2))
+            ),
+            "publishers = []",
+        );
+        assert!(Trust::from_toml(&no_publishers, Path::new(".")).is_err());
+        let not_http = file("").replace("https://relay.example", "relay.example");
+        assert!(
+            Trust::from_toml(&not_http, Path::new("."))
+                .unwrap_err()
+                .to_string()
+                .contains("relay")
+        );
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_file_and_development_roots_are_flagged() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = rcgen_free_root();
+        std::fs::write(dir.path().join("root.pem"), root).unwrap();
+        std::fs::write(dir.path().join("key"), "  arcane_secret\n").unwrap();
+        let trust = Trust::from_toml(
+            &file("development_nitro_root = \"root.pem\"\napi_key_file = \"key\"\n"),
+            dir.path(),
+        )
+        .unwrap();
+        assert!(trust.is_development());
+        assert_eq!(
+            trust.api_key.as_deref().map(|k| k.as_str()),
+            Some("arcane_secret")
+        );
+    }
+
+    /// A PEM certificate (the AWS root's bytes stand in: only the PEM form matters here).
+    fn rcgen_free_root() -> String {
+        arcane_verifier::nitro::certificate_pem(NitroRoot::aws().der())
+    }
+
+    #[test]
+    fn toml_strings_round_trip() {
+        for text in [
+            "plain",
+            "with \"quotes\" and \\ backslash",
+            "line\nbreak\ttab\u{7f}",
+            "ünïcode ✓",
+        ] {
+            let parsed: toml::Value =
+                toml::from_str(&format!("v = {}", toml_string(text))).unwrap();
+            assert_eq!(parsed["v"].as_str(), Some(text));
+        }
+    }
+}

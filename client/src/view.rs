@@ -220,3 +220,64 @@ fn parse_proof(bytes: &[u8]) -> std::result::Result<Vec<Hash>, String> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arcane_verifier::checkpoint::Checkpoint;
+    use arcane_verifier::entry::EntryPolicy;
+    use arcane_verifier::merkle::leaf_hash;
+    use arcane_verifier::note::{ALG_COSIGNATURE_V1, ALG_ED25519, NoteSigner};
+
+    fn trust(log: &NoteSigner, witnesses: WitnessPolicy) -> LogTrust {
+        LogTrust {
+            log_key: log.verifier(),
+            witnesses,
+            publishers: vec![log.verifier()],
+            policy: EntryPolicy::default(),
+        }
+    }
+
+    #[test]
+    fn refusals_name_the_signature_or_the_witness_check() {
+        let log = NoteSigner::from_seed("log.example", ALG_ED25519, &[1; 32]).unwrap();
+        let note = Checkpoint::new("log.example", 3, leaf_hash(b"x"))
+            .sign(&log)
+            .unwrap()
+            .to_text();
+        let ok = check_checkpoint(note.as_bytes(), &trust(&log, WitnessPolicy::none())).unwrap();
+        assert_eq!(ok.checkpoint.size, 3);
+        let impostor = NoteSigner::from_seed("log.example", ALG_ED25519, &[2; 32]).unwrap();
+        let e = check_checkpoint(note.as_bytes(), &trust(&impostor, WitnessPolicy::none()))
+            .unwrap_err();
+        assert_eq!(e.check(), Some(Check::Checkpoint));
+        let witness = NoteSigner::from_seed("w.example", ALG_COSIGNATURE_V1, &[3; 32]).unwrap();
+        let policy = WitnessPolicy::new(vec![witness.verifier()], 1).unwrap();
+        let e = check_checkpoint(note.as_bytes(), &trust(&log, policy)).unwrap_err();
+        assert_eq!(e.check(), Some(Check::Witnesses));
+        let e = check_checkpoint(b"garbage", &trust(&log, WitnessPolicy::none())).unwrap_err();
+        assert_eq!(e.check(), Some(Check::Checkpoint));
+    }
+
+    #[test]
+    fn proof_answers_are_parsed_strictly() {
+        let h = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+        assert_eq!(
+            parse_proof(format!("{{\"proof\":[\"{h}\"]}}").as_bytes())
+                .unwrap()
+                .len(),
+            1
+        );
+        for bad in [
+            "{}".to_owned(),
+            "{\"proof\":[\"AAAA\"]}".to_owned(),
+            "{\"proof\":[\"!!\"]}".to_owned(),
+            format!(
+                "{{\"proof\":[{}]}}",
+                vec![format!("\"{h}\""); 129].join(",")
+            ),
+        ] {
+            assert!(parse_proof(bad.as_bytes()).is_err(), "{bad}");
+        }
+    }
+}

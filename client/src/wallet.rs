@@ -288,3 +288,63 @@ impl Wallet {
         Ok(added)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arcane_verifier::tokens::IssuerSecret;
+
+    fn token(issuer: &IssuerSecret, nonce: [u8; 32]) -> Token {
+        let (request, pending) = request_token(
+            issuer.public(),
+            &TokenChallenge::for_issuer(OTT_ISSUER),
+            nonce,
+        )
+        .unwrap();
+        pending.finalize(&issuer.issue(&request).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn tokens_leave_the_file_before_they_are_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = arcane_verifier::note::NoteSigner::from_seed("log.example", 1, &[1; 32])
+            .unwrap()
+            .verifier();
+        let state = StateDir::open(dir.path(), &key).unwrap();
+        let issuer = IssuerSecret::generate().unwrap();
+        let secret = random_secret();
+        let wallet = Wallet {
+            path: state.file(WALLET_FILE),
+            tgt: Some((token(&issuer, tgt_nonce(&secret)), secret.clone(), 2)),
+            otts: (0..2)
+                .map(|i| Ott {
+                    index: i,
+                    token: token(&issuer, ott_nonce(&secret, i)),
+                })
+                .collect(),
+        };
+        wallet.save().unwrap();
+        let mut loaded = Wallet::load(&state).unwrap();
+        assert_eq!(loaded.available(), 2);
+        let taken = loaded.take(1).unwrap();
+        assert_eq!(taken[0].index, 0);
+        // Already gone on disk: a crash now cannot spend it twice.
+        assert_eq!(Wallet::load(&state).unwrap().available(), 1);
+        let material = loaded.material(&taken[0]).unwrap();
+        assert_eq!(material.secret[..], secret[..]);
+        assert_eq!(material.ott, taken[0].token);
+        assert!(matches!(
+            loaded.take(2),
+            Err(ClientError::TokensExhausted(_))
+        ));
+        std::fs::write(
+            state.file(WALLET_FILE),
+            b"{\"tgt\": null, \"otts\": [{\"index\": 1, \"token\": \"AAAA\"}]}",
+        )
+        .unwrap();
+        assert!(matches!(
+            Wallet::load(&state),
+            Err(ClientError::State { .. })
+        ));
+    }
+}
