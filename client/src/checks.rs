@@ -58,6 +58,8 @@ pub struct Checks {
     checkpoints: HashMap<[u8; 32], VerifiedCheckpoint>,
     bundles: HashMap<[u8; 32], VerifiedEntry>,
     documents: DocumentCache,
+    /// The last key list that verified: its digest, the keys and their entries.
+    keys_cache: Option<([u8; 32], GatewayKeys, Vec<VerifiedEntry>)>,
 }
 
 fn digest(bytes: &[u8]) -> [u8; 32] {
@@ -112,6 +114,7 @@ impl Checks {
             checkpoints: HashMap::new(),
             bundles: HashMap::new(),
             documents: DocumentCache::default(),
+            keys_cache: None,
         }
     }
 
@@ -154,6 +157,39 @@ impl Checks {
     /// unlogged key is not trusted with the others), and there must be an OHTTP key and both
     /// token keys.
     pub fn keys(&mut self, answer: &[u8], now: u64) -> Result<GatewayKeys> {
+        let key = digest(answer);
+        if let Some((cached, keys, entries)) = &self.keys_cache
+            && *cached == key
+        {
+            // The same answer as before: its proofs and keys are known good; the rules and
+            // validity windows of every entry are applied again.
+            for entry in entries {
+                let check = match entry.entry.entry.body {
+                    EntryBody::OhttpKeys(_) => Check::OhttpKeys,
+                    _ => Check::TokenKeys,
+                };
+                self.trust
+                    .log
+                    .policy
+                    .validate(&entry.entry.entry)
+                    .and_then(|()| entry.entry.entry.check_time(now))
+                    .map_err(|e| {
+                        ClientError::refused(check, format!("entry {}: {e}", entry.index))
+                    })?;
+            }
+            return Ok(keys.clone());
+        }
+        self.keys_cache = None;
+        let (keys, entries) = self.keys_uncached(answer, now)?;
+        self.keys_cache = Some((key, keys.clone(), entries));
+        Ok(keys)
+    }
+
+    fn keys_uncached(
+        &mut self,
+        answer: &[u8],
+        now: u64,
+    ) -> Result<(GatewayKeys, Vec<VerifiedEntry>)> {
         let list: KeyList = serde_json::from_slice(answer).map_err(|e| {
             ClientError::refused(Check::OhttpKeys, format!("the key list is unreadable: {e}"))
         })?;
@@ -161,6 +197,7 @@ impl Checks {
         let mut ohttp: Option<(Vec<u8>, VerifiedEntry)> = None;
         let (mut tgt_key, mut ott_key) = (None, None);
         let mut checkpoints: Vec<VerifiedCheckpoint> = Vec::new();
+        let mut entries = Vec::with_capacity(list.keys.len());
         for served in &list.keys {
             let check = if served.kind == "ohttp-keys" {
                 Check::OhttpKeys
@@ -233,6 +270,7 @@ impl Checks {
             if !checkpoints.iter().any(|c| c.note == entry.checkpoint.note) {
                 checkpoints.push(entry.checkpoint.clone());
             }
+            entries.push(entry);
         }
         let (ohttp_config, ohttp_entry) = ohttp.ok_or_else(|| {
             ClientError::refused(
@@ -246,14 +284,17 @@ impl Checks {
         let ott_key = ott_key.ok_or_else(|| {
             ClientError::refused(Check::TokenKeys, "no OTT issuer key with a valid entry")
         })?;
-        Ok(GatewayKeys {
-            ohttp_config,
-            ohttp_entry,
-            tgt_key,
-            ott_key,
-            checkpoints,
-            checked: list.keys.len(),
-        })
+        Ok((
+            GatewayKeys {
+                ohttp_config,
+                ohttp_entry,
+                tgt_key,
+                ott_key,
+                checkpoints,
+                checked: list.keys.len(),
+            },
+            entries,
+        ))
     }
 
     /// One candidate node bundle at `now_ms`: its release entry (proof, publisher, validity,
