@@ -317,7 +317,8 @@ impl Client {
         );
         // 3. Tokens for the hops ahead (refilled ahead of need).
         let api_key = trust.api_key.as_deref().map(|k| k.as_str());
-        self.wallet
+        let refilled = self
+            .wallet
             .refill(
                 &self.http,
                 &trust.gateway_url,
@@ -326,7 +327,16 @@ impl Client {
                 &keys.ott_key,
                 api_key,
             )
-            .await?;
+            .await;
+        // A refill that fails is fatal only when this request cannot be paid for: two OTTs,
+        // and one more when the node list must be fetched.
+        let needed = 2 + usize::from(self.pool.is_empty());
+        if let Err(e) = refilled {
+            if self.wallet.available() < needed {
+                return Err(e);
+            }
+            tracing::warn!(error = %e, "token refill failed; spending the tokens on hand");
+        }
         // 4. Candidate nodes, each bundle used at most once.
         let candidates = self.candidates(&keys, model).await?;
         let first = &candidates[0].node;
@@ -497,24 +507,42 @@ impl Client {
     }
 
     async fn chat_private(&mut self, mut request: ChatCompletionRequest) -> Result<ChatStream> {
-        let model = (!request.model.is_empty()).then(|| request.model.clone());
-        let preflight = self.preflight(model.as_deref()).await?;
-        request.model = preflight.candidates[0].model.clone();
+        // A malformed request is refused before anything is fetched or spent (the model name,
+        // when left empty, is filled in from the verified candidates).
+        let asked = std::mem::take(&mut request.model);
+        request.model = if asked.is_empty() {
+            "any".into()
+        } else {
+            asked.clone()
+        };
         request.stream = Some(true);
         request
             .validate()
             .map_err(|e| ClientError::Config(format!("the request: {e}")))?;
+        let model = (!asked.is_empty()).then_some(asked);
+        let preflight = self.preflight(model.as_deref()).await?;
+        request.model = preflight.candidates[0].model.clone();
         // Two OTTs: one admits the request at the relay, one is redeemed by the gateway (and
         // checked by the node with the TGT inside the sealed request).
         let mut otts = self.wallet.take(2)?;
         let gateway_ott = otts.pop().expect("two");
         let relay_ott = otts.pop().expect("two");
         let material = self.wallet.material(&gateway_ott)?;
-        let inner = zeroize::Zeroizing::new(encode_inner_request(&InnerRequest {
-            chat: request.clone(),
+        let model = request.model.clone();
+        let mut inner_request = InnerRequest {
+            chat: request,
             token: Some(material.encode().to_vec()),
             badge: None,
-        })?);
+        };
+        let encoded = encode_inner_request(&inner_request);
+        // The plaintext copies end here: the messages and the token material are erased.
+        for message in &mut inner_request.chat.messages {
+            zeroize::Zeroize::zeroize(&mut message.content);
+        }
+        if let Some(token) = &mut inner_request.token {
+            zeroize::Zeroize::zeroize(token);
+        }
+        let inner = zeroize::Zeroizing::new(encoded?);
         // Only now, with every check passed: a fresh DEK, wrapped to each verified REK.
         let reks: Vec<_> = preflight.candidates.iter().map(|c| c.node.rek).collect();
         let (wrapped, ciphertext, opener) = sealed::seal_request(&inner, &reks, now_ms() / 1000)?;
@@ -562,7 +590,7 @@ impl Client {
         let (tx, rx) = mpsc::channel(64);
         let context = ReceiptContext {
             state: self.state.clone(),
-            model: request.model.clone(),
+            model,
             checkpoint: preflight.checkpoint.clone(),
             candidates: preflight.candidates,
         };

@@ -629,3 +629,24 @@ async fn a_node_that_disappears_mid_stream_is_reported() {
     assert_eq!(receipts.len(), 1);
     assert_eq!(receipts[0].outcome, "interrupted");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_request_is_refused_before_anything_is_fetched_or_spent() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = stack(dir.path(), true).await;
+    let mut c = client(&stack);
+    let mut empty = request("x", 8);
+    empty.messages.clear();
+    let e = c.chat(empty, Route::Cloud).await.unwrap_err();
+    assert!(matches!(e, ClientError::Config(_)), "{e}");
+    assert_eq!(c.tokens_on_hand(), 0, "no token was even fetched");
+    assert_eq!(
+        c.state().saved_checkpoint().unwrap(),
+        None,
+        "the log was not asked"
+    );
+    // With no local model, a forced local route is an error, not a silent trip to the cloud.
+    let e = c.chat(request("x", 8), Route::Local).await.unwrap_err();
+    assert!(matches!(e, ClientError::Local(_)), "{e}");
+    assert_eq!(redeemed_at_gateway(&stack).await, 0);
+}
