@@ -102,7 +102,7 @@ struct ReceiptArgs {
 
 #[derive(Args)]
 struct DemoArgs {
-    #[arg(long, default_value = "Say hello in one short sentence.")]
+    #[arg(long, default_value = "Hello! Who are you?")]
     prompt: String,
     /// A GGUF model to serve (default: the demo model, fetched on first use).
     #[arg(long)]
