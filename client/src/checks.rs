@@ -6,12 +6,11 @@
 
 use std::collections::HashMap;
 
-use arcane_verifier::attested::{NodeBundle, VerifiedNode};
+use arcane_verifier::attested::{NodeBundle, NodeTrust, VerifiedNode, verify_node_document};
 use arcane_verifier::bundle::{VerifiedEntry, verify_bundle};
 use arcane_verifier::checkpoint::VerifiedCheckpoint;
 use arcane_verifier::entry::{EntryBody, TokenRole, encode_key_config};
-use arcane_verifier::nitro::{DocumentCache, check_attestation};
-use arcane_verifier::sealed::RekPublicKey;
+use arcane_verifier::nitro::DocumentCache;
 use arcane_verifier::tokens::IssuerKey;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
@@ -325,18 +324,22 @@ impl Checks {
             )));
         }
         let model_sha256 = r.model_sha256;
-        let document = self
-            .documents
-            .verify(&bundle.document, &self.trust.nitro_root, now_ms / 1000)
-            .map_err(|e| refused(&format!("attestation document: {e}")))?;
-        let rek = check_attestation(&document, &release, &self.trust.attestation, now_ms, None)
-            .map_err(|e| {
-                refused(&format!(
-                    "attestation against release entry {}: {e}",
-                    release.index
-                ))
-            })?;
-        let rek = RekPublicKey::from_slice(rek).map_err(|e| refused(&e))?;
+        let index = release.index;
+        let anchors = self.trust.log.anchors();
+        let node_trust = NodeTrust {
+            anchors,
+            nitro_root: &self.trust.nitro_root,
+            attestation: &self.trust.attestation,
+        };
+        let node = verify_node_document(
+            &bundle.document,
+            release,
+            &node_trust,
+            now_ms,
+            None,
+            &mut self.documents,
+        )
+        .map_err(|e| refused(&format!("attestation (release entry {index}): {e}")))?;
         let model = models
             .iter()
             .find(|m| m.model_sha256 == hex::encode(model_sha256))
@@ -345,15 +348,7 @@ impl Checks {
         Ok(Candidate {
             bundle_digest: bundle.digest(),
             model,
-            node: VerifiedNode {
-                rek,
-                model_sha256,
-                document_hash: document.document_hash,
-                attested_at_ms: document.document.timestamp_ms,
-                valid_until: document.valid_until,
-                root: document.root,
-                release,
-            },
+            node,
         })
     }
 }

@@ -124,8 +124,27 @@ pub fn verify_node_bundle(
     nonce: Option<&[u8]>,
     cache: &mut DocumentCache,
 ) -> Result<VerifiedNode> {
+    let release = verify_bundle(
+        bundle.release.as_bytes(),
+        &trust.anchors,
+        current,
+        now_ms / 1000,
+    )?;
+    verify_node_document(&bundle.document, release, trust, now_ms, nonce, cache)
+}
+
+/// The second half of [`verify_node_bundle`], for callers that verified (and perhaps cached) the
+/// release bundle themselves: the document's chain at `now_ms`, then the release policy, then the
+/// REK.
+pub fn verify_node_document(
+    document: &[u8],
+    release: VerifiedEntry,
+    trust: &NodeTrust<'_>,
+    now_ms: u64,
+    nonce: Option<&[u8]>,
+    cache: &mut DocumentCache,
+) -> Result<VerifiedNode> {
     let now = now_ms / 1000;
-    let release = verify_bundle(bundle.release.as_bytes(), &trust.anchors, current, now)?;
     let EntryBody::Release(r) = &release.entry.entry.body else {
         return Err(Error::WrongEntryKind {
             expected: "release",
@@ -133,7 +152,7 @@ pub fn verify_node_bundle(
         });
     };
     let model_sha256 = r.model_sha256;
-    let document = cache.verify(&bundle.document, trust.nitro_root, now)?;
+    let document = cache.verify(document, trust.nitro_root, now)?;
     let rek = check_attestation(&document, &release, trust.attestation, now_ms, nonce)?;
     let rek = RekPublicKey::from_slice(rek)?;
     Ok(VerifiedNode {
