@@ -25,6 +25,8 @@ use crate::wallet::Wallet;
 /// How long a fetched key list is used before it is fetched again (its proofs are re-checked
 /// against the newest checkpoint on every request regardless).
 pub const KEYS_REFETCH: Duration = Duration::from_secs(600);
+/// Largest key list read from the gateway.
+pub const MAX_KEY_LIST: usize = 1 << 20;
 
 /// Milliseconds since the epoch.
 pub fn now_ms() -> u64 {
@@ -387,10 +389,7 @@ impl Client {
                     reason: e.to_string(),
                 })?;
             let status = reply.status().as_u16();
-            let body = reply.bytes().await.map_err(|e| ClientError::Unreachable {
-                service: "gateway",
-                reason: e.to_string(),
-            })?;
+            let body = transport::read_limited(reply, MAX_KEY_LIST, "gateway").await?;
             if status != 200 {
                 return Err(ClientError::Status {
                     service: "gateway",
@@ -398,7 +397,7 @@ impl Client {
                     message: String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned(),
                 });
             }
-            self.keys_answer = Some((Instant::now(), body.to_vec()));
+            self.keys_answer = Some((Instant::now(), body));
         }
         let answer = &self.keys_answer.as_ref().expect("set").1;
         match self.checks.keys(answer, now_ms() / 1000) {

@@ -70,6 +70,34 @@ impl InnerHttp<'_> {
     }
 }
 
+/// Reads a whole answer body, refusing one larger than `limit` bytes as it arrives (a hostile
+/// server cannot make the client buffer without bound).
+pub async fn read_limited(
+    mut reply: reqwest::Response,
+    limit: usize,
+    service: &'static str,
+) -> Result<Vec<u8>> {
+    let mut body = Vec::new();
+    while let Some(chunk) = reply.chunk().await.map_err(|e| unreachable(service, e))? {
+        if body.len() + chunk.len() > limit {
+            return Err(unreachable(
+                service,
+                format!("the answer exceeds {limit} bytes"),
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The first 300 characters of an error answer, for messages.
+async fn error_text(reply: reqwest::Response, service: &'static str) -> String {
+    match read_limited(reply, 4096, service).await {
+        Ok(body) => String::from_utf8_lossy(&body).chars().take(300).collect(),
+        Err(e) => e.to_string(),
+    }
+}
+
 fn unreachable(service: &'static str, e: impl std::fmt::Display) -> ClientError {
     ClientError::Unreachable {
         service,
@@ -103,8 +131,7 @@ async fn post(
     if status == 200 {
         return Ok(reply);
     }
-    let message = reply.text().await.unwrap_or_default();
-    let message: String = message.chars().take(300).collect();
+    let message = error_text(reply, hop.service()).await;
     if status == 401 && matches!(hop, Hop::Relay(..)) {
         return Err(ClientError::TokenRefused {
             by: "relay",
@@ -130,13 +157,7 @@ pub async fn call(
         .and_then(|r| r.encapsulate(&encoded))
         .map_err(|e| ClientError::Answer(format!("OHTTP encapsulation: {e}")))?;
     let reply = post(http, hop, OHTTP_REQ, encapsulated).await?;
-    let bytes = reply
-        .bytes()
-        .await
-        .map_err(|e| unreachable(hop.service(), e))?;
-    if bytes.len() > MAX_ANSWER {
-        return Err(ClientError::Answer("the answer is too large".into()));
-    }
+    let bytes = read_limited(reply, MAX_ANSWER, hop.service()).await?;
     let plain = response
         .decapsulate(&bytes)
         .map_err(|e| ClientError::Answer(format!("OHTTP answer does not open: {e}")))?;
@@ -274,4 +295,54 @@ pub async fn call_streaming(
         status,
         content: rx,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    /// Serves one HTTP/1.1 answer whose body is `size` bytes, sent in pieces.
+    async fn serve_body(size: usize) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            // The request first (hyper refuses an answer that arrives before it is sent).
+            let mut request = Vec::new();
+            let mut byte = [0u8; 1];
+            while !request.ends_with(b"\r\n\r\n") {
+                if tokio::io::AsyncReadExt::read(&mut socket, &mut byte)
+                    .await
+                    .unwrap_or(0)
+                    == 0
+                {
+                    return;
+                }
+                request.push(byte[0]);
+            }
+            let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {size}\r\n\r\n");
+            let _ = socket.write_all(head.as_bytes()).await;
+            let piece = vec![b'x'; 64 * 1024];
+            let mut left = size;
+            while left > 0 {
+                let n = left.min(piece.len());
+                if socket.write_all(&piece[..n]).await.is_err() {
+                    return;
+                }
+                left -= n;
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn answers_over_the_limit_are_refused_while_they_arrive() {
+        let http = reqwest::Client::new();
+        let small = http.get(serve_body(1000).await).send().await.unwrap();
+        assert_eq!(read_limited(small, 1000, "log").await.unwrap().len(), 1000);
+        let large = http.get(serve_body(64 << 20).await).send().await.unwrap();
+        let e = read_limited(large, 1 << 20, "gateway").await.unwrap_err();
+        assert!(e.to_string().contains("exceeds 1048576 bytes"), "{e}");
+    }
 }

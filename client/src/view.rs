@@ -50,7 +50,7 @@ async fn get_log(http: &reqwest::Client, url: &str) -> Result<Vec<u8>> {
     };
     let reply = http.get(url).send().await.map_err(|e| unreachable(&e))?;
     let status = reply.status().as_u16();
-    let bytes = reply.bytes().await.map_err(|e| unreachable(&e))?;
+    let bytes = crate::transport::read_limited(reply, MAX_LOG_ANSWER, "log").await?;
     if status != 200 {
         return Err(ClientError::Status {
             service: "log",
@@ -58,10 +58,7 @@ async fn get_log(http: &reqwest::Client, url: &str) -> Result<Vec<u8>> {
             message: String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned(),
         });
     }
-    if bytes.len() > MAX_LOG_ANSWER {
-        return Err(unreachable(&"answer too large"));
-    }
-    Ok(bytes.to_vec())
+    Ok(bytes)
 }
 
 impl LogView {

@@ -305,7 +305,7 @@ async fn an_expired_release_is_refused() {
     stack
         .publish(
             release_entry(&stack.options.measurements, stack.model.sha256),
-            Duration::from_secs(1),
+            Duration::from_secs(4),
         )
         .await
         .unwrap();
@@ -318,7 +318,11 @@ async fn an_expired_release_is_refused() {
     list_unverified(&stack, &bundle).await;
     let mut c = client(&stack);
     c.preflight(None).await.expect("valid while the release is");
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let expired_at_ms = (short.verified.entry.entry.not_after + 1) * 1000 + 100;
+    tokio::time::sleep(Duration::from_millis(
+        expired_at_ms.saturating_sub(now_ms()),
+    ))
+    .await;
     list_unverified(&stack, &bundle).await;
     let result = c.chat(request("secret prompt", 8), Route::Cloud).await;
     assert_refused_before_wrap(&stack, result, Check::Nodes, "expired").await;
