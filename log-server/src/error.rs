@@ -48,6 +48,13 @@ pub enum LogError {
     Client(String),
     #[error("server is shutting down")]
     ShuttingDown,
+    /// Trillian answered with something unusable, or refused, or cannot be reached.
+    #[error("Trillian: {0}")]
+    Trillian(String),
+    /// Trillian showed a root that does not extend the last one arcane-log signed: never
+    /// signed over, reported.
+    #[error("Trillian showed an inconsistent tree: {0}")]
+    TrillianInconsistent(String),
 }
 
 impl LogError {

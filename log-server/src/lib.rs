@@ -27,6 +27,7 @@ pub mod publish;
 pub mod sequencer;
 pub mod storage;
 pub mod submission;
+pub mod trillian;
 pub mod witnessing;
 
 use std::net::SocketAddr;
