@@ -136,6 +136,8 @@ pub struct ServeConfig {
     pub sequencer: SequencerConfig,
     /// Witness policy file (Sigsum format): witnesses to ask and the quorum needed to publish.
     pub witness_policy: Option<PathBuf>,
+    /// A Trillian log tree that sequences the entries (`None`: this log's own sequencer).
+    pub trillian: Option<trillian::follower::TrillianConfig>,
 }
 
 impl ServeConfig {
@@ -148,6 +150,7 @@ impl ServeConfig {
             origin: None,
             sequencer: SequencerConfig::default(),
             witness_policy: None,
+            trillian: None,
         }
     }
 
@@ -254,6 +257,13 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer> {
     };
     let latest = store.init_empty_checkpoint(&empty, now_ms()).await?;
     let metrics = Arc::new(metrics::Metrics::default());
+    // With Trillian: the tree must exist, be a LOG tree and be active before anything starts.
+    let trillian = match &config.trillian {
+        None => None,
+        Some(t) => Some(Arc::new(
+            trillian::follower::TrillianFollower::connect(t).await?,
+        )),
+    };
     let witnessing = match &config.witness_policy {
         None => None,
         Some(path) => {
@@ -324,6 +334,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer> {
         published: published.clone(),
         metrics: metrics.clone(),
         witnessing,
+        trillian,
     };
     let sequencer = tokio::spawn(sequencer.run(wake, shutdown_rx.clone()));
     let refresher = tokio::spawn(refresh_published(store.clone(), published, shutdown_rx));

@@ -55,6 +55,21 @@ enum Command {
         /// Witness policy (Sigsum policy format): witnesses to ask, quorum needed to publish.
         #[arg(long)]
         witness_policy: Option<PathBuf>,
+        /// Who sequences entries: this log (`local`) or a Trillian log tree (`trillian`; the
+        /// database then holds the personality's state).
+        #[arg(long, value_enum, default_value = "local")]
+        backend: BackendArg,
+        /// Trillian's log server (gRPC), `host:port`; with `--backend trillian`.
+        #[arg(long, required_if_eq("backend", "trillian"))]
+        trillian_addr: Option<String>,
+        /// The Trillian LOG tree; with `--backend trillian` (`arcane-log trillian init` makes one).
+        #[arg(long, required_if_eq("backend", "trillian"))]
+        tree_id: Option<i64>,
+    },
+    /// Trillian administration.
+    Trillian {
+        #[command(subcommand)]
+        command: TrillianCommand,
     },
     /// Create the log key in a data directory without starting the server.
     Keygen {
@@ -94,6 +109,25 @@ enum Command {
         /// Files whose bytes are the entries.
         #[arg(required = true)]
         entry_files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BackendArg {
+    Local,
+    Trillian,
+}
+
+#[derive(Subcommand)]
+enum TrillianCommand {
+    /// Create and initialise a LOG tree for this personality; prints its tree id.
+    Init {
+        /// Trillian's admin and log server (gRPC), `host:port`.
+        #[arg(long)]
+        trillian_addr: String,
+        /// The tree's display name.
+        #[arg(long, default_value = "arcane-log")]
+        name: String,
     },
 }
 
@@ -221,9 +255,17 @@ async fn run(cli: Cli) -> Result<(), LogError> {
             batch_size,
             batch_delay_ms,
             witness_policy,
+            backend,
+            trillian_addr,
+            tree_id,
         } => {
             if batch_size == 0 {
                 return Err(LogError::Config("--batch-size must be at least 1".into()));
+            }
+            if backend == BackendArg::Local && (trillian_addr.is_some() || tree_id.is_some()) {
+                return Err(LogError::Config(
+                    "--trillian-addr and --tree-id need --backend trillian".into(),
+                ));
             }
             let mut config = ServeConfig::new(data_dir);
             config.listen = listen;
@@ -232,6 +274,13 @@ async fn run(cli: Cli) -> Result<(), LogError> {
             config.sequencer.batch_size = batch_size;
             config.sequencer.batch_delay = Duration::from_millis(batch_delay_ms);
             config.witness_policy = witness_policy;
+            if let (Some(addr), Some(tree_id)) = (trillian_addr, tree_id) {
+                config.trillian = Some(arcane_log::trillian::follower::TrillianConfig {
+                    addr,
+                    tree_id,
+                    retry: Default::default(),
+                });
+            }
             let server = arcane_log::start(config).await?;
             println!("log verifier key: {}", server.vkey());
             let client = LogClient::new(&format!("http://{}", server.addr()))?;
@@ -243,6 +292,22 @@ async fn run(cli: Cli) -> Result<(), LogError> {
             wait_for_signal().await;
             tracing::info!("shutting down");
             server.shutdown().await;
+            Ok(())
+        }
+        Command::Trillian {
+            command:
+                TrillianCommand::Init {
+                    trillian_addr,
+                    name,
+                },
+        } => {
+            let tree_id = arcane_log::trillian::client::TrillianClient::create_log(
+                &trillian_addr,
+                &name,
+                Default::default(),
+            )
+            .await?;
+            println!("{tree_id}");
             Ok(())
         }
         Command::Keygen { data_dir, origin } => {

@@ -14,6 +14,7 @@ pub struct Metrics {
     duplicates: AtomicU64,
     rejected: AtomicU64,
     integrated: AtomicU64,
+    trillian_refusals: AtomicU64,
     tree_size: AtomicU64,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS_MS.len()],
     latency_count: AtomicU64,
@@ -35,6 +36,16 @@ impl Metrics {
     /// Counts integrated entries.
     pub fn add_integrated(&self, n: u64) {
         self.integrated.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts Trillian roots refused (rewinds, forks, unknown leaves).
+    pub fn add_trillian_refusal(&self) {
+        self.trillian_refusals.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Trillian roots refused so far.
+    pub fn trillian_refusals(&self) -> u64 {
+        self.trillian_refusals.load(Ordering::Relaxed)
     }
 
     /// Records the published tree size.
@@ -86,6 +97,12 @@ impl Metrics {
             "arcane_log_entries_integrated_total",
             "Entries integrated by this process's sequencer.",
             &self.integrated,
+        );
+        counter(
+            &mut out,
+            "arcane_log_trillian_refusals_total",
+            "Trillian roots refused as rewinds, forks or leaves this log never accepted.",
+            &self.trillian_refusals,
         );
         let _ = writeln!(
             out,

@@ -21,7 +21,7 @@ use arcane_verifier::tiles::{
 
 use crate::error::{LogError, Result};
 use crate::metrics::Metrics;
-use crate::storage::{BatchOutcome, BatchWrite, Store, StoredCheckpoint};
+use crate::storage::{BatchOutcome, BatchWrite, Selection, Store, StoredCheckpoint};
 use crate::{Published, now_ms};
 
 /// How the sequencer batches.
@@ -119,8 +119,13 @@ impl TreeState {
         self.range.size()
     }
 
+    /// The root of the tree.
+    pub fn root(&self) -> Hash {
+        self.range.root()
+    }
+
     /// Appends leaves; returns the tiles that changed, as (level, index, bytes).
-    fn append(&mut self, leaves: &[Hash]) -> Vec<(u8, u64, Vec<u8>)> {
+    pub fn append(&mut self, leaves: &[Hash]) -> Vec<(u8, u64, Vec<u8>)> {
         let mut touched: BTreeMap<u8, ()> = BTreeMap::new();
         let mut full: Vec<(u8, u64, Vec<u8>)> = Vec::new();
         for leaf in leaves {
@@ -184,6 +189,8 @@ pub struct Sequencer {
     pub metrics: Arc<Metrics>,
     /// The witnesses to get checkpoints cosigned by, if the log has a witness policy.
     pub witnessing: Option<Arc<crate::witnessing::Witnessing>>,
+    /// With a Trillian back end: Trillian sequences, this log follows and signs.
+    pub trillian: Option<Arc<crate::trillian::follower::TrillianFollower>>,
 }
 
 impl Sequencer {
@@ -212,6 +219,12 @@ impl Sequencer {
                         tracing::warn!("sequencer lease lost");
                     }
                     leader = is_leader;
+                }
+                Err(error @ LogError::TrillianInconsistent(_)) => {
+                    // Never signed over; reported every round until an operator acts.
+                    self.metrics.add_trillian_refusal();
+                    tracing::error!(%error, "Trillian root refused; no checkpoint signed");
+                    state = None;
                 }
                 Err(error) => {
                     tracing::error!(%error, "sequencer step failed; reloading state from the database");
@@ -292,13 +305,34 @@ impl Sequencer {
             };
             let mut next = current.clone();
             let origin = self.signer.name();
+            let trillian_leaves = match &self.trillian {
+                None => None,
+                Some(follower) => {
+                    follower.forward(store, self.config.batch_size).await?;
+                    match follower.next_leaves(&current).await {
+                        Ok(Some(leaves)) => Some(leaves),
+                        Ok(None) => {
+                            *state = Some(current);
+                            return Ok(true);
+                        }
+                        Err(e) => {
+                            *state = Some(current);
+                            return Err(e);
+                        }
+                    }
+                }
+            };
+            let selection = match &trillian_leaves {
+                Some(leaves) => Selection::InOrder(leaves),
+                None => Selection::Oldest(self.config.batch_size),
+            };
             let outcome = store
                 .integrate_batch(
                     holder,
                     now_ms(),
                     ttl,
                     current.size(),
-                    self.config.batch_size,
+                    selection,
                     |pending| {
                         let leaves: Vec<Hash> = pending.iter().map(|p| p.leaf_hash).collect();
                         let tiles = next.append(&leaves);
@@ -342,7 +376,7 @@ impl Sequencer {
                     self.metrics.add_integrated(entries.len() as u64);
                     self.published.update(checkpoint);
                     *state = Some(next);
-                    if entries.len() < self.config.batch_size {
+                    if entries.len() < self.config.batch_size || self.trillian.is_some() {
                         return Ok(true);
                     }
                 }

@@ -31,6 +31,15 @@ pub struct Store {
     sqlite_writer: Arc<tokio::sync::Mutex<()>>,
 }
 
+/// Which pending entries a batch integrates.
+#[derive(Clone, Copy, Debug)]
+pub enum Selection<'a> {
+    /// Up to this many, in submission order (the log's own sequencer).
+    Oldest(usize),
+    /// Exactly these, in this order (the order Trillian sequenced them in); each must be pending.
+    InOrder(&'a [Hash]),
+}
+
 /// A new entry to store.
 #[derive(Clone, Debug)]
 pub struct NewEntry {
@@ -330,6 +339,17 @@ impl Store {
         Ok(out)
     }
 
+    /// Up to `limit` pending entries, oldest first: leaf hash and bytes.
+    pub async fn pending_entries(&self, limit: usize) -> Result<Vec<(Hash, Vec<u8>)>> {
+        sqlx::query("SELECT leaf_hash, data FROM entries WHERE idx IS NULL ORDER BY seq LIMIT $1")
+            .bind(to_i64(limit as u64)?)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| Ok((hash_column(row, "leaf_hash")?, row.try_get("data")?)))
+            .collect()
+    }
+
     /// Finds an entry by leaf hash: `None` if unknown, `Some(None)` if pending.
     pub async fn lookup(&self, leaf_hash: &Hash) -> Result<Option<Option<u64>>> {
         let row = sqlx::query("SELECT idx FROM entries WHERE leaf_hash = $1")
@@ -509,16 +529,17 @@ impl Store {
         Ok(())
     }
 
-    /// Integrates up to `limit` pending entries in one transaction: fences on the lease, checks the
-    /// stored size equals `expected_size`, assigns indexes `expected_size..`, and writes the tiles
-    /// and checkpoint that `plan` computes from the batch. Nothing is visible unless all of it is.
+    /// Integrates pending entries in one transaction: fences on the lease, checks the stored size
+    /// equals `expected_size`, assigns indexes `expected_size..` in the order `selection` gives,
+    /// and writes the tiles and checkpoint that `plan` computes from the batch. Nothing is visible
+    /// unless all of it is.
     pub async fn integrate_batch(
         &self,
         holder: &str,
         now_ms: i64,
         ttl_ms: i64,
         expected_size: u64,
-        limit: usize,
+        selection: Selection<'_>,
         plan: impl FnOnce(&[PendingEntry]) -> Result<BatchWrite>,
     ) -> Result<BatchOutcome> {
         let _writer = self.writer().await;
@@ -546,26 +567,48 @@ impl Store {
         if stored != expected_size {
             return Ok(BatchOutcome::Diverged { stored });
         }
-        let rows = sqlx::query(
-            "SELECT seq, leaf_hash, submitted_ms FROM entries WHERE idx IS NULL ORDER BY seq LIMIT $1",
-        )
-        .bind(to_i64(limit as u64)?)
-        .fetch_all(&mut *tx)
-        .await?;
-        if rows.is_empty() {
+        let pending_row = |row: &AnyRow| -> Result<PendingEntry> {
+            Ok(PendingEntry {
+                seq: row.try_get("seq")?,
+                leaf_hash: hash_column(row, "leaf_hash")?,
+                submitted_ms: row.try_get("submitted_ms")?,
+            })
+        };
+        let pending: Vec<PendingEntry> = match selection {
+            Selection::Oldest(limit) => sqlx::query(
+                "SELECT seq, leaf_hash, submitted_ms FROM entries WHERE idx IS NULL ORDER BY seq LIMIT $1",
+            )
+            .bind(to_i64(limit as u64)?)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(pending_row)
+            .collect::<Result<_>>()?,
+            Selection::InOrder(hashes) => {
+                let mut out = Vec::with_capacity(hashes.len());
+                for (i, hash) in hashes.iter().enumerate() {
+                    let row = sqlx::query(
+                        "SELECT seq, leaf_hash, submitted_ms FROM entries WHERE leaf_hash = $1 AND idx IS NULL",
+                    )
+                    .bind(hash.0.to_vec())
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or_else(|| {
+                        LogError::TrillianInconsistent(format!(
+                            "leaf {} ({}) is not a pending submission of this log",
+                            expected_size + i as u64,
+                            hash.to_hex()
+                        ))
+                    })?;
+                    out.push(pending_row(&row)?);
+                }
+                out
+            }
+        };
+        if pending.is_empty() {
             tx.commit().await?; // keeps the renewed lease
             return Ok(BatchOutcome::Empty);
         }
-        let pending: Vec<PendingEntry> = rows
-            .iter()
-            .map(|row| {
-                Ok(PendingEntry {
-                    seq: row.try_get("seq")?,
-                    leaf_hash: hash_column(row, "leaf_hash")?,
-                    submitted_ms: row.try_get("submitted_ms")?,
-                })
-            })
-            .collect::<Result<_>>()?;
         let write = plan(&pending)?;
         if write.checkpoint.size != expected_size + pending.len() as u64 {
             return Err(LogError::Corrupt(

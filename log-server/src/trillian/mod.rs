@@ -3,6 +3,7 @@
 //! Trillian's real behaviour (lagging servers, duplicate leaves, transient unavailability).
 
 pub mod client;
+pub mod follower;
 pub mod log_root;
 
 /// Generated protobuf and gRPC types.

@@ -43,6 +43,8 @@ pub struct FakeTrillian {
     pub lagging: Arc<AtomicU32>,
     /// Calls received.
     pub calls: Arc<AtomicU32>,
+    /// Sequence the queue whenever the newest root is asked for (a log signer that keeps up).
+    pub auto_sequence: Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn countdown(counter: &AtomicU32) -> bool {
@@ -251,6 +253,9 @@ impl TrillianLog for FakeTrillian {
         _: Request<GetLatestSignedLogRootRequest>,
     ) -> Result<Response<GetLatestSignedLogRootResponse>, Status> {
         self.gate()?;
+        if self.auto_sequence.load(Ordering::SeqCst) {
+            self.sequence();
+        }
         let hashes = self.hashes();
         Ok(Response::new(GetLatestSignedLogRootResponse {
             signed_log_root: Some(Self::root(&hashes, u64::MAX)),
