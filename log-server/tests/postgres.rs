@@ -5,6 +5,7 @@
 
 mod common;
 mod suite;
+mod trillian_fake;
 
 use std::time::Duration;
 
@@ -78,6 +79,38 @@ async fn typed_entries_on_postgres() {
     let dir = tempfile::tempdir().unwrap();
     let log = common::start(&dir.path().join("data"), Some(db.url.clone())).await;
     suite::typed::publishing_rules_lookups_and_bundles(&log).await;
+    log.server.shutdown().await;
+    db.drop().await;
+}
+
+/// PostgreSQL as the personality's database, Trillian as the sequencer: the same suite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_suite_over_trillian_on_postgres() {
+    let Some(db) = TestDatabase::create("trillian").await else {
+        return;
+    };
+    let fake = trillian_fake::FakeTrillian::default();
+    fake.auto_sequence
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let addr = fake.serve().await.to_string();
+    let retry = arcane_log::trillian::client::RetryPolicy {
+        first_backoff: Duration::from_millis(5),
+        ..Default::default()
+    };
+    let tree_id =
+        arcane_log::trillian::client::TrillianClient::create_log(&addr, "pg", retry.clone())
+            .await
+            .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::config(&dir.path().join("data"), Some(db.url.clone()));
+    config.trillian = Some(arcane_log::trillian::follower::TrillianConfig {
+        addr,
+        tree_id,
+        retry,
+    });
+    let log = common::start_with(config).await;
+    suite::appends_proofs_and_tiles(&log).await;
+    suite::duplicates_get_the_same_index(&log).await;
     log.server.shutdown().await;
     db.drop().await;
 }
