@@ -175,6 +175,38 @@ impl TrillianClient {
         true
     }
 
+    /// Asks until the answer is complete: `call` runs with the retry policy, `full` takes what
+    /// it needs from a complete answer and returns `None` for a lagging instance's empty or short
+    /// one, which is asked again after a wait until the attempts run out.
+    async fn until_full<A, T, F, Fut>(
+        &self,
+        what: &str,
+        expected: &str,
+        mut call: F,
+        mut full: impl FnMut(A) -> Result<Option<T>>,
+    ) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<tonic::Response<A>, tonic::Status>>,
+    {
+        let mut attempt = 0;
+        loop {
+            let answer = self.retrying(what, &mut call).await?.into_inner();
+            if let Some(done) = full(answer)? {
+                return Ok(done);
+            }
+            attempt += 1;
+            if !self.wait_for_lag(attempt).await {
+                return Err(trillian_error(
+                    what,
+                    format!(
+                        "no full proof {expected} after {attempt} attempts (the server is behind)"
+                    ),
+                ));
+            }
+        }
+    }
+
     /// Queues `value` with `identity` (its leaf hash) as the identity hash, so a second
     /// submission of the same entry is recognised as a duplicate by Trillian.
     pub async fn queue_leaf(&self, value: &[u8], identity: &Hash) -> Result<Queued> {
@@ -259,31 +291,23 @@ impl TrillianClient {
             tree_size: to_i64(size, "tree size")?,
             charge_to: None,
         };
-        let mut attempt = 0;
-        loop {
-            let answer = self
-                .retrying("GetInclusionProof", || {
-                    let mut log = self.log.clone();
-                    let request = request.clone();
-                    async move { log.get_inclusion_proof(request).await }
-                })
-                .await?
-                .into_inner();
-            if let Some(proof) = &answer.proof {
-                let proof = hashes(proof)?;
-                if proof.len() == want {
-                    return Ok(proof);
+        self.until_full(
+            "GetInclusionProof",
+            &format!("for size {size}"),
+            || {
+                let mut log = self.log.clone();
+                let request = request.clone();
+                async move { log.get_inclusion_proof(request).await }
+            },
+            |answer| match &answer.proof {
+                Some(proof) => {
+                    let proof = hashes(proof)?;
+                    Ok((proof.len() == want).then_some(proof))
                 }
-            }
-            attempt += 1;
-            if !self.wait_for_lag(attempt).await {
-                let seen = root_of(answer.signed_log_root.as_ref())?.map(|r| r.tree_size);
-                return Err(trillian_error(
-                    "GetInclusionProof",
-                    format!("no full proof for size {size} (the server has {seen:?})"),
-                ));
-            }
-        }
+                None => Ok(None),
+            },
+        )
+        .await
     }
 
     /// The index and inclusion proof of the leaf with `hash` in the tree of `size` leaves.
@@ -299,33 +323,27 @@ impl TrillianClient {
             order_by_sequence: true,
             charge_to: None,
         };
-        let mut attempt = 0;
-        loop {
-            let answer = self
-                .retrying("GetInclusionProofByHash", || {
-                    let mut log = self.log.clone();
-                    let request = request.clone();
-                    async move { log.get_inclusion_proof_by_hash(request).await }
-                })
-                .await?
-                .into_inner();
-            if let Some(proof) = answer.proof.first() {
+        self.until_full(
+            "GetInclusionProofByHash",
+            &format!("for size {size}"),
+            || {
+                let mut log = self.log.clone();
+                let request = request.clone();
+                async move { log.get_inclusion_proof_by_hash(request).await }
+            },
+            |answer| {
+                let Some(proof) = answer.proof.first() else {
+                    return Ok(None);
+                };
                 let index = to_u64(proof.leaf_index, "leaf index")?;
-                if index < size {
-                    let hashes = hashes(proof)?;
-                    if hashes.len() == inclusion_proof_len(index, size) {
-                        return Ok((index, hashes));
-                    }
+                if index >= size {
+                    return Ok(None);
                 }
-            }
-            attempt += 1;
-            if !self.wait_for_lag(attempt).await {
-                return Err(trillian_error(
-                    "GetInclusionProofByHash",
-                    format!("no full proof for size {size}"),
-                ));
-            }
-        }
+                let hashes = hashes(proof)?;
+                Ok((hashes.len() == inclusion_proof_len(index, size)).then_some((index, hashes)))
+            },
+        )
+        .await
     }
 
     /// The consistency proof from `first` to `second` leaves, waiting out a lagging server.
@@ -343,31 +361,23 @@ impl TrillianClient {
             second_tree_size: to_i64(second, "second tree size")?,
             charge_to: None,
         };
-        let mut attempt = 0;
-        loop {
-            let answer = self
-                .retrying("GetConsistencyProof", || {
-                    let mut log = self.log.clone();
-                    let request = request.clone();
-                    async move { log.get_consistency_proof(request).await }
-                })
-                .await?
-                .into_inner();
-            let proof = match &answer.proof {
-                Some(p) => hashes(p)?,
-                None => Vec::new(),
-            };
-            if proof.len() == want {
-                return Ok(proof);
-            }
-            attempt += 1;
-            if !self.wait_for_lag(attempt).await {
-                return Err(trillian_error(
-                    "GetConsistencyProof",
-                    format!("no full proof from {first} to {second}"),
-                ));
-            }
-        }
+        self.until_full(
+            "GetConsistencyProof",
+            &format!("from {first} to {second}"),
+            || {
+                let mut log = self.log.clone();
+                let request = request.clone();
+                async move { log.get_consistency_proof(request).await }
+            },
+            |answer| {
+                let proof = match &answer.proof {
+                    Some(p) => hashes(p)?,
+                    None => Vec::new(),
+                };
+                Ok((proof.len() == want).then_some(proof))
+            },
+        )
+        .await
     }
 
     /// Up to `count` leaves from `start`, in order. Trillian may return fewer; every returned leaf
