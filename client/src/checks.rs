@@ -5,6 +5,7 @@
 //! accepted releases — is evaluated again on every call.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use arcane_verifier::attested::{NodeBundle, NodeTrust, VerifiedNode, verify_node_document};
 use arcane_verifier::bundle::{VerifiedEntry, verify_bundle};
@@ -53,7 +54,7 @@ pub struct Candidate {
 /// The checks and their caches.
 #[derive(Debug)]
 pub struct Checks {
-    trust: Trust,
+    trust: Arc<Trust>,
     checkpoints: HashMap<[u8; 32], VerifiedCheckpoint>,
     bundles: HashMap<[u8; 32], VerifiedEntry>,
     documents: DocumentCache,
@@ -106,10 +107,10 @@ pub struct ModelListing {
 }
 
 impl Checks {
-    /// Empty caches under `trust`.
-    pub fn new(trust: Trust) -> Self {
+    /// Empty caches under `trust` (a `Trust` or a shared `Arc<Trust>`).
+    pub fn new(trust: impl Into<Arc<Trust>>) -> Self {
         Checks {
-            trust,
+            trust: trust.into(),
             checkpoints: HashMap::new(),
             bundles: HashMap::new(),
             documents: DocumentCache::default(),
@@ -118,7 +119,7 @@ impl Checks {
     }
 
     /// What the checks trust.
-    pub fn trust(&self) -> &Trust {
+    pub fn trust(&self) -> &Arc<Trust> {
         &self.trust
     }
 

@@ -251,7 +251,7 @@ impl Client {
     }
 
     async fn anchor(&mut self, checkpoint: &VerifiedCheckpoint, check: Check) -> Result<()> {
-        let trust = self.checks.trust().clone();
+        let trust = Arc::clone(self.checks.trust());
         self.view
             .anchor(&self.http, &trust.log_url, checkpoint, &self.state)
             .await
@@ -264,7 +264,7 @@ impl Client {
     /// Every pre-request check, in order, stopping at the first failure. `model` restricts the
     /// candidates to nodes serving that model.
     pub async fn preflight(&mut self, model: Option<&str>) -> Result<Preflight> {
-        let trust = self.checks.trust().clone();
+        let trust = Arc::clone(self.checks.trust());
         let mut report = Vec::new();
         // 1. The checkpoint: signature, witnesses, consistency with the saved one.
         let consistency = self
@@ -372,7 +372,7 @@ impl Client {
     }
 
     async fn gateway_keys(&mut self) -> Result<GatewayKeys> {
-        let trust = self.checks.trust().clone();
+        let trust = Arc::clone(self.checks.trust());
         let stale = self
             .keys_answer
             .as_ref()
@@ -455,7 +455,7 @@ impl Client {
 
     /// Fetches candidate node bundles through the relay (one OTT) into the pool.
     pub async fn prefetch(&mut self, keys: &GatewayKeys) -> Result<usize> {
-        let trust = self.checks.trust().clone();
+        let trust = Arc::clone(self.checks.trust());
         let ott = self.wallet.take(1)?.remove(0);
         let (status, body) = transport::call(
             &self.http,
@@ -551,7 +551,7 @@ impl Client {
             envelope.extend_from_slice(&w.encode());
         }
         envelope.extend_from_slice(&ciphertext);
-        let trust = self.checks.trust().clone();
+        let trust = Arc::clone(self.checks.trust());
         let mut answer = transport::call_streaming(
             &self.http,
             Hop::Relay(&trust.relay_url, &relay_ott.token),

@@ -264,9 +264,18 @@ async fn a_verified_request_streams_its_answer_and_leaves_a_receipt() {
         .await;
     assert_eq!(auto_large.unwrap().1.route, Route::Cloud);
 
-    // A second process (state on disk): the saved checkpoint is extended, the wallet reused.
+    // A second process (state on disk): the saved checkpoint is extended, the wallet reused —
+    // the same TGT (the identity service would not issue a second one this period anyway).
     drop(c);
-    let tokens_before = client(&stack).tokens_on_hand();
+    let wallet_tgt = || {
+        let path = client(&stack)
+            .state()
+            .file(arcane_client::state::WALLET_FILE);
+        let wallet: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        wallet["tgt"]["token"].as_str().unwrap().to_owned()
+    };
+    let tgt_before = wallet_tgt();
     let mut again = client(&stack);
     let (second, _) = again
         .chat(request("Hello there", 24), Route::Cloud)
@@ -276,8 +285,11 @@ async fn a_verified_request_streams_its_answer_and_leaves_a_receipt() {
         .await
         .unwrap();
     assert_eq!(second, text);
-    assert!(again.tokens_on_hand() < tokens_before || tokens_before < 3);
+    assert_eq!(wallet_tgt(), tgt_before);
     assert_eq!(read_all(again.state()).unwrap().len(), 3);
+    // Three requests went to the cloud (two here, one routed there by `Auto`), each redeemed
+    // once; the local ones never reached the gateway.
+    assert_eq!(redeemed_at_gateway(&stack).await, 3);
     stack.shutdown().await;
 }
 

@@ -308,18 +308,13 @@ impl Sequencer {
             let trillian_leaves = match &self.trillian {
                 None => None,
                 Some(follower) => {
+                    // On an error the state is reloaded from the database (see `run`).
                     follower.forward(store, self.config.batch_size).await?;
-                    match follower.next_leaves(&current).await {
-                        Ok(Some(leaves)) => Some(leaves),
-                        Ok(None) => {
-                            *state = Some(current);
-                            return Ok(true);
-                        }
-                        Err(e) => {
-                            *state = Some(current);
-                            return Err(e);
-                        }
-                    }
+                    let Some(leaves) = follower.next_leaves(&current).await? else {
+                        *state = Some(current);
+                        return Ok(true);
+                    };
+                    Some(leaves)
                 }
             };
             let selection = match &trillian_leaves {
