@@ -1,8 +1,9 @@
-# Client and operator/auditor tools: arcane (client), arcane-audit, arcane-log (publish commands).
+# Client and operator/auditor tools: arcane (client, production build: AWS Nitro root only, no
+# demo), arcane-audit, arcane-log (publish commands).
 FROM rust:1.95.0-slim-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p arcane-client -p arcane-audit -p arcane-log \
+RUN cargo build --release --locked -p arcane-client -p arcane-audit -p arcane-log --features arcane-client/cli \
     && install -D -m 0755 target/release/arcane /out/arcane \
     && install -D -m 0755 target/release/arcane-audit /out/arcane-audit \
     && install -D -m 0755 target/release/arcane-log /out/arcane-log

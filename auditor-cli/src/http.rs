@@ -66,10 +66,28 @@ fn dechunk(mut body: &[u8]) -> Result<Vec<u8>, String> {
         if size == 0 {
             return Ok(out);
         }
-        if body.len() < size + 2 {
+        // A size near usize::MAX must not wrap around into a small one.
+        if size.checked_add(2).is_none_or(|whole| body.len() < whole) {
             return Err("truncated chunk".into());
         }
         out.extend_from_slice(&body[..size]);
         body = &body[size + 2..];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dechunk;
+
+    #[test]
+    fn chunked_bodies_decode_and_huge_sizes_are_refused() {
+        assert_eq!(
+            dechunk(b"3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n").unwrap(),
+            b"abcde"
+        );
+        assert!(dechunk(b"ffffffffffffffff\r\nabc\r\n0\r\n\r\n").is_err());
+        assert!(dechunk(b"fffffffffffffffe\r\nabc\r\n0\r\n\r\n").is_err());
+        assert!(dechunk(b"4\r\nabc\r\n").is_err());
+        assert!(dechunk(b"zz\r\n").is_err());
     }
 }

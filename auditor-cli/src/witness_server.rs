@@ -138,5 +138,12 @@ pub async fn serve(
         .await
         .map_err(|e| format!("{listen}: {e}"))?;
     ready(listener.local_addr().map_err(|e| e.to_string())?);
-    axum::serve(listener, app).await.map_err(|e| e.to_string())
+    arcane_serve::serve(
+        listener,
+        app,
+        arcane_serve::ServeLimits::default(),
+        std::future::pending(),
+    )
+    .await
+    .map_err(|e| e.to_string())
 }

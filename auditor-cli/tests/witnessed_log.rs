@@ -155,3 +155,127 @@ async fn publishes_only_with_a_quorum_of_cosignatures() {
     drop(w1);
     server.shutdown().await;
 }
+
+/// A witness that answers every `add-checkpoint` with `200` and `answer` as its body.
+async fn hostile_witness(answer: String) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                // Head, then as much body as Content-Length says.
+                loop {
+                    let Ok(n) = socket.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&request).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length = text[..end]
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if request.len() >= end + 4 + length {
+                            break;
+                        }
+                    }
+                }
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+                let _ = socket.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    addr.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_witnesses_cannot_stop_a_quorum_of_others() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("log");
+    arcane_log::init_data_dir(&data, None).unwrap();
+    let log_vkey = std::fs::read_to_string(data.join("log.vkey"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let (_, forger) = common::witness_keygen(dir.path(), "forger.example");
+    let (_, babbler) = common::witness_keygen(dir.path(), "babbler.example");
+    let (honest_key, honest) = common::witness_keygen(dir.path(), "honest.example");
+    // A line with the forger's name and key id whose signature is zeros; an answer that is
+    // no signature line at all.
+    let mut forged = forger.key_id().to_be_bytes().to_vec();
+    forged.extend_from_slice(&1_700_000_000u64.to_be_bytes());
+    forged.extend_from_slice(&[0u8; 64]);
+    let forged_line = format!(
+        "— forger.example {}\n",
+        base64::engine::general_purpose::STANDARD.encode(&forged)
+    );
+    let forger_addr = hostile_witness(forged_line).await;
+    let babbler_addr = hostile_witness("this is not a cosignature\n".into()).await;
+    let honest_witness = common::start_witness(
+        &honest_key,
+        &dir.path().join("honest"),
+        &log_vkey,
+        "127.0.0.1:0",
+    );
+    let hex = |k: &VerifierKey| hex::encode(k.public_key().as_bytes());
+    let policy = dir.path().join("policy");
+    // The hostile witnesses come first: each used to stop the round before the honest one.
+    std::fs::write(
+        &policy,
+        format!(
+            "witness forger.example {} http://{forger_addr}\nwitness babbler.example {} http://{babbler_addr}\nwitness honest.example {} http://{}\ngroup any-one 1 forger.example babbler.example honest.example\nquorum any-one\n",
+            hex(&forger),
+            hex(&babbler),
+            hex(&honest),
+            honest_witness.1
+        ),
+    )
+    .unwrap();
+    let (server, base) = common::start_log_with(&data, Some(policy.clone())).await;
+    let writer = generate_signer("writer").unwrap();
+    PublisherPolicy::new(data.join(arcane_log::POLICY_FILE))
+        .allow(&writer.verifier(), &AllowedKinds::parse("opaque").unwrap())
+        .unwrap();
+    let client = arcane_log::client::LogClient::new(&base).unwrap();
+    for i in 0..3 {
+        client
+            .add(format!("entry {i}").as_bytes(), &writer)
+            .await
+            .unwrap();
+    }
+    assert!(
+        wait_for_size(&client, 3).await,
+        "published on the honest witness's cosignature"
+    );
+    // What is published carries the honest line only, and meets the policy for a client.
+    let note = client.checkpoint().await.unwrap();
+    assert!(note.contains("— honest.example "), "{note}");
+    assert!(!note.contains("— forger.example "), "{note}");
+    let policy_text = std::fs::read_to_string(&policy).unwrap();
+    let (witnesses, _) = arcane_verifier::cosignature::parse_policy_file(&policy_text).unwrap();
+    arcane_verifier::checkpoint::verify_checkpoint(
+        note.as_bytes(),
+        &VerifierKey::parse(&log_vkey).unwrap(),
+        &witnesses,
+    )
+    .unwrap();
+    server.shutdown().await;
+}

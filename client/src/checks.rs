@@ -30,10 +30,12 @@ pub struct GatewayKeys {
     pub ohttp_config: Vec<u8>,
     /// Its entry.
     pub ohttp_entry: VerifiedEntry,
-    /// The TGT issuer's key.
+    /// The current TGT issuer key (the valid one with the newest entry).
     pub tgt_key: IssuerKey,
-    /// The OTT issuer's key.
+    /// The current OTT issuer key (likewise).
     pub ott_key: IssuerKey,
+    /// Every OTT issuer key served, with a valid entry (tokens under others are unusable).
+    pub ott_key_ids: Vec<[u8; 32]>,
     /// The checkpoints the proofs were made against (to anchor in the client's view).
     pub checkpoints: Vec<VerifiedCheckpoint>,
     /// How many keys were checked.
@@ -195,7 +197,10 @@ impl Checks {
         })?;
         let b64 = base64::engine::general_purpose::STANDARD;
         let mut ohttp: Option<(Vec<u8>, VerifiedEntry)> = None;
-        let (mut tgt_key, mut ott_key) = (None, None);
+        // Per role, the key with the newest entry: the one the gateway signs new tokens with.
+        let mut tgt_key: Option<(IssuerKey, u64)> = None;
+        let mut ott_key: Option<(IssuerKey, u64)> = None;
+        let mut ott_key_ids = Vec::new();
         let mut checkpoints: Vec<VerifiedCheckpoint> = Vec::new();
         let mut entries = Vec::with_capacity(list.keys.len());
         for served in &list.keys {
@@ -246,9 +251,22 @@ impl Checks {
                     }
                     let issuer =
                         IssuerKey::from_spki(&key).map_err(|e| ClientError::refused(check, e))?;
+                    let not_before = entry.entry.entry.not_before;
+                    let newest = |held: &Option<(IssuerKey, u64)>| {
+                        held.as_ref().is_none_or(|(_, nb)| not_before > *nb)
+                    };
                     match (t.role, served.role.as_deref()) {
-                        (TokenRole::Tgt, Some("tgt")) => tgt_key = Some(issuer),
-                        (TokenRole::Ott, Some("ott")) => ott_key = Some(issuer),
+                        (TokenRole::Tgt, Some("tgt")) => {
+                            if newest(&tgt_key) {
+                                tgt_key = Some((issuer, not_before));
+                            }
+                        }
+                        (TokenRole::Ott, Some("ott")) => {
+                            ott_key_ids.push(issuer.id());
+                            if newest(&ott_key) {
+                                ott_key = Some((issuer, not_before));
+                            }
+                        }
                         _ => {
                             return Err(ClientError::refused(
                                 check,
@@ -278,10 +296,10 @@ impl Checks {
                 "the gateway serves no OHTTP key with a valid entry",
             )
         })?;
-        let tgt_key = tgt_key.ok_or_else(|| {
+        let (tgt_key, _) = tgt_key.ok_or_else(|| {
             ClientError::refused(Check::TokenKeys, "no TGT issuer key with a valid entry")
         })?;
-        let ott_key = ott_key.ok_or_else(|| {
+        let (ott_key, _) = ott_key.ok_or_else(|| {
             ClientError::refused(Check::TokenKeys, "no OTT issuer key with a valid entry")
         })?;
         Ok((
@@ -290,6 +308,7 @@ impl Checks {
                 ohttp_entry,
                 tgt_key,
                 ott_key,
+                ott_key_ids,
                 checkpoints,
                 checked: list.keys.len(),
             },

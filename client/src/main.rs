@@ -14,6 +14,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+#[cfg(feature = "demo")]
 use arcane_client::demo::{Stack, StackOptions, demo_model};
 use arcane_client::{ChatEvent, Client, ClientConfig, ClientError, Passed, Route, Trust};
 use arcane_verifier::inner::{ChatCompletionRequest, ChatMessage};
@@ -32,7 +33,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Start the whole stack locally and answer one verified request.
+    /// Start the whole stack locally and answer one verified request (development builds).
+    #[cfg(feature = "demo")]
     Demo(DemoArgs),
     /// Send a prompt (or start an interactive session) after every check passes.
     Chat(ChatArgs),
@@ -100,6 +102,7 @@ struct ReceiptArgs {
     json: bool,
 }
 
+#[cfg(feature = "demo")]
 #[derive(Args)]
 struct DemoArgs {
     #[arg(long, default_value = "Hello! Who are you?")]
@@ -291,6 +294,7 @@ fn receipts(args: ReceiptArgs) -> Result<(), ClientError> {
     Ok(())
 }
 
+#[cfg(feature = "demo")]
 async fn demo(args: DemoArgs) -> Result<(), ClientError> {
     let progress = |m: &str| eprintln!("[demo] {m}");
     let data_dir = std::path::absolute(&args.data_dir)
@@ -367,10 +371,14 @@ fn main() -> ExitCode {
         .build()
         .expect("tokio runtime");
     let cli = Cli::parse();
+    #[cfg(feature = "demo")]
     let demo_interrupt = matches!(cli.command, Command::Demo(_));
+    #[cfg(not(feature = "demo"))]
+    let demo_interrupt = false;
     let result = runtime.block_on(async move {
         let work = async move {
             match cli.command {
+                #[cfg(feature = "demo")]
                 Command::Demo(args) => demo(args).await,
                 Command::Chat(args) => chat(args).await,
                 Command::Verify(args) => verify(args).await,

@@ -20,7 +20,7 @@ use crate::state::StateDir;
 use crate::transport::{self, Hop, InnerHttp};
 use crate::trust::Trust;
 use crate::view::LogView;
-use crate::wallet::Wallet;
+use crate::wallet::{TokenKeys, Wallet};
 
 /// How long a fetched key list is used before it is fetched again (its proofs are re-checked
 /// against the newest checkpoint on every request regardless).
@@ -198,6 +198,9 @@ impl Client {
         let wallet = Wallet::load(&state)?;
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
+            // Below the servers' idle limit, so a pooled connection is not reused just as the
+            // other side closes it.
+            .pool_idle_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| ClientError::Config(e.to_string()))?;
         Ok(Client {
@@ -325,8 +328,11 @@ impl Client {
                 &self.http,
                 &trust.gateway_url,
                 &keys.ohttp_config,
-                &keys.tgt_key,
-                &keys.ott_key,
+                TokenKeys {
+                    tgt: &keys.tgt_key,
+                    ott: &keys.ott_key,
+                    valid_ott_ids: &keys.ott_key_ids,
+                },
                 api_key,
             )
             .await;
@@ -372,42 +378,46 @@ impl Client {
     }
 
     async fn gateway_keys(&mut self) -> Result<GatewayKeys> {
-        let trust = Arc::clone(self.checks.trust());
-        let stale = self
+        let cached = self
             .keys_answer
             .as_ref()
-            .is_none_or(|(at, _)| at.elapsed() > KEYS_REFETCH);
-        if stale {
-            let url = format!("{}/v1/keys", trust.gateway_url);
-            let reply = self
-                .http
-                .get(&url)
-                .send()
-                .await
-                .map_err(|e| ClientError::Unreachable {
-                    service: "gateway",
-                    reason: e.to_string(),
-                })?;
-            let status = reply.status().as_u16();
-            let body = transport::read_limited(reply, MAX_KEY_LIST, "gateway").await?;
-            if status != 200 {
-                return Err(ClientError::Status {
-                    service: "gateway",
-                    status,
-                    message: String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned(),
-                });
-            }
-            self.keys_answer = Some((Instant::now(), body));
-        }
-        let answer = &self.keys_answer.as_ref().expect("set").1;
-        match self.checks.keys(answer, now_ms() / 1000) {
-            Ok(k) => Ok(k),
-            Err(e) => {
-                // A key list that does not verify is not kept.
-                self.keys_answer = None;
-                Err(e)
+            .is_some_and(|(at, _)| at.elapsed() <= KEYS_REFETCH);
+        if cached {
+            let answer = &self.keys_answer.as_ref().expect("cached").1;
+            match self.checks.keys(answer, now_ms() / 1000) {
+                Ok(k) => return Ok(k),
+                // Most often an entry in it has expired since: the gateway has moved on to the
+                // next key. Ask again; what comes back is checked from scratch.
+                Err(e) => {
+                    tracing::debug!(error = %e, "the cached key list no longer passes; fetching it again")
+                }
             }
         }
+        self.keys_answer = None;
+        let trust = Arc::clone(self.checks.trust());
+        let url = format!("{}/v1/keys", trust.gateway_url);
+        let reply = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| ClientError::Unreachable {
+                service: "gateway",
+                reason: e.to_string(),
+            })?;
+        let status = reply.status().as_u16();
+        let body = transport::read_limited(reply, MAX_KEY_LIST, "gateway").await?;
+        if status != 200 {
+            return Err(ClientError::Status {
+                service: "gateway",
+                status,
+                message: String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned(),
+            });
+        }
+        // A key list that does not verify is not kept.
+        let keys = self.checks.keys(&body, now_ms() / 1000)?;
+        self.keys_answer = Some((Instant::now(), body));
+        Ok(keys)
     }
 
     async fn candidates(
@@ -456,7 +466,7 @@ impl Client {
     /// Fetches candidate node bundles through the relay (one OTT) into the pool.
     pub async fn prefetch(&mut self, keys: &GatewayKeys) -> Result<usize> {
         let trust = Arc::clone(self.checks.trust());
-        let ott = self.wallet.take(1)?.remove(0);
+        let ott = self.wallet.take(1).await?.remove(0);
         let (status, body) = transport::call(
             &self.http,
             Hop::Relay(&trust.relay_url, &ott.token),
@@ -523,7 +533,7 @@ impl Client {
         request.model = preflight.candidates[0].model.clone();
         // Two OTTs: one admits the request at the relay, one is redeemed by the gateway (and
         // checked by the node with the TGT inside the sealed request).
-        let mut otts = self.wallet.take(2)?;
+        let mut otts = self.wallet.take(2).await?;
         let gateway_ott = otts.pop().expect("two");
         let relay_ott = otts.pop().expect("two");
         let material = self.wallet.material(&gateway_ott)?;

@@ -64,7 +64,21 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     file.write_all(bytes)
         .and_then(|()| file.sync_all())
         .map_err(|e| state_error(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| state_error(path, e))
+    std::fs::rename(&tmp, path).map_err(|e| state_error(path, e))?;
+    // The rename is durable only once the folder itself is on disk: without this a power loss
+    // can bring back the previous file (an older saved checkpoint would hide a split view).
+    sync_parent(path)
+}
+
+/// Flushes the folder holding `path`, so a rename or a new file in it survives a power loss.
+pub fn sync_parent(path: &Path) -> Result<()> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(parent)
+        .and_then(|dir| dir.sync_all())
+        .map_err(|e| state_error(parent, e))
 }
 
 impl StateDir {

@@ -25,7 +25,7 @@ use arcane_verifier::bundle::LogTrust;
 use arcane_verifier::cosignature::WitnessPolicy;
 use arcane_verifier::entry::EntryPolicy;
 use arcane_verifier::merkle::Hash;
-use arcane_verifier::nitro::{AttestationPolicy, NitroRoot, RootKind, pem_certificate};
+use arcane_verifier::nitro::{AttestationPolicy, NitroRoot, RootKind};
 use arcane_verifier::note::VerifierKey;
 use serde::Deserialize;
 use zeroize::Zeroizing;
@@ -153,15 +153,7 @@ impl Trust {
         };
         let nitro_root = match &file.development_nitro_root {
             None => NitroRoot::aws(),
-            Some(p) => {
-                let path = resolve(p);
-                let pem = std::fs::read_to_string(&path).map_err(|e| {
-                    bad("development_nitro_root", format!("{}: {e}", path.display()))
-                })?;
-                NitroRoot::development(
-                    pem_certificate(&pem).map_err(|e| bad("development_nitro_root", e))?,
-                )
-            }
+            Some(p) => development_root(&resolve(p))?,
         };
         let api_key = match &file.api_key_file {
             None => None,
@@ -213,6 +205,32 @@ impl Trust {
     pub fn is_development(&self) -> bool {
         self.nitro_root.kind() != RootKind::Aws
     }
+}
+
+/// The development root a trust file names: read only by a build with the `development`
+/// feature (the CLI's development build and the demo); every other build refuses the file.
+#[cfg(feature = "development")]
+fn development_root(path: &Path) -> Result<NitroRoot> {
+    let pem = std::fs::read_to_string(path)
+        .map_err(|e| bad("development_nitro_root", format!("{}: {e}", path.display())))?;
+    Ok(NitroRoot::development(
+        arcane_verifier::nitro::pem_certificate(&pem)
+            .map_err(|e| bad("development_nitro_root", e))?,
+    ))
+}
+
+/// See the `development` build's version: this build cannot accept a simulated document,
+/// whatever a trust file says.
+#[cfg(not(feature = "development"))]
+fn development_root(path: &Path) -> Result<NitroRoot> {
+    Err(bad(
+        "development_nitro_root",
+        format!(
+            "{}: this build accepts only the AWS Nitro root (development roots need the \
+             `development` feature, which production builds leave off)",
+            path.display()
+        ),
+    ))
 }
 
 /// A TOML basic string holding `text`.
@@ -308,6 +326,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "development")]
     fn relative_paths_resolve_against_the_file_and_development_roots_are_flagged() {
         let dir = tempfile::tempdir().unwrap();
         let root = rcgen_free_root();
@@ -326,6 +345,7 @@ mod tests {
     }
 
     /// A PEM certificate (the AWS root's bytes stand in: only the PEM form matters here).
+    #[cfg(feature = "development")]
     fn rcgen_free_root() -> String {
         arcane_verifier::nitro::certificate_pem(NitroRoot::aws().der())
     }

@@ -1,6 +1,13 @@
-//! The token wallet: one TGT per period from the identity service, OTT batches from the token
-//! granting service, one OTT spent per hop. Tokens are removed from the wallet file *before*
-//! they are used, so a crash can lose a token but never spend one twice.
+//! The token wallet: a TGT from the identity service, OTT batches from the token granting
+//! service, one OTT spent per hop. Tokens are removed from the wallet file *before* they are
+//! used, so a crash can lose a token but never spend one twice; the wallet file is locked while
+//! a process reads and rewrites it, so two processes sharing a state folder never hand out the
+//! same token.
+//!
+//! A TGT is renewed ahead of need (`spec/tokens.md` §3): when its OTT allotment runs out (the
+//! token granting service grants fewer than asked, or says it is used up), when the gateway's
+//! current TGT key is another one, or when its key is no longer valid. OTTs under an OTT key the
+//! gateway no longer lists (expired) are dropped rather than spent.
 
 use arcane_verifier::tokens::{
     IssuerKey, NK, OTT_ISSUER, TGT_ISSUER, Token, TokenChallenge, TokenMaterial, ott_nonce,
@@ -30,6 +37,9 @@ struct StoredTgt {
     token: String,
     secret: String,
     next_index: u32,
+    /// The token granting service has no more OTTs for this TGT.
+    #[serde(default)]
+    used_up: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -47,11 +57,39 @@ pub struct Ott {
     pub token: Token,
 }
 
+/// The wallet's TGT: the token, its secret, the next OTT index, and whether it is used up.
+struct HeldTgt {
+    token: Token,
+    secret: Zeroizing<[u8; 32]>,
+    next_index: u32,
+    used_up: bool,
+}
+
 /// The wallet.
 pub struct Wallet {
     path: std::path::PathBuf,
-    tgt: Option<(Token, Zeroizing<[u8; 32]>, u32)>,
+    tgt: Option<HeldTgt>,
     otts: Vec<Ott>,
+}
+
+/// The keys the gateway currently offers for tokens (each with a verified entry).
+#[derive(Clone, Copy, Debug)]
+pub struct TokenKeys<'a> {
+    /// The current TGT key (new TGTs are blinded to it).
+    pub tgt: &'a IssuerKey,
+    /// The current OTT key (new OTTs are blinded to it).
+    pub ott: &'a IssuerKey,
+    /// Every OTT key the gateway lists as valid (OTTs under others are dropped).
+    pub valid_ott_ids: &'a [[u8; 32]],
+}
+
+/// Why the token granting service refused, as it says in its `reason` field.
+fn refusal_reason(body: &[u8]) -> Option<String> {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()?
+        .get("reason")?
+        .as_str()
+        .map(str::to_owned)
 }
 
 impl std::fmt::Debug for Wallet {
@@ -76,42 +114,98 @@ fn random_secret() -> Zeroizing<[u8; 32]> {
     secret
 }
 
+/// The lock on a wallet file, held while a process reads and rewrites it.
+struct WalletLock(std::fs::File);
+
+impl Drop for WalletLock {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
+}
+
+/// Longest a process waits for another one to finish with the wallet.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl Wallet {
     /// Loads the wallet from `state` (empty when there is none).
     pub fn load(state: &StateDir) -> Result<Wallet> {
-        let path = state.file(WALLET_FILE);
-        let text = match std::fs::read(&path) {
+        let mut wallet = Wallet {
+            path: state.file(WALLET_FILE),
+            tgt: None,
+            otts: Vec::new(),
+        };
+        wallet.reload()?;
+        Ok(wallet)
+    }
+
+    /// Waits for, and takes, the lock on the wallet file (`wallet.lock` beside it), then reads
+    /// the file again: another process may have changed it meanwhile.
+    async fn lock(&mut self) -> Result<WalletLock> {
+        let path = self.path.with_extension("lock");
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options
+            .open(&path)
+            .map_err(|e| corrupt(&path, &e.to_string()))?;
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(corrupt(&path, "another process holds the wallet"));
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(corrupt(&path, &e.to_string()));
+                }
+            }
+        }
+        let lock = WalletLock(file);
+        self.reload()?;
+        Ok(lock)
+    }
+
+    fn reload(&mut self) -> Result<()> {
+        let path = &self.path;
+        let text = match std::fs::read(path) {
             Ok(t) => Zeroizing::new(t),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Wallet {
-                    path,
-                    tgt: None,
-                    otts: Vec::new(),
-                });
+                self.tgt = None;
+                self.otts.clear();
+                return Ok(());
             }
-            Err(e) => return Err(corrupt(&path, &e.to_string())),
+            Err(e) => return Err(corrupt(path, &e.to_string())),
         };
         let file: WalletFile =
-            serde_json::from_slice(&text).map_err(|e| corrupt(&path, &e.to_string()))?;
+            serde_json::from_slice(&text).map_err(|e| corrupt(path, &e.to_string()))?;
         let b64 = base64::engine::general_purpose::STANDARD;
         let token = |t: &str| {
             b64.decode(t)
                 .ok()
                 .and_then(|b| Token::decode(&b).ok())
-                .ok_or_else(|| corrupt(&path, "a token does not decode"))
+                .ok_or_else(|| corrupt(path, "a token does not decode"))
         };
         let tgt = match &file.tgt {
             None => None,
             Some(t) => {
                 let bytes = Zeroizing::new(
-                    hex::decode(&t.secret).map_err(|_| corrupt(&path, "secret is not hex"))?,
+                    hex::decode(&t.secret).map_err(|_| corrupt(path, "secret is not hex"))?,
                 );
                 let mut secret = Zeroizing::new([0u8; 32]);
                 if bytes.len() != 32 {
-                    return Err(corrupt(&path, "secret is not 32 bytes"));
+                    return Err(corrupt(path, "secret is not 32 bytes"));
                 }
                 secret.copy_from_slice(&bytes);
-                Some((token(&t.token)?, secret, t.next_index))
+                Some(HeldTgt {
+                    token: token(&t.token)?,
+                    secret,
+                    next_index: t.next_index,
+                    used_up: t.used_up,
+                })
             }
         };
         let otts = file
@@ -124,16 +218,19 @@ impl Wallet {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Wallet { path, tgt, otts })
+        self.tgt = tgt;
+        self.otts = otts;
+        Ok(())
     }
 
     fn save(&self) -> Result<()> {
         let b64 = base64::engine::general_purpose::STANDARD;
         let file = WalletFile {
-            tgt: self.tgt.as_ref().map(|(t, s, next)| StoredTgt {
-                token: b64.encode(t.encode()),
-                secret: hex::encode(&s[..]),
-                next_index: *next,
+            tgt: self.tgt.as_ref().map(|t| StoredTgt {
+                token: b64.encode(t.token.encode()),
+                secret: hex::encode(&t.secret[..]),
+                next_index: t.next_index,
+                used_up: t.used_up,
             }),
             otts: self
                 .otts
@@ -148,13 +245,15 @@ impl Wallet {
         write_private(&self.path, &json)
     }
 
-    /// OTTs on hand.
+    /// OTTs on hand (as of the last time this process read the wallet).
     pub fn available(&self) -> usize {
         self.otts.len()
     }
 
-    /// Takes `n` OTTs out (saved before they are returned).
-    pub fn take(&mut self, n: usize) -> Result<Vec<Ott>> {
+    /// Takes `n` OTTs out, under the wallet's lock; they are gone from the file before they are
+    /// returned.
+    pub async fn take(&mut self, n: usize) -> Result<Vec<Ott>> {
+        let _lock = self.lock().await?;
         if self.otts.len() < n {
             return Err(ClientError::TokensExhausted(format!(
                 "{} needed, {} on hand",
@@ -169,123 +268,200 @@ impl Wallet {
 
     /// The material the node checks for `ott` (TGT, secret, index, OTT).
     pub fn material(&self, ott: &Ott) -> Result<TokenMaterial> {
-        let (tgt, secret, _) = self
+        let tgt = self
             .tgt
             .as_ref()
             .ok_or_else(|| ClientError::TokensExhausted("no TGT".into()))?;
         Ok(TokenMaterial {
-            tgt: tgt.clone(),
-            secret: secret.clone(),
+            tgt: tgt.token.clone(),
+            secret: tgt.secret.clone(),
             index: ott.index,
             ott: ott.token.clone(),
         })
     }
 
-    /// Refills to at least `LOW_WATER` OTTs when below it: a TGT first when the wallet has none
-    /// under the current TGT key (the identity service, authenticated with `api_key`), then one
-    /// batch of OTTs (the token granting service). Both go straight to the gateway, encapsulated.
+    /// Refills to at least `LOW_WATER` OTTs when below it, under the wallet's lock: OTTs under
+    /// keys the gateway no longer lists are dropped; a new TGT is fetched first when there is
+    /// none, when it is used up, or when it is not under the current TGT key (the identity
+    /// service, authenticated with `api_key`); then one batch of OTTs (the token granting
+    /// service), once more under a new TGT when the service says this one is used up or its key
+    /// is no longer valid. Both go straight to the gateway, encapsulated.
     pub async fn refill(
         &mut self,
         http: &reqwest::Client,
         gateway: &str,
         key_config: &[u8],
-        tgt_key: &IssuerKey,
-        ott_key: &IssuerKey,
+        keys: TokenKeys<'_>,
         api_key: Option<&str>,
     ) -> Result<usize> {
+        let _lock = self.lock().await?;
+        let before = self.otts.len();
+        // An OTT is unusable once the gateway no longer lists its key (the entry expired).
+        self.otts
+            .retain(|o| keys.valid_ott_ids.contains(&o.token.token_key_id));
+        if self.otts.len() != before {
+            self.save()?;
+        }
         if self.otts.len() >= LOW_WATER {
             return Ok(0);
         }
-        let fresh_tgt_needed = match &self.tgt {
-            None => true,
-            Some((tgt, _, _)) => tgt.token_key_id != tgt_key.id(),
+        let gateway_hop = Gateway {
+            http,
+            gateway,
+            key_config,
         };
-        if fresh_tgt_needed {
-            let api_key = api_key.ok_or_else(|| {
-                ClientError::TokensExhausted(
-                    "no TGT, and no API key configured for the identity service".into(),
-                )
-            })?;
-            let secret = random_secret();
-            let (request, pending) = request_token(
-                tgt_key,
-                &TokenChallenge::for_issuer(TGT_ISSUER),
-                tgt_nonce(&secret),
-            )?;
-            let bearer = Zeroizing::new(format!("Bearer {api_key}"));
-            let (status, body) = call(
-                http,
-                Hop::Gateway(gateway),
-                key_config,
-                &InnerHttp {
-                    method: "POST",
-                    path: "/v1/tokens/tgt",
-                    headers: &[("authorization", &bearer)],
-                    body: &request.encode(),
-                },
+        for attempt in 0..2 {
+            let fresh_tgt_needed = match &self.tgt {
+                None => true,
+                Some(t) => t.used_up || t.token.token_key_id != keys.tgt.id(),
+            };
+            if fresh_tgt_needed {
+                let tgt = gateway_hop.new_tgt(keys.tgt, api_key).await?;
+                self.tgt = Some(tgt);
+                // OTTs derive from the TGT they were granted under: the old ones go with it.
+                self.otts.clear();
+                self.save()?;
+            }
+            match gateway_hop
+                .otts(self.tgt.as_ref().expect("set above"), keys.ott)
+                .await?
+            {
+                Batch::Granted(otts, short) => {
+                    let added = otts.len();
+                    let tgt = self.tgt.as_mut().expect("set above");
+                    tgt.next_index += added as u32;
+                    tgt.used_up = short;
+                    self.otts.extend(otts);
+                    self.save()?;
+                    return Ok(added);
+                }
+                Batch::NeedsNewTgt(why) => {
+                    if let Some(t) = self.tgt.as_mut() {
+                        t.used_up = true;
+                    }
+                    self.save()?;
+                    if attempt == 1 {
+                        return Err(ClientError::TokensExhausted(format!(
+                            "the token service refused a fresh TGT too: {why}"
+                        )));
+                    }
+                }
+            }
+        }
+        unreachable!("the loop returns")
+    }
+}
+
+/// The token granting service's answer to one batch.
+enum Batch {
+    /// The OTTs granted (in index order), and whether fewer were granted than asked (the
+    /// allotment ran out).
+    Granted(Vec<Ott>, bool),
+    /// This TGT gets no more (used up, or its key is no longer valid).
+    NeedsNewTgt(String),
+}
+
+/// The identity and token granting services, reached straight at the gateway.
+struct Gateway<'a> {
+    http: &'a reqwest::Client,
+    gateway: &'a str,
+    key_config: &'a [u8],
+}
+
+impl Gateway<'_> {
+    async fn post(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(u16, Vec<u8>)> {
+        call(
+            self.http,
+            Hop::Gateway(self.gateway),
+            self.key_config,
+            &InnerHttp {
+                method: "POST",
+                path,
+                headers,
+                body,
+            },
+        )
+        .await
+    }
+
+    async fn new_tgt(&self, tgt_key: &IssuerKey, api_key: Option<&str>) -> Result<HeldTgt> {
+        let api_key = api_key.ok_or_else(|| {
+            ClientError::TokensExhausted(
+                "a new TGT is needed, and no API key is configured for the identity service".into(),
+            )
+        })?;
+        let secret = random_secret();
+        let (request, pending) = request_token(
+            tgt_key,
+            &TokenChallenge::for_issuer(TGT_ISSUER),
+            tgt_nonce(&secret),
+        )?;
+        let bearer = Zeroizing::new(format!("Bearer {api_key}"));
+        let (status, body) = self
+            .post(
+                "/v1/tokens/tgt",
+                &[("authorization", &bearer)],
+                &request.encode(),
             )
             .await?;
-            if status != 200 {
-                return Err(ClientError::TokensExhausted(format!(
-                    "the identity service answered {status}: {}",
-                    String::from_utf8_lossy(&body[..body.len().min(200)])
-                )));
-            }
-            let tgt = pending.finalize(&body)?;
-            self.tgt = Some((tgt, secret, 0));
-            self.otts.clear();
-            self.save()?;
+        if status != 200 {
+            return Err(ClientError::TokensExhausted(format!(
+                "the identity service answered {status}: {}",
+                String::from_utf8_lossy(&body[..body.len().min(200)])
+            )));
         }
-        let (tgt, secret, next_index) = self.tgt.as_ref().expect("set above");
-        let first = *next_index;
-        let mut body = tgt.encode();
+        Ok(HeldTgt {
+            token: pending.finalize(&body)?,
+            secret,
+            next_index: 0,
+            used_up: false,
+        })
+    }
+
+    async fn otts(&self, tgt: &HeldTgt, ott_key: &IssuerKey) -> Result<Batch> {
+        let first = tgt.next_index;
+        let mut body = tgt.token.encode();
         let mut pendings = Vec::new();
-        for i in first..first + BATCH {
+        for i in first..first.saturating_add(BATCH) {
             let (request, pending) = request_token(
                 ott_key,
                 &TokenChallenge::for_issuer(OTT_ISSUER),
-                ott_nonce(secret, i),
+                ott_nonce(&tgt.secret, i),
             )?;
             body.extend_from_slice(&request.encode());
             pendings.push((i, pending));
         }
-        let (status, answer) = call(
-            http,
-            Hop::Gateway(gateway),
-            key_config,
-            &InnerHttp {
-                method: "POST",
-                path: "/v1/tokens/ott",
-                headers: &[],
-                body: &body,
-            },
-        )
-        .await?;
+        let (status, answer) = self.post("/v1/tokens/ott", &[], &body).await?;
         if status != 200 {
+            let reason = refusal_reason(&answer).unwrap_or_default();
+            let text = String::from_utf8_lossy(&answer[..answer.len().min(200)]).into_owned();
+            if reason == "tgt-used-up" || reason == "tgt-key-invalid" {
+                return Ok(Batch::NeedsNewTgt(text));
+            }
             return Err(ClientError::TokensExhausted(format!(
-                "the token service answered {status}: {}",
-                String::from_utf8_lossy(&answer[..answer.len().min(200)])
+                "the token service answered {status}: {text}"
             )));
         }
-        if answer.len() != pendings.len() * NK {
+        if answer.is_empty() || answer.len() % NK != 0 || answer.len() / NK > pendings.len() {
             return Err(ClientError::Answer(
                 "the token service's answer has the wrong length".into(),
             ));
         }
-        let mut added = 0;
+        let granted = answer.len() / NK;
+        let mut otts = Vec::with_capacity(granted);
         for ((index, pending), response) in pendings.into_iter().zip(answer.chunks(NK)) {
             // Finalization verifies each signature under the logged OTT key.
-            self.otts.push(Ott {
+            otts.push(Ott {
                 index,
                 token: pending.finalize(response)?,
             });
-            added += 1;
         }
-        if let Some((_, _, next)) = self.tgt.as_mut() {
-            *next = first + BATCH;
-        }
-        self.save()?;
-        Ok(added)
+        Ok(Batch::Granted(otts, granted < BATCH as usize))
     }
 }
 
@@ -304,8 +480,8 @@ mod tests {
         pending.finalize(&issuer.issue(&request).unwrap()).unwrap()
     }
 
-    #[test]
-    fn tokens_leave_the_file_before_they_are_used() {
+    #[tokio::test]
+    async fn tokens_leave_the_file_before_they_are_used() {
         let dir = tempfile::tempdir().unwrap();
         let key = arcane_verifier::note::NoteSigner::from_seed("log.example", 1, &[1; 32])
             .unwrap()
@@ -315,7 +491,12 @@ mod tests {
         let secret = random_secret();
         let wallet = Wallet {
             path: state.file(WALLET_FILE),
-            tgt: Some((token(&issuer, tgt_nonce(&secret)), secret.clone(), 2)),
+            tgt: Some(HeldTgt {
+                token: token(&issuer, tgt_nonce(&secret)),
+                secret: secret.clone(),
+                next_index: 2,
+                used_up: false,
+            }),
             otts: (0..2)
                 .map(|i| Ott {
                     index: i,
@@ -326,7 +507,7 @@ mod tests {
         wallet.save().unwrap();
         let mut loaded = Wallet::load(&state).unwrap();
         assert_eq!(loaded.available(), 2);
-        let taken = loaded.take(1).unwrap();
+        let taken = loaded.take(1).await.unwrap();
         assert_eq!(taken[0].index, 0);
         // Already gone on disk: a crash now cannot spend it twice.
         assert_eq!(Wallet::load(&state).unwrap().available(), 1);
@@ -334,7 +515,7 @@ mod tests {
         assert_eq!(material.secret[..], secret[..]);
         assert_eq!(material.ott, taken[0].token);
         assert!(matches!(
-            loaded.take(2),
+            loaded.take(2).await,
             Err(ClientError::TokensExhausted(_))
         ));
         std::fs::write(
@@ -346,5 +527,53 @@ mod tests {
             Wallet::load(&state),
             Err(ClientError::State { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn two_processes_sharing_a_wallet_never_get_the_same_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = arcane_verifier::note::NoteSigner::from_seed("log.example", 1, &[1; 32])
+            .unwrap()
+            .verifier();
+        let state = StateDir::open(dir.path(), &key).unwrap();
+        let issuer = IssuerSecret::generate().unwrap();
+        let secret = random_secret();
+        Wallet {
+            path: state.file(WALLET_FILE),
+            tgt: Some(HeldTgt {
+                token: token(&issuer, tgt_nonce(&secret)),
+                secret: secret.clone(),
+                next_index: 4,
+                used_up: false,
+            }),
+            otts: (0..4)
+                .map(|i| Ott {
+                    index: i,
+                    token: token(&issuer, ott_nonce(&secret, i)),
+                })
+                .collect(),
+        }
+        .save()
+        .unwrap();
+        // Both loaded before either spends: each must see what the other took.
+        let mut first = Wallet::load(&state).unwrap();
+        let mut second = Wallet::load(&state).unwrap();
+        let a = first.take(1).await.unwrap();
+        let b = second.take(1).await.unwrap();
+        let c = first.take(2).await.unwrap();
+        let mut indices: Vec<u32> = a.iter().chain(&b).chain(&c).map(|o| o.index).collect();
+        indices.sort_unstable();
+        assert_eq!(indices, vec![0, 1, 2, 3]);
+        assert!(second.take(1).await.is_err(), "all four are spent");
+        // While one holds the lock, the other waits rather than reading a half-done state.
+        let held = first.lock().await.unwrap();
+        let waiting =
+            tokio::time::timeout(std::time::Duration::from_millis(200), second.lock()).await;
+        assert!(
+            waiting.is_err(),
+            "the second waits while the first holds the lock"
+        );
+        drop(held);
+        assert!(second.lock().await.is_ok());
     }
 }

@@ -73,6 +73,7 @@ async fn redeemed_at_gateway(stack: &Stack) -> i64 {
 
 async fn releases(stack: &Stack) -> Vec<Proven> {
     bundles_of_kind(
+        &arcane_gateway::proven::peer_client().unwrap(),
         &stack.log_url,
         &stack.log_trust(),
         "release",
@@ -390,18 +391,28 @@ async fn an_ohttp_key_that_is_not_in_the_log_is_refused() {
     let stack = stack(dir.path(), true).await;
     // A second gateway on the same keys and database, serving an unpublished OHTTP key under
     // the published key's proof.
-    let mut lying = arcane_gateway::service::build_gateway(&stack.gateway_options)
+    let options = &stack.gateway_options;
+    let lying = arcane_gateway::service::build_gateway(options)
         .await
         .unwrap();
+    let mut ring = arcane_gateway::proven::load_key_ring(
+        &lying.http,
+        &options.data_dir,
+        &options.log,
+        &options.trust,
+        now_ms() / 1000,
+    )
+    .await
+    .unwrap();
     let unpublished =
         arcane_gateway::keys::generate_ohttp_key(&dir.path().join("unpublished.key"), 1).unwrap();
-    lying.ohttp[0].encoded = unpublished.encode().unwrap();
-    lying.ohttp[0].config = unpublished;
+    ring.ohttp[0].encoded = unpublished.encode().unwrap();
+    ring.ohttp[0].config = unpublished;
+    lying.replace_keys(ring);
     let lying = arcane_gateway::service::serve_gateway(
         std::sync::Arc::new(lying),
         "127.0.0.1:0".parse().unwrap(),
-        stack.log_url.clone(),
-        stack.log_trust(),
+        options,
     )
     .await
     .unwrap();
@@ -665,4 +676,61 @@ async fn a_malformed_request_is_refused_before_anything_is_fetched_or_spent() {
     let e = c.chat(request("x", 8), Route::Local).await.unwrap_err();
     assert!(matches!(e, ClientError::Local(_)), "{e}");
     assert_eq!(redeemed_at_gateway(&stack).await, 0);
+}
+
+/// TGTs the identity service issued to accounts, per the gateway's database.
+async fn tgts_issued(stack: &Stack) -> i64 {
+    let db =
+        arcane_gateway::tokens::open_database(&stack.options.data_dir.join("gateway/gateway.db"))
+            .await
+            .unwrap();
+    let (n,): (i64,) = sqlx::query_as("SELECT COALESCE(SUM(issued), 0) FROM tgt_budget")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    db.close().await;
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_production_token_limits_serve_many_requests_and_several_devices() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = stack(dir.path(), true).await;
+    // More requests than one TGT's allotment pays for (each spends two or three OTTs): the
+    // wallet renews its TGT ahead of need and no request fails for tokens.
+    let limits = arcane_gateway::tokens::TokenLimits::default();
+    let requests = limits.otts_per_tgt / 2 + 8;
+    let mut c = client(&stack);
+    for i in 0..requests {
+        let (text, summary) = c
+            .chat(request(&format!("request {i}"), 2), Route::Cloud)
+            .await
+            .unwrap_or_else(|e| panic!("request {i} of {requests}: {e}"))
+            .collect()
+            .await
+            .unwrap_or_else(|e| panic!("request {i} of {requests}: {e}"));
+        assert!(!text.is_empty() || summary.usage.is_some(), "request {i}");
+    }
+    assert_eq!(redeemed_at_gateway(&stack).await, i64::from(requests));
+    assert_eq!(
+        tgts_issued(&stack).await,
+        2,
+        "one renewal past the first TGT's allotment"
+    );
+    // Another device of the same account (a state folder of its own, the same API key) gets
+    // its own TGT and is answered: an account holds a budget of TGTs per period, not one.
+    let other_device = dir.path().join("other-device");
+    let text = std::fs::read_to_string(&stack.trust_file).unwrap();
+    let trust = Trust::from_toml(&text, stack.trust_file.parent().unwrap()).unwrap();
+    let mut config = ClientConfig::new(trust);
+    config.state_root = other_device;
+    let mut second = Client::new(config).unwrap();
+    second
+        .chat(request("from the second device", 2), Route::Cloud)
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(tgts_issued(&stack).await, 3);
 }

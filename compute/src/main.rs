@@ -22,7 +22,6 @@ use arcane_compute::tokens::{DevelopmentWithoutTokens, LoggedTokenKeys, TokenVer
 use arcane_verifier::cosignature::{WitnessPolicy, parse_policy_file};
 use arcane_verifier::entry::EntryPolicy;
 use arcane_verifier::note::VerifierKey;
-use axum::serve::ListenerExt;
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
@@ -114,9 +113,9 @@ struct ServeArgs {
     /// Serve without checking token material (development only).
     #[arg(long, requires = "development")]
     no_token_check: bool,
-    /// OTTs one TGT may derive (the token granting service's batch limit per period).
-    #[arg(long, default_value_t = 64)]
-    ott_batch_limit: u32,
+    /// OTT indices one TGT may derive: the gateway's `--otts-per-tgt`.
+    #[arg(long, alias = "ott-batch-limit", default_value_t = arcane_compute::tokens::DEFAULT_OTTS_PER_TGT)]
+    otts_per_tgt: u32,
     /// The PCRs the simulated NSM reports (JSON: pcr0, pcr1, pcr2 and optionally pcr8, hex).
     #[arg(long, requires = "development")]
     simulated_pcrs: Option<PathBuf>,
@@ -270,7 +269,7 @@ async fn serve(args: ServeArgs) -> Result<(), ComputeError> {
         None
     } else {
         let keys = LoggedTokenKeys::fetch(&log, &trust, now_seconds()).await?;
-        Some(Arc::new(LoggedTokenKeys::new(keys, args.ott_batch_limit)))
+        Some(Arc::new(LoggedTokenKeys::new(keys, args.otts_per_tgt)))
     };
     let tokens: Arc<dyn TokenVerifier> = match &logged_keys {
         Some(k) => Arc::clone(k) as Arc<dyn TokenVerifier>,
@@ -305,9 +304,9 @@ async fn serve(args: ServeArgs) -> Result<(), ComputeError> {
         registration,
         Duration::from_secs(args.refresh_secs.max(1)),
     ));
-    let app = arcane_compute::server::router(Arc::clone(&node));
     if let Some(port) = args.vsock_port {
-        return serve_vsock(app, port).await;
+        // The only peer on vsock is the parent instance, which can stop the enclave anyway.
+        return serve_vsock(arcane_compute::server::router(Arc::clone(&node)), port).await;
     }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -316,14 +315,14 @@ async fn serve(args: ServeArgs) -> Result<(), ComputeError> {
         .local_addr()
         .map_err(|e| ComputeError::Serve(e.to_string()))?;
     println!("arcane-compute listening on http://{addr}");
-    // Chunks are small and latency matters: no Nagle delay on the answer stream.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| ComputeError::Serve(e.to_string()))
+    arcane_compute::server::serve_tcp(
+        listener,
+        node,
+        arcane_serve::ServeLimits::default(),
+        shutdown_signal(),
+    )
+    .await
+    .map_err(|e| ComputeError::Serve(e.to_string()))
 }
 
 #[cfg(feature = "vsock")]

@@ -5,7 +5,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use arcane_verifier::attested::NodeBundle;
+use arcane_verifier::attested::{NodeBundle, registration_nonce};
 use arcane_verifier::inner::{
     ChatCompletionChunk, ChunkChoice, ChunkContent, Delta, ErrorBody, Usage, decode_inner_request,
 };
@@ -94,16 +94,24 @@ struct ReplayGuard {
 }
 
 impl ReplayGuard {
-    /// Records `enc` until `expires`; `Err(Refusal)` when it was seen or the guard is full.
-    fn record(
+    /// Admits a request key issued at `issued_at`: refused as stale outside `now ± window`, as a
+    /// replay when seen before, as busy when the guard is full of keys that could still be
+    /// replayed. A key is remembered for as long as a request carrying it could be accepted: up
+    /// to and including `max(issued_at, now) + window`.
+    fn admit(
         &mut self,
         enc: [u8; KEY_LEN],
+        issued_at: u64,
         now: u64,
-        expires: u64,
+        window: u64,
         capacity: usize,
     ) -> std::result::Result<(), Refusal> {
-        while let Some((old, at)) = self.order.front().copied() {
-            if at > now {
+        if issued_at.abs_diff(now) > window {
+            return Err(Refusal::Stale);
+        }
+        // Forget only keys whose last acceptable second has passed.
+        while let Some((old, last)) = self.order.front().copied() {
+            if last >= now {
                 break;
             }
             self.order.pop_front();
@@ -115,8 +123,9 @@ impl ReplayGuard {
         if self.seen.len() >= capacity {
             return Err(Refusal::Busy);
         }
-        self.seen.insert(enc, expires);
-        self.order.push_back((enc, expires));
+        let last = issued_at.max(now).saturating_add(window);
+        self.seen.insert(enc, last);
+        self.order.push_back((enc, last));
         Ok(())
     }
 }
@@ -144,6 +153,9 @@ pub struct Node {
     attested: RwLock<std::result::Result<Attested, String>>,
     replay: Mutex<ReplayGuard>,
     slots: Arc<Semaphore>,
+    /// The URLs this node registered under (the only ones it answers registration challenges
+    /// for).
+    advertised: RwLock<Vec<String>>,
 }
 
 impl std::fmt::Debug for Node {
@@ -214,6 +226,7 @@ impl Node {
             measurements,
             attested: RwLock::new(Err("booting".into())),
             replay: Mutex::new(ReplayGuard::default()),
+            advertised: RwLock::new(Vec::new()),
         });
         let document = node.attest_release(&release, None)?;
         *node.attested.write().expect("attested lock") = Ok(Attested {
@@ -275,6 +288,35 @@ impl Node {
             document,
             release: attested.release.bundle,
         })
+    }
+
+    /// Records that this node registers under `url` (before it registers): only for such URLs
+    /// does it answer a registration challenge.
+    pub fn advertise(&self, url: &str) {
+        let url = url.trim_end_matches('/').to_owned();
+        let mut advertised = self.advertised.write().expect("advertised lock");
+        if !advertised.contains(&url) {
+            advertised.push(url);
+        }
+    }
+
+    /// The answer to a gateway's registration challenge for `url`: a fresh document whose nonce
+    /// binds the challenge to `url` ([`registration_nonce`]). Refused for a URL this node did not
+    /// register under — a relayed challenge for someone else's URL fails here.
+    pub fn answer_registration(&self, challenge: &[u8], url: &str) -> Result<NodeBundle> {
+        let url = url.trim_end_matches('/');
+        if !self
+            .advertised
+            .read()
+            .expect("advertised lock")
+            .iter()
+            .any(|u| u == url)
+        {
+            return Err(ComputeError::Serve(format!(
+                "this node did not register under {url:?}"
+            )));
+        }
+        self.attest_with_nonce(&registration_nonce(challenge, url))
     }
 
     /// Renews the release proof (newest checkpoint) and the document. On failure the node stops
@@ -351,15 +393,11 @@ impl Node {
             Err(arcane_verifier::Error::UnknownRek) => return Err(Refusal::UnknownRek),
             Err(_) => return Err(Refusal::BadRequest("the request does not open")),
         };
-        let now = now_seconds();
-        let window = self.config.request_window.as_secs();
-        if opened.issued_at.abs_diff(now) > window {
-            return Err(Refusal::Stale);
-        }
-        self.replay.lock().expect("replay lock").record(
+        self.replay.lock().expect("replay lock").admit(
             opened.enc,
-            now,
-            opened.issued_at.max(now) + window,
+            opened.issued_at,
+            now_seconds(),
+            self.config.request_window.as_secs(),
             self.config.replay_capacity,
         )?;
         let (tx, rx) = mpsc::channel(32);
@@ -558,5 +596,59 @@ fn zeroize_chunk(content: ChunkContent) {
                 text.zeroize();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_is_refused_for_as_long_as_its_request_could_be_accepted() {
+        let (issued, window) = (1_000, 120);
+        let mut guard = ReplayGuard::default();
+        guard
+            .admit([1; KEY_LEN], issued, issued, window, 8)
+            .unwrap();
+        // The last second the request itself is still fresh: the key must still be remembered.
+        assert!(matches!(
+            guard.admit([1; KEY_LEN], issued, issued + window, window, 8),
+            Err(Refusal::Replayed)
+        ));
+        // One second later the request is stale, and that is why it is refused.
+        assert!(matches!(
+            guard.admit([1; KEY_LEN], issued, issued + window + 1, window, 8),
+            Err(Refusal::Stale)
+        ));
+        // Forgotten keys make room again; a full guard of live keys fails closed.
+        guard
+            .admit(
+                [2; KEY_LEN],
+                issued + window + 1,
+                issued + window + 1,
+                window,
+                1,
+            )
+            .unwrap();
+        assert!(matches!(
+            guard.admit(
+                [3; KEY_LEN],
+                issued + window + 1,
+                issued + window + 1,
+                window,
+                1
+            ),
+            Err(Refusal::Busy)
+        ));
+    }
+
+    #[test]
+    fn an_issue_time_in_the_future_is_remembered_past_it() {
+        let mut guard = ReplayGuard::default();
+        guard.admit([1; KEY_LEN], 1_100, 1_000, 120, 8).unwrap();
+        assert!(matches!(
+            guard.admit([1; KEY_LEN], 1_100, 1_220, 120, 8),
+            Err(Refusal::Replayed)
+        ));
     }
 }

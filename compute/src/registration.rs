@@ -24,6 +24,8 @@ pub struct Registration {
 impl Registration {
     /// Sends one registration with the node's current bundle.
     pub async fn register(&self, http: &reqwest::Client, node: &Arc<Node>) -> Result<()> {
+        // The gateway challenges this URL; the node answers only for URLs it registers under.
+        node.advertise(&self.advertise);
         let attested = node.attested().map_err(ComputeError::Serve)?;
         let body = NodeRegistration::new(
             self.advertise.clone(),
@@ -59,7 +61,11 @@ pub async fn keep_fresh(
     registration: Option<Registration>,
     every: Duration,
 ) {
-    let http = reqwest::Client::new();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_idle_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap_or_default();
     loop {
         // Retried with backoff within the interval: the gateway may be down, or (at boot) the
         // gateway's challenge may reach this node before it listens.

@@ -37,6 +37,9 @@ pub struct ProvenEntry {
 }
 
 /// The log's HTTP read API.
+/// Largest answer read from the log (a bundle list holds a few KiB per entry).
+pub const MAX_LOG_ANSWER: usize = 8 << 20;
+
 #[derive(Clone, Debug)]
 pub struct LogSource {
     base: String,
@@ -53,6 +56,8 @@ impl LogSource {
     pub fn new(base: &str) -> Result<Self> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(20))
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| ComputeError::Log(e.to_string()))?;
         Ok(LogSource {
@@ -70,17 +75,28 @@ impl LogSource {
             .await
             .map_err(|e| ComputeError::Log(format!("{url}: {e}")))?;
         let status = response.status();
-        let body = response
-            .bytes()
+        // Read as it arrives, and refused once past the limit: the log is a peer.
+        let mut response = response;
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .map_err(|e| ComputeError::Log(format!("{url}: {e}")))?;
+            .map_err(|e| ComputeError::Log(format!("{url}: {e}")))?
+        {
+            if body.len() + chunk.len() > MAX_LOG_ANSWER {
+                return Err(ComputeError::Log(format!(
+                    "{url}: answer larger than {MAX_LOG_ANSWER} bytes"
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
         if !status.is_success() {
             return Err(ComputeError::Log(format!(
                 "{url}: {status}: {}",
                 String::from_utf8_lossy(&body[..body.len().min(300)])
             )));
         }
-        Ok(body.to_vec())
+        Ok(body)
     }
 
     /// Every currently valid entry of `kind` whose bundle verifies (others are skipped).

@@ -1,7 +1,9 @@
 //! The node's HTTP API, the same over TCP (development) and vsock (inside an enclave).
 //!
 //! - `GET /v1/attestation[?nonce=HEX]`: the node bundle (JSON, `spec/attestation.md`); with a
-//!   nonce (at most 64 bytes), a fresh document carrying it.
+//!   nonce (at most 64 bytes), a fresh document carrying it; with `?registration=HEX&for=URL`
+//!   (a gateway's registration challenge), a fresh document carrying
+//!   `registration_nonce(challenge, URL)` — only for a URL this node registered under.
 //! - `POST /v1/infer`: body `wrapped DEK (120 bytes) ‖ request ciphertext`; answer `200` with the
 //!   sealed stream (`spec/sealed.md`), or a refusal before anything is opened or generated:
 //!   `503` busy or not serving, `421` another REK, `409` replayed, `400` malformed or stale.
@@ -33,6 +35,22 @@ pub const OTT_NONCE_HEADER: &str = "arcane-ott-nonce";
 /// Longest challenge nonce, in bytes.
 pub const MAX_NONCE_BYTES: usize = 64;
 
+/// Serves `node`'s API on a TCP listener under `limits` until `shutdown` completes, with
+/// TCP_NODELAY on every connection (chunks are small and latency matters: without it TTFT
+/// through the node was +16 ms).
+pub async fn serve_tcp(
+    listener: tokio::net::TcpListener,
+    node: Arc<Node>,
+    limits: arcane_serve::ServeLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    arcane_serve::serve(listener, router(node), limits, shutdown).await
+}
+
 /// The node's routes.
 pub fn router(node: Arc<Node>) -> Router {
     Router::new()
@@ -62,6 +80,16 @@ fn json_error(status: StatusCode, refusal: &'static str, message: &str) -> Respo
 #[serde(deny_unknown_fields)]
 struct NonceQuery {
     nonce: Option<String>,
+    /// A gateway's registration challenge (hex), with `for`: the URL it is for.
+    registration: Option<String>,
+    #[serde(rename = "for")]
+    for_url: Option<String>,
+}
+
+fn challenge_bytes(hex_nonce: &str) -> Option<Vec<u8>> {
+    hex::decode(hex_nonce)
+        .ok()
+        .filter(|n| !n.is_empty() && n.len() <= MAX_NONCE_BYTES)
 }
 
 async fn attestation(
@@ -75,25 +103,50 @@ async fn attestation(
             "the only parameter is nonce",
         );
     };
-    let bundle = match query.nonce {
-        None => match node.attested() {
+    let bad_nonce = || {
+        json_error(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "a nonce or challenge must be 1 to 64 bytes in hex",
+        )
+    };
+    let bundle = match (query.nonce, query.registration, query.for_url) {
+        (None, None, None) => match node.attested() {
             Ok(a) => Ok(a.bundle),
             Err(why) => {
                 return json_error(StatusCode::SERVICE_UNAVAILABLE, "not-serving", &why);
             }
         },
-        Some(hex_nonce) => {
-            let Some(nonce) = hex::decode(&hex_nonce)
-                .ok()
-                .filter(|n| !n.is_empty() && n.len() <= MAX_NONCE_BYTES)
-            else {
+        (Some(hex_nonce), None, None) => {
+            let Some(nonce) = challenge_bytes(&hex_nonce) else {
+                return bad_nonce();
+            };
+            node.attest_with_nonce(&nonce)
+        }
+        (None, Some(hex_challenge), Some(url)) => {
+            let Some(challenge) = challenge_bytes(&hex_challenge) else {
+                return bad_nonce();
+            };
+            if url.len() > arcane_verifier::attested::MAX_NODE_URL_BYTES {
                 return json_error(
                     StatusCode::BAD_REQUEST,
                     "bad-request",
-                    "nonce must be 1 to 64 bytes in hex",
+                    "the URL is too long",
                 );
-            };
-            node.attest_with_nonce(&nonce)
+            }
+            match node.answer_registration(&challenge, &url) {
+                Ok(bundle) => Ok(bundle),
+                Err(e) => {
+                    return json_error(StatusCode::FORBIDDEN, "not-mine", &e.to_string());
+                }
+            }
+        }
+        _ => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                "either nonce, or registration with for",
+            );
         }
     };
     match bundle {

@@ -43,13 +43,42 @@ impl TokenVerifier for DevelopmentWithoutTokens {
     }
 }
 
+/// OTT indices one TGT may derive, by default: the gateway's default allotment per TGT.
+pub const DEFAULT_OTTS_PER_TGT: u32 = 256;
+
+/// An issuer key with the validity window of the entry that vouches for it.
+#[derive(Clone, Debug)]
+pub struct WindowedKey {
+    /// The key.
+    pub key: IssuerKey,
+    /// Start of the entry's validity (seconds since the epoch).
+    pub not_before: u64,
+    /// End of the entry's validity (exclusive).
+    pub not_after: u64,
+}
+
+impl WindowedKey {
+    fn valid_at(&self, now: u64) -> bool {
+        self.not_before <= now && now < self.not_after
+    }
+}
+
 /// The issuer keys the log vouches for, per role (several during a rotation).
 #[derive(Clone, Debug, Default)]
 pub struct TokenKeySet {
     /// TGT issuer keys.
-    pub tgt: Vec<IssuerKey>,
+    pub tgt: Vec<WindowedKey>,
     /// OTT issuer keys.
-    pub ott: Vec<IssuerKey>,
+    pub ott: Vec<WindowedKey>,
+}
+
+impl TokenKeySet {
+    /// The key of `keys` with token key id `id`, if its entry is valid at `now`.
+    fn find<'k>(keys: &'k [WindowedKey], id: &[u8; 32], now: u64) -> Option<&'k IssuerKey> {
+        keys.iter()
+            .find(|k| &k.key.id() == id && k.valid_at(now))
+            .map(|k| &k.key)
+    }
 }
 
 /// Token checks against the `token-key` entries in the log.
@@ -73,10 +102,15 @@ impl LoggedTokenKeys {
     pub async fn fetch(log: &LogSource, trust: &LogTrust, now: u64) -> Result<TokenKeySet> {
         let mut set = TokenKeySet::default();
         for verified in log.bundles_of_kind(trust, "token-key", now).await? {
-            let EntryBody::TokenKey(k) = &verified.verified.entry.entry.body else {
+            let entry = &verified.verified.entry.entry;
+            let EntryBody::TokenKey(k) = &entry.body else {
                 continue;
             };
-            let key = IssuerKey::from_spki(&k.spki_der)?;
+            let key = WindowedKey {
+                key: IssuerKey::from_spki(&k.spki_der)?,
+                not_before: entry.not_before,
+                not_after: entry.not_after,
+            };
             match k.role {
                 TokenRole::Tgt => set.tgt.push(key),
                 TokenRole::Ott => set.ott.push(key),
@@ -106,16 +140,12 @@ impl TokenVerifier for LoggedTokenKeys {
         let gateway = gateway_ott_nonce.ok_or("the gateway did not forward the OTT it checked")?;
         let material = TokenMaterial::decode(token).map_err(|e| e.to_string())?;
         let keys = self.keys.read().expect("token keys lock");
-        let tgt = keys
-            .tgt
-            .iter()
-            .find(|k| k.id() == material.tgt.token_key_id)
-            .ok_or("the TGT is from an issuer key the log does not vouch for")?;
-        let ott = keys
-            .ott
-            .iter()
-            .find(|k| k.id() == material.ott.token_key_id)
-            .ok_or("the OTT is from an issuer key the log does not vouch for")?;
+        // Windows are checked now, not at the last refresh: an expired key stops on time.
+        let now = crate::node::now_seconds();
+        let tgt = TokenKeySet::find(&keys.tgt, &material.tgt.token_key_id, now)
+            .ok_or("the TGT is from an issuer key the log does not vouch for now")?;
+        let ott = TokenKeySet::find(&keys.ott, &material.ott.token_key_id, now)
+            .ok_or("the OTT is from an issuer key the log does not vouch for now")?;
         material
             .verify(tgt, ott, self.max_index, Some(gateway))
             .map_err(|e| e.to_string())

@@ -74,6 +74,9 @@ struct RelayArgs {
     /// Witness policy file.
     #[arg(long)]
     witness_policy: Option<PathBuf>,
+    /// Seconds between re-reads of the OTT keys' proofs from the log.
+    #[arg(long, default_value_t = 60)]
+    key_refresh_secs: u64,
 }
 
 #[derive(Subcommand)]
@@ -107,7 +110,8 @@ enum AccountAction {
 
 #[derive(Args)]
 struct ServeArgs {
-    /// Directory with `ohttp.key`, `tgt.key`, `ott.key` and `gateway.db`.
+    /// Directory with the key files (`ohttp*.key`, `tgt*.key`, `ott*.key`: old and new side by
+    /// side during a rotation) and `gateway.db`.
     #[arg(long, default_value = "./arcane-gateway")]
     data_dir: PathBuf,
     /// Address to listen on.
@@ -131,15 +135,21 @@ struct ServeArgs {
     /// Oldest node attestation accepted, in seconds.
     #[arg(long, default_value_t = 600)]
     max_attestation_age: u64,
-    /// OTTs per TGT and period.
-    #[arg(long, default_value_t = 64)]
+    /// OTT indices one TGT is good for, in all (compute nodes must use the same number).
+    #[arg(long, default_value_t = TokenLimits::default().otts_per_tgt)]
     otts_per_tgt: u32,
+    /// TGTs an account may get per period (its devices, or again after a lost wallet).
+    #[arg(long, default_value_t = TokenLimits::default().tgts_per_period)]
+    tgts_per_period: u32,
     /// Seconds a client may take to send a request body (slower: 408).
     #[arg(long, default_value_t = 30)]
     body_timeout_secs: u64,
-    /// Period length in seconds (one TGT per account per period).
-    #[arg(long, default_value_t = 86400)]
+    /// Period length in seconds (the TGT budget is per account and period).
+    #[arg(long, default_value_t = TokenLimits::default().period_secs)]
     period_secs: u64,
+    /// Seconds between re-reads of the key files and their proofs from the log.
+    #[arg(long, default_value_t = 60)]
+    key_refresh_secs: u64,
 }
 
 fn config_error(e: impl std::fmt::Display) -> GatewayError {
@@ -179,6 +189,8 @@ async fn relay(args: RelayArgs) -> Result<()> {
         gateway: args.gateway,
         data_dir: args.data_dir,
         log: args.log,
+        key_refresh: Duration::from_secs(args.key_refresh_secs),
+        limits_http: arcane_serve::ServeLimits::default(),
     };
     let relay = start_relay(&options, args.listen).await?;
     println!("arcane-relay listening on {}", relay.url());
@@ -237,9 +249,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
         limits: TokenLimits {
             period_secs: args.period_secs,
             otts_per_tgt: args.otts_per_tgt,
+            tgts_per_period: args.tgts_per_period,
             ..TokenLimits::default()
         },
         body_timeout: Duration::from_secs(args.body_timeout_secs),
+        key_refresh: Duration::from_secs(args.key_refresh_secs),
+        limits_http: arcane_serve::ServeLimits::default(),
     };
     let gateway = start_gateway(&options, args.listen).await?;
     println!("arcane-gateway listening on {}", gateway.url());

@@ -1,11 +1,12 @@
 //! What the gateway serves only with a proof: its OHTTP key configurations and token issuer
 //! keys, each matched to a verified `ohttp-keys` or `token-key` entry in the log.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use arcane_verifier::bundle::{VerifiedEntry, verify_bundle};
 use arcane_verifier::entry::{EntryBody, TokenRole, encode_key_config};
-use arcane_verifier::tokens::IssuerSecret;
+use arcane_verifier::tokens::{IssuerKey, IssuerSecret};
 use ohttp::KeyConfig;
 use serde::Deserialize;
 
@@ -27,16 +28,52 @@ struct BundlesReply {
     bundles: Vec<String>,
 }
 
+/// Largest bundle list read from the log (each bundle is a few KiB).
+pub const MAX_BUNDLE_LIST: usize = 8 << 20;
+
+/// The HTTP client the gateway and relay use towards the log and nodes: it follows no redirect
+/// (a peer cannot point it anywhere else) and gives up on a peer that does not connect.
+pub fn peer_client() -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(10))
+        // Below the servers' idle limit (their header timeout), so a pooled connection is not
+        // reused just as the other side closes it.
+        .pool_idle_timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| GatewayError::Config(e.to_string()))
+}
+
+/// Reads a peer's whole answer, refusing it as soon as it grows past `limit` bytes.
+pub async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>> {
+    let url = response.url().to_string();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| GatewayError::Log(format!("{url}: {e}")))?
+    {
+        if bytes.len() + chunk.len() > limit {
+            return Err(GatewayError::Log(format!(
+                "{url}: answer larger than {limit} bytes"
+            )));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
 /// Fetches every currently valid entry of `kind` from the log at `base`, keeping those whose
 /// bundles verify.
 pub async fn bundles_of_kind(
+    http: &reqwest::Client,
     base: &str,
     trust: &LogTrust,
     kind: &str,
     now: u64,
 ) -> Result<Vec<Proven>> {
     let url = format!("{}/v1/bundles?kind={kind}", base.trim_end_matches('/'));
-    let response = reqwest::Client::new()
+    let response = http
         .get(&url)
         .timeout(Duration::from_secs(20))
         .send()
@@ -45,10 +82,9 @@ pub async fn bundles_of_kind(
     if !response.status().is_success() {
         return Err(GatewayError::Log(format!("{url}: {}", response.status())));
     }
-    let reply: BundlesReply = response
-        .json()
-        .await
-        .map_err(|e| GatewayError::Log(format!("{url}: {e}")))?;
+    let body = read_limited(response, MAX_BUNDLE_LIST).await?;
+    let reply: BundlesReply =
+        serde_json::from_slice(&body).map_err(|e| GatewayError::Log(format!("{url}: {e}")))?;
     Ok(reply
         .bundles
         .into_iter()
@@ -57,6 +93,22 @@ pub async fn bundles_of_kind(
             Some(Proven { bundle, verified })
         })
         .collect())
+}
+
+impl Proven {
+    /// Whether the entry's validity window holds `now`.
+    pub fn valid_at(&self, now: u64) -> bool {
+        self.verified.entry.entry.check_time(now).is_ok()
+    }
+
+    /// The end of the entry's validity window (exclusive), seconds since the epoch.
+    pub fn not_after(&self) -> u64 {
+        self.verified.entry.entry.not_after
+    }
+
+    fn not_before(&self) -> u64 {
+        self.verified.entry.entry.not_before
+    }
 }
 
 /// An OHTTP key configuration the log vouches for.
@@ -127,4 +179,224 @@ pub fn prove_issuer(
             ))
         })?;
     Ok(ProvenIssuer { secret, proof })
+}
+
+/// Everything the gateway serves or uses under the log's proof, as of one refresh: every local
+/// OHTTP key and token issuer key with a valid entry. Each use checks the entry's window again
+/// at that moment, so a key stops being served and used the second its entry expires, whether
+/// or not a refresh has happened since.
+#[derive(Default)]
+pub struct KeyRing {
+    /// Proven OHTTP keys.
+    pub ohttp: Vec<ProvenOhttpKey>,
+    /// Proven TGT issuer keys.
+    pub tgt: Vec<ProvenIssuer>,
+    /// Proven OTT issuer keys.
+    pub ott: Vec<ProvenIssuer>,
+}
+
+impl std::fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyRing")
+            .field("ohttp", &self.ohttp.len())
+            .field("tgt", &self.tgt.len())
+            .field("ott", &self.ott.len())
+            .finish()
+    }
+}
+
+impl KeyRing {
+    /// The OHTTP keys valid at `now`: only these are served and decrypt.
+    pub fn ohttp_at(&self, now: u64) -> impl Iterator<Item = &ProvenOhttpKey> {
+        self.ohttp.iter().filter(move |k| k.proof.valid_at(now))
+    }
+
+    fn issuers(&self, role: TokenRole) -> &[ProvenIssuer] {
+        match role {
+            TokenRole::Tgt => &self.tgt,
+            TokenRole::Ott => &self.ott,
+        }
+    }
+
+    /// The `role` issuer keys valid at `now`, newest entry (latest `not_before`) first.
+    pub fn issuers_at(&self, role: TokenRole, now: u64) -> Vec<&ProvenIssuer> {
+        let mut valid: Vec<&ProvenIssuer> = self
+            .issuers(role)
+            .iter()
+            .filter(|i| i.proof.valid_at(now))
+            .collect();
+        valid.sort_by_key(|i| std::cmp::Reverse(i.proof.not_before()));
+        valid
+    }
+
+    /// The key new `role` tokens are meant for at `now`: the valid one with the newest entry
+    /// (the same rule a client uses to pick the key it blinds to).
+    pub fn signing_issuer(&self, role: TokenRole, now: u64) -> Option<&ProvenIssuer> {
+        self.issuers_at(role, now).into_iter().next()
+    }
+
+    /// The valid `role` key a token request was blinded to (by its truncated key id), newest
+    /// first: a client that fetched the key list just before a rotation still gets its tokens.
+    pub fn issuer_for_request(
+        &self,
+        role: TokenRole,
+        truncated_key_id: u8,
+        now: u64,
+    ) -> Option<&ProvenIssuer> {
+        self.issuers_at(role, now)
+            .into_iter()
+            .find(|i| i.secret.public().id()[31] == truncated_key_id)
+    }
+
+    /// The OHTTP keys to offer clients at `now`: those valid now, less the ones about to expire
+    /// ([`retiring`]) whenever a key that is not is there to take over — a client caching the
+    /// list then does not hold a key that expires under it.
+    pub fn ohttp_offered(&self, now: u64) -> Vec<&ProvenOhttpKey> {
+        offered(self.ohttp_at(now).collect(), |k| retiring(&k.proof, now))
+    }
+
+    /// The `role` issuer keys to offer clients at `now`, newest first, by the same rule as
+    /// [`KeyRing::ohttp_offered`].
+    pub fn issuers_offered(&self, role: TokenRole, now: u64) -> Vec<&ProvenIssuer> {
+        offered(self.issuers_at(role, now), |i| retiring(&i.proof, now))
+    }
+
+    /// The `role` key with token key id `id`, if it is valid at `now`.
+    pub fn issuer_with_id(
+        &self,
+        role: TokenRole,
+        id: &[u8; 32],
+        now: u64,
+    ) -> Option<&ProvenIssuer> {
+        self.issuers(role)
+            .iter()
+            .find(|i| i.proof.valid_at(now) && &i.secret.public().id() == id)
+    }
+
+    /// Whether, at `now`, the ring can serve: an OHTTP key and both issuers valid.
+    pub fn missing_at(&self, now: u64) -> Option<&'static str> {
+        if self.ohttp_at(now).next().is_none() {
+            Some("no OHTTP key has a valid ohttp-keys entry in the log")
+        } else if self.signing_issuer(TokenRole::Tgt, now).is_none() {
+            Some("no TGT issuer key has a valid token-key entry in the log")
+        } else if self.signing_issuer(TokenRole::Ott, now).is_none() {
+            Some("no OTT issuer key has a valid token-key entry in the log")
+        } else {
+            None
+        }
+    }
+}
+
+/// Whether `proof`'s entry ends within its last quarter-window (at most ten minutes, the
+/// longest a client keeps a key list) of `now`.
+pub fn retiring(proof: &Proven, now: u64) -> bool {
+    let window = proof.not_after().saturating_sub(proof.not_before());
+    let margin = (window / 4).min(600);
+    now.saturating_add(margin) >= proof.not_after()
+}
+
+fn offered<T>(valid: Vec<T>, retiring: impl Fn(&T) -> bool) -> Vec<T> {
+    if valid.iter().all(&retiring) {
+        return valid;
+    }
+    valid.into_iter().filter(|k| !retiring(k)).collect()
+}
+
+fn file_error(path: &Path, e: impl std::fmt::Display) -> GatewayError {
+    GatewayError::Config(format!("{}: {e}", path.display()))
+}
+
+/// The key files in `dir` whose names start with `prefix` and end in `.key`, sorted by name.
+fn key_files(dir: &Path, prefix: &str) -> Result<Vec<PathBuf>> {
+    let mut paths = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| file_error(dir, e))? {
+        let path = entry.map_err(|e| file_error(dir, e))?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with(prefix) && name.ends_with(".key") {
+            paths.push(path);
+        }
+    }
+    paths.sort();
+    Ok(paths)
+}
+
+/// Reads every key file in `dir` (`ohttp*.key`, `tgt*.key`, `ott*.key`: old and new keys side
+/// by side during a rotation) and keeps those the log proves at `now`. Keys without a valid
+/// entry are left out with a warning; a ring missing a kind is the caller's to judge
+/// ([`KeyRing::missing_at`]).
+pub async fn load_key_ring(
+    http: &reqwest::Client,
+    dir: &Path,
+    log: &str,
+    trust: &LogTrust,
+    now: u64,
+) -> Result<KeyRing> {
+    let ohttp_entries = bundles_of_kind(http, log, trust, "ohttp-keys", now).await?;
+    let token_entries = bundles_of_kind(http, log, trust, "token-key", now).await?;
+    let configs = key_files(dir, "ohttp")?
+        .iter()
+        .map(|p| crate::keys::load_ohttp_key(p))
+        .collect::<Result<Vec<_>>>()?;
+    let mut ring = KeyRing {
+        ohttp: prove_ohttp_keys(configs, &ohttp_entries)?,
+        ..KeyRing::default()
+    };
+    for (prefix, role) in [("tgt", TokenRole::Tgt), ("ott", TokenRole::Ott)] {
+        for path in key_files(dir, prefix)? {
+            let secret = crate::keys::load_issuer_key(&path)?;
+            match prove_issuer(secret, role, &token_entries) {
+                Ok(issuer) => match role {
+                    TokenRole::Tgt => ring.tgt.push(issuer),
+                    TokenRole::Ott => ring.ott.push(issuer),
+                },
+                Err(_) => tracing::warn!(
+                    file = %path.display(),
+                    "a token issuer key has no valid token-key entry in the log; it is not used"
+                ),
+            }
+        }
+    }
+    Ok(ring)
+}
+
+/// The OTT issuer keys the log vouches for, each with its entry's window: what a relay admits.
+#[derive(Clone, Debug, Default)]
+pub struct LoggedOttKeys {
+    keys: Vec<(IssuerKey, u64, u64)>,
+}
+
+impl LoggedOttKeys {
+    /// The `ott` role keys among `entries`.
+    pub fn from_entries(entries: &[Proven]) -> Self {
+        let keys = entries
+            .iter()
+            .filter_map(|p| {
+                let entry = &p.verified.entry.entry;
+                match &entry.body {
+                    EntryBody::TokenKey(k) if k.role == TokenRole::Ott => {
+                        IssuerKey::from_spki(&k.spki_der)
+                            .ok()
+                            .map(|key| (key, entry.not_before, entry.not_after))
+                    }
+                    _ => None,
+                }
+            })
+            .collect();
+        LoggedOttKeys { keys }
+    }
+
+    /// The key with id `id`, if its entry is valid at `now`.
+    pub fn valid(&self, id: &[u8; 32], now: u64) -> Option<(&IssuerKey, u64)> {
+        self.keys
+            .iter()
+            .find(|(k, from, until)| &k.id() == id && *from <= now && now < *until)
+            .map(|(k, _, until)| (k, *until))
+    }
+
+    /// Whether any key is valid at `now`.
+    pub fn any_valid(&self, now: u64) -> bool {
+        self.keys
+            .iter()
+            .any(|(_, from, until)| *from <= now && now < *until)
+    }
 }

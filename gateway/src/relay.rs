@@ -8,10 +8,10 @@
 //! the relay than inside the request for the gateway. Clients talk HTTP/2 (or HTTP/1.1) to it.
 //! Nothing about requests is logged.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use arcane_verifier::tokens::{IssuerKey, OTT_ISSUER, Token, TokenChallenge};
+use arcane_verifier::tokens::{OTT_ISSUER, Token, TokenChallenge};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
@@ -21,20 +21,49 @@ use axum::routing::get;
 use base64::Engine as _;
 use sqlx::sqlite::SqlitePool;
 
+use crate::proven::LoggedOttKeys;
 use crate::server::{
     DEFAULT_BODY_TIMEOUT, MAX_OHTTP_REQUEST, OHTTP_CHUNKED_REQ, OHTTP_REQ, now_seconds, read_body,
 };
+use crate::tokens::{reason, spend};
 
 /// The relay's state.
 pub struct Relay {
     /// The gateway's base URL.
     pub gateway: String,
-    /// The OTT issuer keys the log vouches for (several during a rotation).
-    pub ott_keys: Vec<IssuerKey>,
+    /// The OTT issuer keys the log vouches for (several during a rotation), as of the last
+    /// refresh; each use re-checks the key's window.
+    ott_keys: RwLock<Arc<LoggedOttKeys>>,
     /// Spent tokens.
     pub db: SqlitePool,
-    /// Client towards the gateway.
+    /// Client towards the gateway (no redirects).
     pub http: reqwest::Client,
+}
+
+impl Relay {
+    /// A relay in front of `gateway`.
+    pub fn new(
+        gateway: String,
+        ott_keys: LoggedOttKeys,
+        db: SqlitePool,
+        http: reqwest::Client,
+    ) -> Self {
+        Relay {
+            gateway,
+            ott_keys: RwLock::new(Arc::new(ott_keys)),
+            db,
+            http,
+        }
+    }
+
+    /// Replaces the OTT keys (after a refresh from the log).
+    pub fn replace_ott_keys(&self, keys: LoggedOttKeys) {
+        *self.ott_keys.write().expect("OTT keys lock") = Arc::new(keys);
+    }
+
+    fn ott_keys(&self) -> Arc<LoggedOttKeys> {
+        Arc::clone(&self.ott_keys.read().expect("OTT keys lock"))
+    }
 }
 
 impl std::fmt::Debug for Relay {
@@ -87,27 +116,20 @@ async fn redeem(relay: &Relay, headers: &HeaderMap) -> Result<(), Response> {
         .ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, "a PrivateToken is required"))?;
     let token =
         Token::decode(&bytes).map_err(|e| refuse(StatusCode::UNAUTHORIZED, &e.to_string()))?;
-    let key = relay
-        .ott_keys
-        .iter()
-        .find(|k| k.id() == token.token_key_id)
-        .ok_or_else(|| {
-            refuse(
-                StatusCode::UNAUTHORIZED,
-                "the token is from an unknown issuer key",
-            )
-        })?;
+    let now = now_seconds();
+    let keys = relay.ott_keys();
+    let (key, expires_at) = keys.valid(&token.token_key_id, now).ok_or_else(|| {
+        refuse(
+            StatusCode::UNAUTHORIZED,
+            "the token is from an unknown or expired issuer key",
+        )
+    })?;
     token
         .verify(key, &TokenChallenge::for_issuer(OTT_ISSUER))
         .map_err(|e| refuse(StatusCode::UNAUTHORIZED, &e.to_string()))?;
-    match sqlx::query("INSERT INTO spent_tokens (scope, nonce, spent_at) VALUES ('relay', ?, ?)")
-        .bind(hex::encode(token.nonce))
-        .bind(now_seconds() as i64)
-        .execute(&relay.db)
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(sqlx::Error::Database(d)) if d.is_unique_violation() => Err(refuse(
+    match spend(&relay.db, "relay", &token.nonce, expires_at, now).await {
+        Ok(()) => Ok(()),
+        Err(r) if r.reason == reason::SPENT => Err(refuse(
             StatusCode::UNAUTHORIZED,
             "this token was already spent",
         )),

@@ -12,10 +12,11 @@
 //! Inner (inside OHTTP, BHTTP requests): `GET /v1/models`, `GET /v1/nodes`,
 //! `POST /v1/tokens/tgt`, `POST /v1/tokens/ott`, `POST /v1/chat`; anything else is a BHTTP 404.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arcane_verifier::attested::NodeRegistration;
+use arcane_verifier::entry::TokenRole;
 use arcane_verifier::sealed::WRAPPED_DEK_LEN;
 use arcane_verifier::tokens::{TOKEN_LEN, TOKEN_REQUEST_LEN};
 use axum::Router;
@@ -29,7 +30,7 @@ use futures::io::{AsyncReadExt, AsyncWriteExt};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::proven::{Proven, ProvenOhttpKey};
+use crate::proven::KeyRing;
 use crate::registry::Registry;
 use crate::tokens::{Refusal, TokenServices};
 
@@ -52,15 +53,13 @@ pub const MAX_CANDIDATES: usize = 8;
 
 /// Everything the handlers share.
 pub struct Gateway {
-    /// Proven OHTTP keys (only these decrypt).
-    pub ohttp: Vec<ProvenOhttpKey>,
+    /// The proven keys as of the last refresh from the log (each use re-checks validity).
+    keys: RwLock<Arc<KeyRing>>,
     /// Token services.
     pub tokens: TokenServices,
     /// Listed nodes.
     pub registry: Registry,
-    /// Token key proofs (TGT, OTT) served in `/v1/keys`.
-    pub token_key_proofs: Vec<(String, Proven)>,
-    /// HTTP client towards nodes.
+    /// HTTP client towards nodes (no redirects).
     pub http: reqwest::Client,
     /// Longest a client may take to send a request body.
     pub body_timeout: Duration,
@@ -69,8 +68,37 @@ pub struct Gateway {
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gateway")
-            .field("ohttp_keys", &self.ohttp.len())
+            .field("keys", &self.keys())
             .finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// A gateway serving `keys`.
+    pub fn new(
+        keys: KeyRing,
+        tokens: TokenServices,
+        registry: Registry,
+        http: reqwest::Client,
+        body_timeout: Duration,
+    ) -> Self {
+        Gateway {
+            keys: RwLock::new(Arc::new(keys)),
+            tokens,
+            registry,
+            http,
+            body_timeout,
+        }
+    }
+
+    /// The keys as of the last refresh.
+    pub fn keys(&self) -> Arc<KeyRing> {
+        Arc::clone(&self.keys.read().expect("key ring lock"))
+    }
+
+    /// Replaces the keys (after a refresh from the log).
+    pub fn replace_keys(&self, keys: KeyRing) {
+        *self.keys.write().expect("key ring lock") = Arc::new(keys);
     }
 }
 
@@ -122,15 +150,16 @@ fn plain_error(status: StatusCode, message: &str) -> Response {
 }
 
 async fn key_configs(State(g): State<Arc<Gateway>>) -> Response {
+    let keys = g.keys();
     let mut list = Vec::new();
-    for key in g.current_keys(now_seconds()) {
+    for key in keys.ohttp_offered(now_seconds()) {
         list.extend_from_slice(&(key.encoded.len() as u16).to_be_bytes());
         list.extend_from_slice(&key.encoded);
     }
     if list.is_empty() {
         return plain_error(
             StatusCode::SERVICE_UNAVAILABLE,
-            "no OHTTP key has a proof in the log",
+            "no OHTTP key has a valid proof in the log",
         );
     }
     ([(header::CONTENT_TYPE, OHTTP_KEYS)], list).into_response()
@@ -144,10 +173,16 @@ struct KeyWithProof {
     bundle: String,
 }
 
+/// `GET /v1/keys`: the keys on offer with their proof bundles — OHTTP keys, then per role the
+/// token keys, the newest first. Nothing expired is ever listed, nor a key about to expire
+/// while another can take over.
 async fn keys_with_proofs(State(g): State<Arc<Gateway>>) -> Response {
     let b64 = base64::engine::general_purpose::STANDARD;
-    let mut keys: Vec<KeyWithProof> = g
-        .current_keys(now_seconds())
+    let now = now_seconds();
+    let ring = g.keys();
+    let mut keys: Vec<KeyWithProof> = ring
+        .ohttp_offered(now)
+        .into_iter()
         .map(|k| KeyWithProof {
             kind: "ohttp-keys",
             role: None,
@@ -155,17 +190,15 @@ async fn keys_with_proofs(State(g): State<Arc<Gateway>>) -> Response {
             bundle: k.proof.bundle.clone(),
         })
         .collect();
-    for (role, proof) in &g.token_key_proofs {
-        let spki = match &proof.verified.entry.entry.body {
-            arcane_verifier::entry::EntryBody::TokenKey(k) => b64.encode(&k.spki_der),
-            _ => continue,
-        };
-        keys.push(KeyWithProof {
-            kind: "token-key",
-            role: Some(role.clone()),
-            key: spki,
-            bundle: proof.bundle.clone(),
-        });
+    for role in [TokenRole::Tgt, TokenRole::Ott] {
+        for issuer in ring.issuers_offered(role, now) {
+            keys.push(KeyWithProof {
+                kind: "token-key",
+                role: Some(role.as_str().to_owned()),
+                key: b64.encode(issuer.secret.public().spki()),
+                bundle: issuer.proof.bundle.clone(),
+            });
+        }
     }
     axum::Json(serde_json::json!({ "keys": keys })).into_response()
 }
@@ -188,28 +221,50 @@ async fn register_node(State(g): State<Arc<Gateway>>, body: Body) -> Response {
             );
         }
     };
-    // Challenge the URL: only the REK's holder can produce a fresh document with our nonce.
-    let mut nonce = [0u8; 16];
-    if getrandom::fill(&mut nonce).is_err() {
+    // Challenge the URL: only the REK's holder can produce a fresh document, and it binds our
+    // challenge to the URL it registered under itself (no redirect is followed, the answer is
+    // read within the bundle size limit).
+    let mut challenge = [0u8; 16];
+    if getrandom::fill(&mut challenge).is_err() {
         return plain_error(StatusCode::INTERNAL_SERVER_ERROR, "no randomness");
     }
-    let url = format!(
-        "{}/v1/attestation?nonce={}",
-        registration.url.trim_end_matches('/'),
-        hex::encode(nonce)
-    );
+    let url = registration.url.trim_end_matches('/').to_owned();
+    if url.len() > arcane_verifier::attested::MAX_NODE_URL_BYTES
+        || !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        return plain_error(
+            StatusCode::BAD_REQUEST,
+            "the node URL is not a short http(s) URL",
+        );
+    }
+    let Ok(challenge_url) = reqwest::Url::parse_with_params(
+        &format!("{url}/v1/attestation"),
+        &[
+            ("registration", hex::encode(challenge)),
+            ("for", url.clone()),
+        ],
+    ) else {
+        return plain_error(StatusCode::BAD_REQUEST, "the node URL does not parse");
+    };
     let answer = async {
         let reply = g
             .http
-            .get(&url)
+            .get(challenge_url)
             .timeout(Duration::from_secs(10))
             .send()
             .await
             .ok()?;
-        let bytes = reply.bytes().await.ok()?;
+        if !reply.status().is_success() {
+            return None;
+        }
+        let bytes =
+            crate::proven::read_limited(reply, arcane_verifier::attested::MAX_NODE_BUNDLE_BYTES)
+                .await
+                .ok()?;
         arcane_verifier::attested::NodeBundle::parse(&bytes).ok()
     }
     .await;
+    let nonce = arcane_verifier::attested::registration_nonce(&challenge, &url);
     let challenged = match answer {
         Some(bundle) => g
             .registry
@@ -246,23 +301,19 @@ fn inner_json(status: u16, value: serde_json::Value) -> InnerAnswer {
 }
 
 fn inner_refusal(r: Refusal) -> InnerAnswer {
-    inner_json(r.status, serde_json::json!({ "error": r.message }))
+    inner_json(
+        r.status,
+        serde_json::json!({ "error": r.message, "reason": r.reason }),
+    )
 }
 
-fn server_for<'a>(g: &'a Gateway, body: &[u8]) -> Option<&'a ProvenOhttpKey> {
+/// The OHTTP key (valid now: an expired key never decrypts) that `body`'s key id names.
+fn server_for(g: &Gateway, body: &[u8]) -> Option<ohttp::KeyConfig> {
     let key_id = *body.first()?;
-    g.current_keys(now_seconds())
+    g.keys()
+        .ohttp_at(now_seconds())
         .find(|k| k.encoded.first() == Some(&key_id))
-}
-
-impl Gateway {
-    /// The OHTTP keys whose entries are valid at `now`: an expired key is neither served nor
-    /// used to decrypt, a key not yet valid is not served yet.
-    pub fn current_keys(&self, now: u64) -> impl Iterator<Item = &ProvenOhttpKey> {
-        self.ohttp
-            .iter()
-            .filter(move |k| k.proof.verified.entry.entry.check_time(now).is_ok())
-    }
+        .map(|k| k.config.clone())
 }
 
 async fn ohttp_request(State(g): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
@@ -287,8 +338,8 @@ async fn ohttp_request(State(g): State<Arc<Gateway>>, headers: HeaderMap, body: 
     }
 }
 
-async fn standard_ohttp(g: &Arc<Gateway>, key: &ProvenOhttpKey, body: &[u8]) -> Response {
-    let server = match ohttp::Server::new(key.config.clone()) {
+async fn standard_ohttp(g: &Arc<Gateway>, key: ohttp::KeyConfig, body: &[u8]) -> Response {
+    let server = match ohttp::Server::new(key) {
         Ok(s) => s,
         Err(e) => return plain_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     };
@@ -368,8 +419,8 @@ impl futures::io::AsyncWrite for ChannelWriter {
 
 /// Chunked OHTTP: the inner answer is an indeterminate-length BHTTP response (RFC 9292 §3.2)
 /// whose content chunks are written, and so encrypted and sent, as they arrive from the node.
-async fn chunked_ohttp(g: Arc<Gateway>, key: &ProvenOhttpKey, body: Bytes) -> Response {
-    let server = match ohttp::Server::new(key.config.clone()) {
+async fn chunked_ohttp(g: Arc<Gateway>, key: ohttp::KeyConfig, body: Bytes) -> Response {
+    let server = match ohttp::Server::new(key) {
         Ok(s) => s,
         Err(e) => return plain_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     };
@@ -473,7 +524,7 @@ async fn dispatch(g: &Arc<Gateway>, inner: &[u8]) -> InnerAnswer {
                 .and_then(|v| v.strip_prefix(b"Bearer "))
                 .and_then(|v| std::str::from_utf8(v).ok())
                 .unwrap_or("");
-            match g.tokens.issue_tgt(api_key, content, now).await {
+            match g.tokens.issue_tgt(&g.keys(), api_key, content, now).await {
                 Ok(r) => InnerAnswer::Full(200, "application/private-token-response", r),
                 Err(r) => inner_refusal(r),
             }
@@ -493,7 +544,7 @@ async fn dispatch(g: &Arc<Gateway>, inner: &[u8]) -> InnerAnswer {
                 .collect();
             match g
                 .tokens
-                .grant_otts(&content[..TOKEN_LEN], &requests, now)
+                .grant_otts(&g.keys(), &content[..TOKEN_LEN], &requests, now)
                 .await
             {
                 Ok(r) => InnerAnswer::Full(200, "application/private-token-response", r.concat()),
@@ -524,7 +575,11 @@ async fn route_chat(g: &Arc<Gateway>, content: &[u8], now: u64) -> InnerAnswer {
     if n == 0 || n > MAX_CANDIDATES || content.len() <= wraps_end {
         return malformed();
     }
-    let ott = match g.tokens.redeem("gateway", &content[..TOKEN_LEN], now).await {
+    let ott = match g
+        .tokens
+        .redeem(&g.keys(), "gateway", &content[..TOKEN_LEN], now)
+        .await
+    {
         Ok(t) => t,
         Err(r) => return inner_refusal(r),
     };

@@ -6,26 +6,26 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arcane_verifier::entry::{EntryBody, TokenRole};
+use arcane_serve::ServeLimits;
 use arcane_verifier::nitro::{AttestationPolicy, NitroRoot};
-use arcane_verifier::tokens::IssuerKey;
 use axum::serve::ListenerExt;
 
 use crate::error::{GatewayError, Result};
-use crate::keys;
-use crate::proven::{LogTrust, bundles_of_kind, prove_issuer, prove_ohttp_keys};
+use crate::proven::{LogTrust, LoggedOttKeys, bundles_of_kind, load_key_ring, peer_client};
 use crate::registry::Registry;
 use crate::relay::Relay;
 use crate::server::{Gateway, now_ms, now_seconds};
-use crate::tokens::{TokenLimits, TokenServices, open_database};
+use crate::tokens::{TokenLimits, TokenServices, open_database, prune_spent};
 
 /// How often listed nodes are re-checked.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
+/// How often the gateway and the relay re-read their keys' proofs from the log, by default.
+pub const DEFAULT_KEY_REFRESH: Duration = Duration::from_secs(60);
 
 /// What a gateway needs to start.
 #[derive(Clone, Debug)]
 pub struct GatewayOptions {
-    /// Key files (`ohttp*.key`, `tgt.key`, `ott.key`) and `gateway.db`.
+    /// Key files (`ohttp*.key`, `tgt*.key`, `ott*.key`) and `gateway.db`.
     pub data_dir: PathBuf,
     /// The log's base URL.
     pub log: String,
@@ -39,6 +39,28 @@ pub struct GatewayOptions {
     pub limits: TokenLimits,
     /// Longest a client may take to send a request body.
     pub body_timeout: Duration,
+    /// How often the key files and their proofs are read again (new keys and entries are
+    /// picked up, expired ones dropped; each use also re-checks validity).
+    pub key_refresh: Duration,
+    /// Connection limits and timeouts of the HTTP server.
+    pub limits_http: ServeLimits,
+}
+
+impl GatewayOptions {
+    /// Options with the production defaults for everything but what must be given.
+    pub fn new(data_dir: PathBuf, log: String, trust: LogTrust, nitro_root: NitroRoot) -> Self {
+        GatewayOptions {
+            data_dir,
+            log,
+            trust,
+            nitro_root,
+            max_attestation_age: Duration::from_secs(600),
+            limits: TokenLimits::default(),
+            body_timeout: crate::server::DEFAULT_BODY_TIMEOUT,
+            key_refresh: DEFAULT_KEY_REFRESH,
+            limits_http: ServeLimits::default(),
+        }
+    }
 }
 
 fn config_error(e: impl std::fmt::Display) -> GatewayError {
@@ -47,63 +69,33 @@ fn config_error(e: impl std::fmt::Display) -> GatewayError {
 
 /// Loads the keys in `options.data_dir`, keeps only those with a verified entry in the log and
 /// opens the token database. Fails with [`GatewayError::Unproven`] when the log proves no OHTTP
-/// key or either token key.
+/// key or no key of either token role.
 pub async fn build_gateway(options: &GatewayOptions) -> Result<Gateway> {
-    let trust = &options.trust;
+    let http = peer_client()?;
     let now = now_seconds();
-    let ohttp_entries = bundles_of_kind(&options.log, trust, "ohttp-keys", now).await?;
-    let token_entries = bundles_of_kind(&options.log, trust, "token-key", now).await?;
-    let dir = &options.data_dir;
-    // Every `ohttp*.key` in the data directory: during a rotation the old and the new key are
-    // both served, each until its own entry expires.
-    let mut configs = Vec::new();
-    for entry in
-        std::fs::read_dir(dir).map_err(|e| config_error(format!("{}: {e}", dir.display())))?
-    {
-        let path = entry.map_err(config_error)?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name.starts_with("ohttp") && name.ends_with(".key") {
-            configs.push(keys::load_ohttp_key(&path)?);
-        }
+    let ring = load_key_ring(&http, &options.data_dir, &options.log, &options.trust, now).await?;
+    if let Some(missing) = ring.missing_at(now) {
+        return Err(GatewayError::Unproven(format!(
+            "{missing}; publish it first"
+        )));
     }
-    let ohttp = prove_ohttp_keys(configs, &ohttp_entries)?;
-    if ohttp.is_empty() {
-        return Err(GatewayError::Unproven(
-            "the OHTTP key has no valid ohttp-keys entry in the log; publish it first".into(),
-        ));
-    }
-    let tgt = prove_issuer(
-        keys::load_issuer_key(&dir.join("tgt.key"))?,
-        TokenRole::Tgt,
-        &token_entries,
-    )?;
-    let ott = prove_issuer(
-        keys::load_issuer_key(&dir.join("ott.key"))?,
-        TokenRole::Ott,
-        &token_entries,
-    )?;
-    let token_key_proofs = vec![
-        ("tgt".to_owned(), tgt.proof.clone()),
-        ("ott".to_owned(), ott.proof.clone()),
-    ];
-    let db = open_database(&dir.join("gateway.db")).await?;
-    let tokens = TokenServices::new(db, tgt, ott, options.limits);
+    let db = open_database(&options.data_dir.join("gateway.db")).await?;
+    let tokens = TokenServices::new(db, options.limits);
     let registry = Registry::new(
-        trust.clone(),
+        options.trust.clone(),
         options.nitro_root.clone(),
         AttestationPolicy {
             max_age_ms: options.max_attestation_age.as_millis() as u64,
             ..AttestationPolicy::default()
         },
     );
-    Ok(Gateway {
-        ohttp,
+    Ok(Gateway::new(
+        ring,
         tokens,
         registry,
-        token_key_proofs,
-        http: reqwest::Client::new(),
-        body_timeout: options.body_timeout.max(Duration::from_secs(1)),
-    })
+        http,
+        options.body_timeout.max(Duration::from_secs(1)),
+    ))
 }
 
 /// A service listening on a socket until [`RunningService::shutdown`] or drop.
@@ -163,6 +155,7 @@ impl Drop for RunningService {
 async fn serve_router(
     listen: SocketAddr,
     router: axum::Router,
+    limits: ServeLimits,
     background: Option<tokio::task::JoinHandle<()>>,
 ) -> Result<RunningService> {
     let listener = tokio::net::TcpListener::bind(listen)
@@ -177,12 +170,11 @@ async fn serve_router(
     });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
-            .map_err(|e| GatewayError::Serve(e.to_string()))
+        arcane_serve::serve(listener, router, limits, async {
+            let _ = stopped.await;
+        })
+        .await
+        .map_err(|e| GatewayError::Serve(e.to_string()))
     });
     Ok(RunningService {
         addr,
@@ -192,35 +184,79 @@ async fn serve_router(
     })
 }
 
-/// Serves `gateway` on `listen`, with the periodic node sweep against `log`.
+/// Serves `gateway` on `listen`, with the periodic node sweep and key refresh against the log.
 pub async fn serve_gateway(
     gateway: Arc<Gateway>,
     listen: SocketAddr,
-    log: String,
-    trust: LogTrust,
+    options: &GatewayOptions,
 ) -> Result<RunningService> {
-    let sweeper = tokio::spawn(sweep(Arc::clone(&gateway), log, trust));
-    serve_router(listen, crate::server::router(gateway), Some(sweeper)).await
+    let background = tokio::spawn(maintain(Arc::clone(&gateway), options.clone()));
+    serve_router(
+        listen,
+        crate::server::router(gateway),
+        options.limits_http,
+        Some(background),
+    )
+    .await
 }
 
 /// [`build_gateway`], then [`serve_gateway`].
 pub async fn start_gateway(options: &GatewayOptions, listen: SocketAddr) -> Result<RunningService> {
     let gateway = Arc::new(build_gateway(options).await?);
-    serve_gateway(gateway, listen, options.log.clone(), options.trust.clone()).await
+    serve_gateway(gateway, listen, options).await
 }
 
-/// Every [`SWEEP_INTERVAL`]: drop nodes whose bundles no longer verify, and nodes whose release
-/// is no longer among the log's valid releases.
-async fn sweep(gateway: Arc<Gateway>, log: String, trust: LogTrust) {
+/// One refresh of the gateway's keys: the key files read again and proven against the log's
+/// entries valid now. A failed refresh keeps the keys it had (every use still re-checks their
+/// windows, so an expired one stops being used on time).
+pub async fn refresh_keys(gateway: &Gateway, options: &GatewayOptions) -> Result<()> {
+    let now = now_seconds();
+    let ring = load_key_ring(
+        &gateway.http,
+        &options.data_dir,
+        &options.log,
+        &options.trust,
+        now,
+    )
+    .await?;
+    if let Some(missing) = ring.missing_at(now) {
+        tracing::warn!(missing, "after a key refresh the gateway lacks a valid key");
+    }
+    gateway.replace_keys(ring);
+    Ok(())
+}
+
+/// The gateway's background work: every [`SWEEP_INTERVAL`] drop nodes whose bundles no longer
+/// verify or whose release left the log's valid set; every `key_refresh` re-read the keys'
+/// proofs and prune token records whose keys have expired.
+async fn maintain(gateway: Arc<Gateway>, options: GatewayOptions) {
+    let key_refresh = options.key_refresh.max(Duration::from_millis(100));
+    let mut sweep = tokio::time::interval(SWEEP_INTERVAL.min(key_refresh));
+    let mut refresh = tokio::time::interval(key_refresh);
+    sweep.tick().await;
+    refresh.tick().await;
     loop {
-        tokio::time::sleep(SWEEP_INTERVAL).await;
-        let dropped = gateway.registry.sweep(now_ms());
-        if dropped > 0 {
-            tracing::info!(dropped, "nodes with stale bundles dropped");
-        }
-        if let Ok(releases) = bundles_of_kind(&log, &trust, "release", now_seconds()).await {
-            let leaves: Vec<_> = releases.iter().map(|p| p.verified.leaf_hash).collect();
-            gateway.registry.retain_releases(&leaves);
+        tokio::select! {
+            _ = sweep.tick() => {
+                let dropped = gateway.registry.sweep(now_ms());
+                if dropped > 0 {
+                    tracing::info!(dropped, "nodes with stale bundles dropped");
+                }
+                if let Ok(releases) =
+                    bundles_of_kind(&gateway.http, &options.log, &options.trust, "release", now_seconds()).await
+                {
+                    let leaves: Vec<_> = releases.iter().map(|p| p.verified.leaf_hash).collect();
+                    gateway.registry.retain_releases(&leaves);
+                }
+            }
+            _ = refresh.tick() => {
+                if let Err(error) = refresh_keys(&gateway, &options).await {
+                    tracing::warn!(%error, "key refresh failed; the keys on hand stay, each until its entry expires");
+                }
+                if let Err(error) = gateway.tokens.prune(now_seconds()).await {
+                    tracing::warn!(%error, "pruning expired token records failed");
+                }
+            }
         }
     }
 }
@@ -236,33 +272,67 @@ pub struct RelayOptions {
     pub log: String,
     /// What the relay trusts of the log (it admits OTTs under logged OTT keys only).
     pub trust: LogTrust,
+    /// How often the OTT keys' proofs are read again.
+    pub key_refresh: Duration,
+    /// Connection limits and timeouts of the HTTP server.
+    pub limits_http: ServeLimits,
+}
+
+async fn logged_ott_keys(http: &reqwest::Client, options: &RelayOptions) -> Result<LoggedOttKeys> {
+    let entries = bundles_of_kind(
+        http,
+        &options.log,
+        &options.trust,
+        "token-key",
+        now_seconds(),
+    )
+    .await?;
+    Ok(LoggedOttKeys::from_entries(&entries))
 }
 
 /// Starts a relay on `listen`. Fails with [`GatewayError::Unproven`] when the log holds no valid
 /// OTT issuer key.
 pub async fn start_relay(options: &RelayOptions, listen: SocketAddr) -> Result<RunningService> {
-    let ott_keys: Vec<IssuerKey> =
-        bundles_of_kind(&options.log, &options.trust, "token-key", now_seconds())
-            .await?
-            .iter()
-            .filter_map(|p| match &p.verified.entry.entry.body {
-                EntryBody::TokenKey(k) if k.role == TokenRole::Ott => {
-                    IssuerKey::from_spki(&k.spki_der).ok()
-                }
-                _ => None,
-            })
-            .collect();
-    if ott_keys.is_empty() {
+    let http = peer_client()?;
+    let ott_keys = logged_ott_keys(&http, options).await?;
+    if !ott_keys.any_valid(now_seconds()) {
         return Err(GatewayError::Unproven(
             "the log holds no valid OTT issuer key".into(),
         ));
     }
     std::fs::create_dir_all(&options.data_dir).map_err(config_error)?;
-    let relay = Arc::new(Relay {
-        gateway: options.gateway.trim_end_matches('/').to_owned(),
+    let relay = Arc::new(Relay::new(
+        options.gateway.trim_end_matches('/').to_owned(),
         ott_keys,
-        db: open_database(&options.data_dir.join("relay.db")).await?,
-        http: reqwest::Client::new(),
+        open_database(&options.data_dir.join("relay.db")).await?,
+        http,
+    ));
+    let background = tokio::spawn({
+        let relay = Arc::clone(&relay);
+        let options = options.clone();
+        async move {
+            let mut refresh =
+                tokio::time::interval(options.key_refresh.max(Duration::from_millis(100)));
+            refresh.tick().await;
+            loop {
+                refresh.tick().await;
+                match logged_ott_keys(&relay.http, &options).await {
+                    Ok(keys) => relay.replace_ott_keys(keys),
+                    Err(error) => {
+                        tracing::warn!(%error, "OTT key refresh failed; the keys on hand stay, each until its entry expires")
+                    }
+                }
+                if let Err(error) = prune_spent(&relay.db, now_seconds()).await {
+                    tracing::warn!(%error, "pruning expired spent tokens failed");
+                }
+            }
+        }
     });
-    serve_router(listen, crate::relay::router(relay), None).await
+    serve_router(
+        listen,
+        crate::relay::router(relay),
+        options.limits_http,
+        Some(background),
+    )
+    .await
 }

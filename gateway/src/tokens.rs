@@ -1,10 +1,18 @@
-//! The identity service (one TGT per account and period), the token granting service (OTT
-//! batches per TGT and period, rate-limited), and single-use OTT redemption — all against the
-//! gateway's SQLite database, each decision committed before it is answered.
+//! The identity service (a budget of TGTs per account and period), the token granting service
+//! (a fixed allotment of OTTs per TGT), and single-use OTT redemption — all against the gateway's
+//! SQLite database, each decision committed before it is answered, and each quota reserved
+//! before any RSA work is done for it.
+//!
+//! Lifecycle (`spec/tokens.md` §3): an account may have `tgts_per_period` TGTs per period (one
+//! per device, or again after a lost wallet). A TGT is good for `otts_per_tgt` OTT indices in
+//! all, for as long as its issuer key's entry is valid; a client that has used them up, or whose
+//! TGT's key has expired, asks for a new TGT. Counters are pruned once the key they were counted
+//! under has expired.
 
 use std::path::Path;
 use std::str::FromStr;
 
+use arcane_verifier::entry::TokenRole;
 use arcane_verifier::tokens::{OTT_ISSUER, TGT_ISSUER, Token, TokenChallenge, TokenRequest};
 use sha2::{Digest, Sha256};
 use sqlx::sqlite::{
@@ -12,30 +20,64 @@ use sqlx::sqlite::{
 };
 
 use crate::error::Result;
-use crate::proven::ProvenIssuer;
+use crate::proven::KeyRing;
 
 /// Why a token operation was refused, with the HTTP status it maps to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    /// 400, 401, 403 or 429.
+    /// 400, 401, 403, 429 or 503.
     pub status: u16,
-    /// What was wrong.
+    /// A stable, machine-readable reason ([`reason`] lists them).
+    pub reason: &'static str,
+    /// What was wrong, in words.
     pub message: String,
 }
 
-fn refuse(status: u16, message: impl Into<String>) -> Refusal {
+/// The machine-readable reasons of token refusals, as they appear in the `reason` field of an
+/// inner JSON error answer.
+pub mod reason {
+    /// The request does not decode, or names another key.
+    pub const MALFORMED: &str = "malformed";
+    /// The identity service does not know the API key.
+    pub const UNKNOWN_ACCOUNT: &str = "unknown-account";
+    /// The account has had all its TGTs for this period.
+    pub const TGT_BUDGET_EXHAUSTED: &str = "tgt-budget-exhausted";
+    /// The TGT's issuer key is unknown or no longer valid: get a new TGT.
+    pub const TGT_KEY_INVALID: &str = "tgt-key-invalid";
+    /// The TGT does not verify.
+    pub const TGT_INVALID: &str = "tgt-invalid";
+    /// The TGT's OTT allotment is used up: get a new TGT.
+    pub const TGT_USED_UP: &str = "tgt-used-up";
+    /// The OTT's issuer key is unknown or no longer valid.
+    pub const OTT_KEY_INVALID: &str = "ott-key-invalid";
+    /// The OTT does not verify.
+    pub const OTT_INVALID: &str = "ott-invalid";
+    /// The OTT was spent before.
+    pub const SPENT: &str = "spent";
+    /// No issuer key is valid right now, or the database is unavailable.
+    pub const UNAVAILABLE: &str = "unavailable";
+}
+
+fn refuse(status: u16, reason: &'static str, message: impl Into<String>) -> Refusal {
     Refusal {
         status,
+        reason,
         message: message.into(),
     }
+}
+
+fn unavailable() -> Refusal {
+    refuse(503, reason::UNAVAILABLE, "database unavailable")
 }
 
 /// Limits of the token services.
 #[derive(Clone, Copy, Debug)]
 pub struct TokenLimits {
-    /// Length of a period, in seconds (one TGT per account per period).
+    /// Length of a period, in seconds (the TGT budget is per account and period).
     pub period_secs: u64,
-    /// OTTs granted per TGT per period.
+    /// TGTs an account may get per period (devices, lost wallets).
+    pub tgts_per_period: u32,
+    /// OTT indices one TGT is good for, in all (the node enforces the same limit).
     pub otts_per_tgt: u32,
     /// Most OTTs in one batch request.
     pub max_batch: u32,
@@ -45,7 +87,8 @@ impl Default for TokenLimits {
     fn default() -> Self {
         TokenLimits {
             period_secs: 24 * 3600,
-            otts_per_tgt: 64,
+            tgts_per_period: 8,
+            otts_per_tgt: 256,
             max_batch: 32,
         }
     }
@@ -54,8 +97,6 @@ impl Default for TokenLimits {
 /// The token services.
 pub struct TokenServices {
     db: SqlitePool,
-    tgt: ProvenIssuer,
-    ott: ProvenIssuer,
     limits: TokenLimits,
 }
 
@@ -92,25 +133,53 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
-impl TokenServices {
-    /// Services with the given (proven) issuers.
-    pub fn new(db: SqlitePool, tgt: ProvenIssuer, ott: ProvenIssuer, limits: TokenLimits) -> Self {
-        TokenServices {
-            db,
-            tgt,
-            ott,
-            limits,
+/// Records `nonce` as spent in `scope` until `expires_at` (its key's expiry); refused when it
+/// was spent before. Committed before it returns.
+pub async fn spend(
+    db: &SqlitePool,
+    scope: &str,
+    nonce: &[u8; 32],
+    expires_at: u64,
+    now: u64,
+) -> std::result::Result<(), Refusal> {
+    match sqlx::query(
+        "INSERT INTO spent_tokens (scope, nonce, spent_at, expires_at) VALUES (?, ?, ?, ?)",
+    )
+    .bind(scope)
+    .bind(hex::encode(nonce))
+    .bind(now as i64)
+    .bind(expires_at.min(i64::MAX as u64) as i64)
+    .execute(db)
+    .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if is_unique_violation(&e) => {
+            Err(refuse(403, reason::SPENT, "this token was already spent"))
         }
+        Err(_) => Err(unavailable()),
+    }
+}
+
+/// Forgets spent tokens whose key has expired (they are refused on their key alone now).
+pub async fn prune_spent(db: &SqlitePool, now: u64) -> Result<u64> {
+    Ok(
+        sqlx::query("DELETE FROM spent_tokens WHERE expires_at <= ?")
+            .bind(now.min(i64::MAX as u64) as i64)
+            .execute(db)
+            .await?
+            .rows_affected(),
+    )
+}
+
+impl TokenServices {
+    /// Services over `db` with `limits`.
+    pub fn new(db: SqlitePool, limits: TokenLimits) -> Self {
+        TokenServices { db, limits }
     }
 
-    /// The OTT issuer (its public key verifies redeemed tokens).
-    pub fn ott_issuer(&self) -> &ProvenIssuer {
-        &self.ott
-    }
-
-    /// The TGT issuer.
-    pub fn tgt_issuer(&self) -> &ProvenIssuer {
-        &self.tgt
+    /// The limits in force.
+    pub fn limits(&self) -> TokenLimits {
+        self.limits
     }
 
     fn period(&self, now: u64) -> i64 {
@@ -130,63 +199,113 @@ impl TokenServices {
         Ok(api_key)
     }
 
-    /// The identity service: authenticates `api_key` and blind-signs one TGT per account and
-    /// period.
+    /// The identity service: authenticates `api_key`, reserves one of the account's TGTs for
+    /// this period, then blind-signs the request under the current TGT key.
     pub async fn issue_tgt(
         &self,
+        ring: &KeyRing,
         api_key: &str,
         request: &[u8],
         now: u64,
     ) -> std::result::Result<Vec<u8>, Refusal> {
-        let request = TokenRequest::decode(request).map_err(|e| refuse(400, e.to_string()))?;
+        let request = TokenRequest::decode(request)
+            .map_err(|e| refuse(400, reason::MALFORMED, e.to_string()))?;
         let account: Option<(String,)> =
             sqlx::query_as("SELECT account FROM accounts WHERE api_key_sha256 = ?")
                 .bind(sha256_hex(api_key.as_bytes()))
                 .fetch_optional(&self.db)
                 .await
-                .map_err(|_| refuse(503, "database unavailable"))?;
+                .map_err(|_| unavailable())?;
         let Some((account,)) = account else {
-            return Err(refuse(401, "unknown API key"));
+            return Err(refuse(401, reason::UNKNOWN_ACCOUNT, "unknown API key"));
         };
-        // Sign first (a malformed request must not use up the period), then record.
-        let response = self
-            .tgt
-            .secret
-            .issue(&request)
-            .map_err(|e| refuse(400, e.to_string()))?;
-        match sqlx::query("INSERT INTO tgt_issued (account, period) VALUES (?, ?)")
-            .bind(&account)
-            .bind(self.period(now))
-            .execute(&self.db)
-            .await
-        {
-            Ok(_) => Ok(response),
-            Err(e) if is_unique_violation(&e) => Err(refuse(
+        let issuer = ring
+            .issuer_for_request(TokenRole::Tgt, request.truncated_key_id, now)
+            .ok_or_else(|| {
+                refuse(
+                    400,
+                    reason::MALFORMED,
+                    "the request is blinded to no TGT key that is valid now",
+                )
+            })?;
+        let exhausted = || {
+            refuse(
                 429,
-                "this account already has its TGT for this period",
-            )),
-            Err(_) => Err(refuse(503, "database unavailable")),
+                reason::TGT_BUDGET_EXHAUSTED,
+                format!(
+                    "this account has had its {} TGTs for this period",
+                    self.limits.tgts_per_period
+                ),
+            )
+        };
+        if self.limits.tgts_per_period == 0 {
+            return Err(exhausted());
+        }
+        // Reserve first: a refused request costs no RSA work.
+        let period = self.period(now);
+        let reserved = sqlx::query(
+            "INSERT INTO tgt_budget (account, period, issued) VALUES (?, ?, 1) \
+             ON CONFLICT (account, period) DO UPDATE SET issued = issued + 1 \
+             WHERE issued < ?",
+        )
+        .bind(&account)
+        .bind(period)
+        .bind(i64::from(self.limits.tgts_per_period))
+        .execute(&self.db)
+        .await
+        .map_err(|_| unavailable())?
+        .rows_affected();
+        if reserved == 0 {
+            return Err(exhausted());
+        }
+        match issuer.secret.issue(&request) {
+            Ok(response) => Ok(response),
+            Err(e) => {
+                // The client's own malformed request: give the TGT back.
+                let _ = sqlx::query(
+                    "UPDATE tgt_budget SET issued = issued - 1 WHERE account = ? AND period = ?",
+                )
+                .bind(&account)
+                .bind(period)
+                .execute(&self.db)
+                .await;
+                Err(refuse(400, reason::MALFORMED, e.to_string()))
+            }
         }
     }
 
-    /// The token granting service: checks the TGT and blind-signs the OTT requests, within the
-    /// per-TGT limit for the period.
+    /// The token granting service: checks the TGT under a currently valid TGT key, reserves up
+    /// to `requests.len()` of its remaining OTT indices, then blind-signs that many under the
+    /// current OTT key. The answer holds one response per reserved index, for the first
+    /// requests in order (fewer than asked only when the allotment ran out: the next batch
+    /// needs a new TGT).
     pub async fn grant_otts(
         &self,
+        ring: &KeyRing,
         tgt: &[u8],
         requests: &[Vec<u8>],
         now: u64,
     ) -> std::result::Result<Vec<Vec<u8>>, Refusal> {
-        let tgt = Token::decode(tgt).map_err(|e| refuse(400, e.to_string()))?;
+        let tgt = Token::decode(tgt).map_err(|e| refuse(400, reason::MALFORMED, e.to_string()))?;
+        let tgt_issuer = ring
+            .issuer_with_id(TokenRole::Tgt, &tgt.token_key_id, now)
+            .ok_or_else(|| {
+                refuse(
+                    403,
+                    reason::TGT_KEY_INVALID,
+                    "the TGT's issuer key is not valid now: get a new TGT",
+                )
+            })?;
         tgt.verify(
-            self.tgt.secret.public(),
+            tgt_issuer.secret.public(),
             &TokenChallenge::for_issuer(TGT_ISSUER),
         )
-        .map_err(|e| refuse(403, e.to_string()))?;
+        .map_err(|e| refuse(403, reason::TGT_INVALID, e.to_string()))?;
         let n = requests.len() as u32;
         if n == 0 || n > self.limits.max_batch {
             return Err(refuse(
                 400,
+                reason::MALFORMED,
                 format!("a batch holds 1 to {} requests", self.limits.max_batch),
             ));
         }
@@ -194,76 +313,114 @@ impl TokenServices {
             .iter()
             .map(|r| TokenRequest::decode(r))
             .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| refuse(400, e.to_string()))?;
-        let responses = decoded
-            .iter()
-            .map(|r| self.ott.secret.issue(r))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| refuse(400, e.to_string()))?;
-        // Count atomically: the row only grows while it stays within the limit.
+            .map_err(|e| refuse(400, reason::MALFORMED, e.to_string()))?;
+        let ott_key_id = decoded[0].truncated_key_id;
+        let ott_issuer = ring
+            .issuer_for_request(TokenRole::Ott, ott_key_id, now)
+            .filter(|_| decoded.iter().all(|r| r.truncated_key_id == ott_key_id))
+            .ok_or_else(|| {
+                refuse(
+                    400,
+                    reason::MALFORMED,
+                    "the requests are not all blinded to one OTT key that is valid now",
+                )
+            })?;
+        // Reserve atomically: the allotment only grows while it stays within the limit.
         let nonce = hex::encode(tgt.nonce);
-        let period = self.period(now);
-        let mut tx = self
-            .db
-            .begin()
-            .await
-            .map_err(|_| refuse(503, "database unavailable"))?;
+        let limit = i64::from(self.limits.otts_per_tgt);
+        let mut tx = self.db.begin().await.map_err(|_| unavailable())?;
         let granted: Option<(i64,)> =
-            sqlx::query_as("SELECT count FROM ott_granted WHERE tgt_nonce = ? AND period = ?")
+            sqlx::query_as("SELECT granted FROM ott_allotment WHERE tgt_nonce = ?")
                 .bind(&nonce)
-                .bind(period)
                 .fetch_optional(&mut *tx)
                 .await
-                .map_err(|_| refuse(503, "database unavailable"))?;
+                .map_err(|_| unavailable())?;
         let so_far = granted.map_or(0, |g| g.0);
-        if so_far + i64::from(n) > i64::from(self.limits.otts_per_tgt) {
+        let reserved = i64::from(n).min(limit - so_far).max(0);
+        if reserved == 0 {
             return Err(refuse(
                 429,
+                reason::TGT_USED_UP,
                 format!(
-                    "this TGT has {} of {} OTTs left in this period",
-                    i64::from(self.limits.otts_per_tgt) - so_far,
+                    "this TGT's {} OTTs are used up: get a new TGT",
                     self.limits.otts_per_tgt
                 ),
             ));
         }
-        sqlx::query("INSERT INTO ott_granted (tgt_nonce, period, count) VALUES (?, ?, ?) ON CONFLICT (tgt_nonce, period) DO UPDATE SET count = count + excluded.count")
-            .bind(&nonce)
-            .bind(period)
-            .bind(i64::from(n))
-            .execute(&mut *tx)
-            .await
-            .map_err(|_| refuse(503, "database unavailable"))?;
-        tx.commit()
-            .await
-            .map_err(|_| refuse(503, "database unavailable"))?;
-        Ok(responses)
+        sqlx::query(
+            "INSERT INTO ott_allotment (tgt_nonce, granted, expires_at) VALUES (?, ?, ?) \
+             ON CONFLICT (tgt_nonce) DO UPDATE SET granted = granted + excluded.granted",
+        )
+        .bind(&nonce)
+        .bind(reserved)
+        .bind(tgt_issuer.proof.not_after().min(i64::MAX as u64) as i64)
+        .execute(&mut *tx)
+        .await
+        .map_err(|_| unavailable())?;
+        tx.commit().await.map_err(|_| unavailable())?;
+        let signed = decoded[..reserved as usize]
+            .iter()
+            .map(|r| ott_issuer.secret.issue(r))
+            .collect::<std::result::Result<Vec<_>, _>>();
+        match signed {
+            Ok(responses) => Ok(responses),
+            Err(e) => {
+                let _ = sqlx::query(
+                    "UPDATE ott_allotment SET granted = granted - ? WHERE tgt_nonce = ?",
+                )
+                .bind(reserved)
+                .bind(&nonce)
+                .execute(&self.db)
+                .await;
+                Err(refuse(400, reason::MALFORMED, e.to_string()))
+            }
+        }
     }
 
-    /// Redeems an OTT in `scope` (`gateway` or `relay`): the signature under the logged OTT key,
-    /// then single use, recorded before the answer.
+    /// Redeems an OTT in `scope` (`gateway` or `relay`): the signature under an OTT key whose
+    /// entry is valid now, then single use, recorded before the answer.
     pub async fn redeem(
         &self,
+        ring: &KeyRing,
         scope: &str,
         token: &[u8],
         now: u64,
     ) -> std::result::Result<Token, Refusal> {
-        let token = Token::decode(token).map_err(|e| refuse(400, e.to_string()))?;
+        let token =
+            Token::decode(token).map_err(|e| refuse(400, reason::MALFORMED, e.to_string()))?;
+        let issuer = ring
+            .issuer_with_id(TokenRole::Ott, &token.token_key_id, now)
+            .ok_or_else(|| {
+                refuse(
+                    403,
+                    reason::OTT_KEY_INVALID,
+                    "the token's issuer key is unknown or no longer valid",
+                )
+            })?;
         token
             .verify(
-                self.ott.secret.public(),
+                issuer.secret.public(),
                 &TokenChallenge::for_issuer(OTT_ISSUER),
             )
-            .map_err(|e| refuse(403, e.to_string()))?;
-        match sqlx::query("INSERT INTO spent_tokens (scope, nonce, spent_at) VALUES (?, ?, ?)")
-            .bind(scope)
-            .bind(hex::encode(token.nonce))
-            .bind(now as i64)
+            .map_err(|e| refuse(403, reason::OTT_INVALID, e.to_string()))?;
+        spend(&self.db, scope, &token.nonce, issuer.proof.not_after(), now).await?;
+        Ok(token)
+    }
+
+    /// Forgets what no longer matters: spent tokens and OTT allotments whose key has expired,
+    /// TGT budgets of past periods. Returns the rows removed.
+    pub async fn prune(&self, now: u64) -> Result<u64> {
+        let mut removed = prune_spent(&self.db, now).await?;
+        removed += sqlx::query("DELETE FROM ott_allotment WHERE expires_at <= ?")
+            .bind(now.min(i64::MAX as u64) as i64)
             .execute(&self.db)
-            .await
-        {
-            Ok(_) => Ok(token),
-            Err(e) if is_unique_violation(&e) => Err(refuse(403, "this token was already spent")),
-            Err(_) => Err(refuse(503, "database unavailable")),
-        }
+            .await?
+            .rows_affected();
+        removed += sqlx::query("DELETE FROM tgt_budget WHERE period < ?")
+            .bind(self.period(now))
+            .execute(&self.db)
+            .await?
+            .rows_affected();
+        Ok(removed)
     }
 }

@@ -29,6 +29,7 @@ use arcane_verifier::tokens::{
     IssuerKey, OTT_ISSUER, TGT_ISSUER, Token, TokenChallenge, TokenMaterial, ott_nonce,
     request_token, tgt_nonce,
 };
+use axum::response::IntoResponse as _;
 use base64::Engine as _;
 
 mod common;
@@ -168,6 +169,44 @@ async fn tokens_and_a_sealed_chat_through_the_gateway() {
         .unwrap();
     assert_eq!(refused.status(), 403);
     assert!(refused.text().await.unwrap().contains("challenge"));
+    // A copy registered under a URL that answers the challenge with a redirect to the real node,
+    // or that relays the challenge to it: both fail (no redirect is followed; the node attests
+    // only the URL it registered under itself).
+    for relaying in [false, true] {
+        let real = node_url.clone();
+        let impostor = axum::Router::new().route(
+            "/v1/attestation",
+            axum::routing::get(move |uri: axum::http::Uri| {
+                let target = format!("{real}/v1/attestation?{}", uri.query().unwrap_or(""));
+                async move {
+                    if relaying {
+                        let answer = reqwest::get(&target).await.unwrap();
+                        let status = answer.status().as_u16();
+                        let body = answer.bytes().await.unwrap();
+                        (axum::http::StatusCode::from_u16(status).unwrap(), body).into_response()
+                    } else {
+                        axum::response::Redirect::to(&target).into_response()
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let impostor_url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, impostor).await.unwrap() });
+        let hijack = arcane_verifier::attested::NodeRegistration::new(
+            impostor_url,
+            model.name.clone(),
+            1,
+            &node.attested().unwrap().bundle,
+        );
+        let refused = http
+            .post(format!("{gw}/v1/nodes"))
+            .json(&hijack)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 403, "relaying: {relaying}");
+    }
 
     // A registration whose bundle does not verify is refused.
     let mut bad: serde_json::Value = serde_json::json!({
@@ -292,7 +331,7 @@ async fn tokens_and_a_sealed_chat_through_the_gateway() {
     let (status, _) = ohttp_call(&http, &gw, &encoded_config, "GET", "/v1/unknown", &[], b"").await;
     assert_eq!(status, 404);
 
-    // --- TGT: once per account and period -----------------------------------------------------
+    // --- TGT: within the account's budget (one per period on this gateway) -------------------
     let secret = random::<32>();
     let (request, pending) = request_token(
         &tgt_key,
@@ -329,7 +368,10 @@ async fn tokens_and_a_sealed_chat_through_the_gateway() {
         &again.encode(),
     )
     .await;
-    assert_eq!(status, 429, "one TGT per account and period");
+    assert_eq!(
+        status, 429,
+        "a budget of one TGT per account and period here"
+    );
     let (status, _) = ohttp_call(
         &http,
         &gw,
@@ -381,7 +423,7 @@ async fn tokens_and_a_sealed_chat_through_the_gateway() {
         &body,
     )
     .await;
-    assert_eq!(status, 429, "3 more would exceed 4 per TGT");
+    assert_eq!(status, 429, "the TGT's allotment of 4 is used up");
 
     // --- a sealed chat through chunked OHTTP --------------------------------------------------
     let chat = |index: u32| {

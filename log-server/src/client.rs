@@ -39,6 +39,8 @@ impl LogClient {
     pub fn new(base: &str) -> Result<Self> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| LogError::Client(e.to_string()))?;
         Ok(LogClient {

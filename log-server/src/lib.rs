@@ -138,6 +138,8 @@ pub struct ServeConfig {
     pub witness_policy: Option<PathBuf>,
     /// A Trillian log tree that sequences the entries (`None`: this log's own sequencer).
     pub trillian: Option<trillian::follower::TrillianConfig>,
+    /// Connection limits and timeouts of the HTTP server.
+    pub limits: arcane_serve::ServeLimits,
 }
 
 impl ServeConfig {
@@ -151,6 +153,7 @@ impl ServeConfig {
             sequencer: SequencerConfig::default(),
             witness_policy: None,
             trillian: None,
+            limits: arcane_serve::ServeLimits::default(),
         }
     }
 
@@ -317,12 +320,12 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer> {
     );
     let router = api::router(state);
     let mut shutdown_http = shutdown_rx.clone();
+    let limits = config.limits;
     let http = tokio::spawn(async move {
-        let result = axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = shutdown_http.wait_for(|stop| *stop).await;
-            })
-            .await;
+        let result = arcane_serve::serve(listener, router, limits, async move {
+            let _ = shutdown_http.wait_for(|stop| *stop).await;
+        })
+        .await;
         if let Err(error) = result {
             tracing::error!(%error, "HTTP server stopped");
         }

@@ -179,3 +179,113 @@ async fn two_servers_on_one_database_elect_one_sequencer_and_fail_over() {
     follower.server.shutdown().await;
     db.drop().await;
 }
+
+/// PostgreSQL itself restarted (crashed, with `-m immediate`) under a stream of appends: the log
+/// rides it out, every entry it acknowledged is integrated afterwards, and no two checkpoints of
+/// one size differ. Needs `ARCANE_TEST_POSTGRES_RESTART`, a command that restarts the server
+/// (`.ci/run` sets it to the local cluster's `pg_ctlcluster … restart -m immediate`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_restart_under_appends_loses_nothing() {
+    let Ok(restart) = std::env::var("ARCANE_TEST_POSTGRES_RESTART") else {
+        eprintln!(
+            "SKIPPED PostgreSQL restart test: set ARCANE_TEST_POSTGRES_RESTART (`.ci/run` does)"
+        );
+        return;
+    };
+    let Some(db) = TestDatabase::create("restart").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let log =
+        std::sync::Arc::new(common::start(&dir.path().join("data"), Some(db.url.clone())).await);
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for writer in 0..4 {
+        let (log, acked, stop) = (log.clone(), acked.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let entry = format!("restart test {writer} {i}");
+                i += 1;
+                match log.client.add(entry.as_bytes(), &log.publisher).await {
+                    Ok(status) => acked.lock().unwrap().push(status.leaf_hash),
+                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+        }));
+    }
+    {
+        let (log, seen, stop) = (log.clone(), seen.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(text) = log.client.checkpoint().await {
+                    seen.lock().unwrap().push(text);
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }));
+    }
+    let acked_count = || acked.lock().unwrap().len();
+    while acked_count() < 50 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let before = acked_count();
+    let status = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("sh")
+            .args(["-c", &restart])
+            .status()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "the restart command failed");
+    // Appends go on once PostgreSQL is back.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while acked_count() < before + 50 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no appends after the restart ({} before, {} now)",
+            before,
+            acked_count()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    for leaf in &acked {
+        let status = log
+            .client
+            .wait_integrated(leaf, Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|e| panic!("acknowledged entry {leaf} lost: {e}"));
+        assert!(status.index.is_some());
+    }
+    let mut by_size = std::collections::BTreeMap::new();
+    let key = log.log_key();
+    for text in seen.lock().unwrap().iter() {
+        let cp = arcane_verifier::checkpoint::verify_checkpoint(
+            text.as_bytes(),
+            &key,
+            &arcane_verifier::cosignature::WitnessPolicy::none(),
+        )
+        .unwrap()
+        .checkpoint;
+        if let Some(root) = by_size.insert(cp.size, cp.root) {
+            assert_eq!(root, cp.root, "two roots for size {}", cp.size);
+        }
+    }
+    eprintln!(
+        "PostgreSQL restart: {} acknowledged entries ({} before the restart) all integrated; {} checkpoints seen",
+        acked.len(),
+        before,
+        by_size.len()
+    );
+    let log = std::sync::Arc::try_unwrap(log).ok().expect("tasks ended");
+    log.server.shutdown().await;
+    db.drop().await;
+}

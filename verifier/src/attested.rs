@@ -205,3 +205,23 @@ impl NodeRegistration {
         })
     }
 }
+
+/// Longest node URL a registration may name.
+pub const MAX_NODE_URL_BYTES: usize = 2048;
+
+/// The nonce a node attests when the gateway challenges a registration for `url` with
+/// `challenge`: `SHA-256("arcane-aip/registration/v1" ‖ u16 len(challenge) ‖ challenge ‖ url)`.
+///
+/// The node computes it over a URL it registered under itself and refuses any other, so a copy
+/// of its (public) bundle registered under someone else's URL cannot pass the challenge — not by
+/// redirecting the gateway to the node (the gateway follows no redirect), and not by relaying
+/// the challenge to it (the node would attest its own URL, not the relayer's).
+pub fn registration_nonce(challenge: &[u8], url: &str) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"arcane-aip/registration/v1");
+    h.update((challenge.len().min(u16::MAX as usize) as u16).to_be_bytes());
+    h.update(challenge);
+    h.update(url.trim_end_matches('/').as_bytes());
+    h.finalize().into()
+}

@@ -754,7 +754,9 @@ fn der_element<'a>(input: &mut &'a [u8], tag: u8) -> Result<&'a [u8]> {
 fn der_unsigned(bytes: &[u8]) -> Result<&[u8]> {
     let bad = || Error::MalformedEntry("RSA integer is not minimal positive DER");
     match bytes {
-        [] => Err(bad()),
+        // Empty, or the value zero: neither is a positive integer (and both would leave no
+        // significant byte to measure).
+        [] | [0] => Err(bad()),
         [0, next, ..] if *next < 0x80 => Err(bad()),
         [0, rest @ ..] => Ok(rest),
         [first, ..] if *first >= 0x80 => Err(bad()),

@@ -328,6 +328,34 @@ fn each_validation_rule() {
     assert!(rejected(e).contains("RSA"));
 }
 
+/// An RSA SubjectPublicKeyInfo whose modulus is the DER integer zero (`02 01 00`): once a panic
+/// (an empty slice indexed) that let a hostile log stop every monitor reading its entries.
+const SPKI_ZERO_MODULUS: &[u8] = &[
+    0x30, 0x1c, // SubjectPublicKeyInfo
+    0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00, 0x03,
+    0x0b, 0x00, // BIT STRING, no unused bits
+    0x30, 0x08, 0x02, 0x01, 0x00, // modulus 0
+    0x02, 0x03, 0x01, 0x00, 0x01, // exponent 65537
+];
+
+#[test]
+fn a_zero_modulus_is_refused_not_a_panic() {
+    let mut entry = token_key("rsa2048.spki.der", TokenRole::Tgt);
+    if let EntryBody::TokenKey(k) = &mut entry.body {
+        k.spki_der = SPKI_ZERO_MODULUS.to_vec();
+    }
+    assert!(rejected(entry.clone()).contains("RSA"));
+    let EntryBody::TokenKey(key) = &entry.body else {
+        unreachable!()
+    };
+    assert!(key.modulus_bits().is_err());
+    // The whole signed entry decodes (it is well-formed TLS) and its view is readable.
+    let signed = entry.sign(&publisher()).unwrap();
+    let decoded = SignedEntry::decode(signed.as_bytes()).unwrap();
+    let view = decoded.view();
+    assert_eq!(view.kind, "token-key");
+}
+
 #[test]
 fn validity_window_against_now() {
     let e = release();

@@ -36,7 +36,7 @@ pub fn allow(data: &Path, key: &NoteSigner, kinds: &str) {
 }
 
 /// A running `arcane-audit witness serve`, stopped when dropped; `.1` is its `host:port`.
-pub struct Witness(Child, pub String);
+pub struct Witness(pub Child, pub String);
 
 impl Drop for Witness {
     fn drop(&mut self) {

@@ -203,13 +203,15 @@ impl Stack {
 pub async fn serve(node: Arc<Node>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
     tokio::spawn(async move {
-        axum::serve(listener, arcane_compute::server::router(node))
-            .await
-            .unwrap();
+        arcane_compute::server::serve_tcp(
+            listener,
+            node,
+            arcane_serve::ServeLimits::default(),
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
     });
     format!("http://{addr}")
 }

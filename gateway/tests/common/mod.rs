@@ -58,15 +58,19 @@ pub async fn start_log(dir: &Path) -> Log {
 impl Log {
     /// Publishes `body` for an hour and waits until it is included.
     pub async fn publish(&self, body: arcane_verifier::entry::EntryBody) {
-        arcane_log::publish::publish(
-            &self.client,
-            &self.publisher,
-            &self.key,
-            body,
-            std::time::Duration::from_secs(3600),
-        )
-        .await
-        .unwrap();
+        self.publish_for(body, std::time::Duration::from_secs(3600))
+            .await;
+    }
+
+    /// Publishes `body`, valid from now for `validity`, and waits until it is included.
+    pub async fn publish_for(
+        &self,
+        body: arcane_verifier::entry::EntryBody,
+        validity: std::time::Duration,
+    ) {
+        arcane_log::publish::publish(&self.client, &self.publisher, &self.key, body, validity)
+            .await
+            .unwrap();
     }
 
     /// `--log URL --log-key VKEY --publisher VKEY`, as the gateway and the relay take them.
@@ -111,17 +115,31 @@ impl Drop for Spawned {
     }
 }
 
+/// Limits small enough for a test to reach: 4 OTTs per TGT, 1 TGT per account and period, and
+/// a request body within 1 s.
+pub const SMALL_LIMITS: [&str; 6] = [
+    "--otts-per-tgt",
+    "4",
+    "--tgts-per-period",
+    "1",
+    "--body-timeout-secs",
+    "1",
+];
+
 pub fn spawn_gateway(dir: &Path, log: &Log, root_pem: &Path) -> Result<Spawned, String> {
+    spawn_gateway_with(dir, log, root_pem, &SMALL_LIMITS)
+}
+
+/// `arcane-gateway serve` on any port with `args` (and the log's and the root's).
+pub fn spawn_gateway_with(
+    dir: &Path,
+    log: &Log,
+    root_pem: &Path,
+    args: &[&str],
+) -> Result<Spawned, String> {
     let mut child = std::process::Command::new(BINARY)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--otts-per-tgt",
-            "4",
-            "--body-timeout-secs",
-            "1",
-        ])
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
         .arg("--data-dir")
         .arg(dir)
         .args(log.args())
@@ -150,8 +168,14 @@ pub fn spawn_gateway(dir: &Path, log: &Log, root_pem: &Path) -> Result<Spawned, 
 
 /// Starts `arcane-gateway relay` in front of `gateway`, its spent-token database in `dir`.
 pub fn spawn_relay(dir: &Path, gateway: &str, log: &Log) -> Spawned {
+    spawn_relay_with(dir, gateway, log, &[])
+}
+
+/// [`spawn_relay`] with more arguments.
+pub fn spawn_relay_with(dir: &Path, gateway: &str, log: &Log, extra: &[&str]) -> Spawned {
     let mut child = std::process::Command::new(BINARY)
         .args(["relay", "--listen", "127.0.0.1:0", "--gateway", gateway])
+        .args(extra)
         .arg("--data-dir")
         .arg(dir)
         .args(log.args())
