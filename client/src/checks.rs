@@ -34,6 +34,8 @@ pub struct GatewayKeys {
     pub tgt_key: IssuerKey,
     /// The current OTT issuer key (likewise).
     pub ott_key: IssuerKey,
+    /// Every TGT issuer key served, with a valid entry (a TGT under another is renewed).
+    pub tgt_key_ids: Vec<[u8; 32]>,
     /// Every OTT issuer key served, with a valid entry (tokens under others are unusable).
     pub ott_key_ids: Vec<[u8; 32]>,
     /// The checkpoints the proofs were made against (to anchor in the client's view).
@@ -201,6 +203,7 @@ impl Checks {
         let mut tgt_key: Option<(IssuerKey, u64)> = None;
         let mut ott_key: Option<(IssuerKey, u64)> = None;
         let mut ott_key_ids = Vec::new();
+        let mut tgt_key_ids = Vec::new();
         let mut checkpoints: Vec<VerifiedCheckpoint> = Vec::new();
         let mut entries = Vec::with_capacity(list.keys.len());
         for served in &list.keys {
@@ -257,6 +260,7 @@ impl Checks {
                     };
                     match (t.role, served.role.as_deref()) {
                         (TokenRole::Tgt, Some("tgt")) => {
+                            tgt_key_ids.push(issuer.id());
                             if newest(&tgt_key) {
                                 tgt_key = Some((issuer, not_before));
                             }
@@ -308,6 +312,7 @@ impl Checks {
                 ohttp_entry,
                 tgt_key,
                 ott_key,
+                tgt_key_ids,
                 ott_key_ids,
                 checkpoints,
                 checked: list.keys.len(),

@@ -15,7 +15,7 @@ use arcane_compute::model::ModelFile;
 use arcane_compute::node::{Node, NodeConfig, NodeParts};
 use arcane_compute::registration::Registration;
 use arcane_compute::release::LogSource;
-use arcane_compute::tokens::{DEFAULT_OTTS_PER_TGT, LoggedTokenKeys};
+use arcane_compute::tokens::LoggedTokenKeys;
 use arcane_gateway::proven::LogTrust;
 use arcane_gateway::server::Gateway;
 use arcane_gateway::service::{GatewayOptions, RelayOptions, RunningService};
@@ -166,10 +166,21 @@ pub struct StackOptions {
     pub measurements: DeclaredMeasurements,
     /// Whether the node is started and registered.
     pub with_node: bool,
+    /// How long the entries published at start stay valid.
+    pub validity: Duration,
+    /// How often the gateway and the relay re-read their keys' proofs.
+    pub key_refresh: Duration,
+    /// How often nodes renew their release proof and document and re-register.
+    pub node_refresh: Duration,
+    /// The gateway's token limits.
+    pub token_limits: arcane_gateway::tokens::TokenLimits,
+    /// A witness policy file for the log (it then publishes only cosigned checkpoints), with
+    /// the witnesses' keys and the threshold clients require.
+    pub witnesses: Option<(PathBuf, Vec<String>, usize)>,
 }
 
 impl StackOptions {
-    /// Defaults for `data_dir` and `model`.
+    /// Defaults for `data_dir` and `model`: the production defaults of every service.
     pub fn new(data_dir: PathBuf, model: PathBuf) -> Self {
         StackOptions {
             data_dir,
@@ -177,6 +188,11 @@ impl StackOptions {
             max_attestation_age: Duration::from_secs(600),
             measurements: demo_measurements(),
             with_node: true,
+            validity: DEMO_VALIDITY,
+            key_refresh: arcane_gateway::service::DEFAULT_KEY_REFRESH,
+            node_refresh: NodeConfig::default().refresh_every,
+            token_limits: arcane_gateway::tokens::TokenLimits::default(),
+            witnesses: None,
         }
     }
 }
@@ -200,8 +216,9 @@ impl Drop for RunningNode {
 
 /// The running stack.
 pub struct Stack {
-    /// The log.
-    pub log: arcane_log::RunningServer,
+    /// The log (`None` only while it restarts).
+    log: Option<arcane_log::RunningServer>,
+    log_config: arcane_log::ServeConfig,
     /// `http://…` of the log.
     pub log_url: String,
     /// The log's verifier key.
@@ -266,9 +283,12 @@ impl Stack {
         let mut log_config = arcane_log::ServeConfig::new(dir.join("log"));
         log_config.listen = any_port();
         log_config.sequencer.batch_delay = Duration::from_millis(5);
-        let log = arcane_log::start(log_config)
+        log_config.witness_policy = options.witnesses.as_ref().map(|(p, _, _)| p.clone());
+        let log = arcane_log::start(log_config.clone())
             .await
             .map_err(|e| demo_error("log", e))?;
+        // A restart comes back on the same address.
+        log_config.listen = log.addr();
         let log_url = format!("http://{}", log.addr());
         let log_key = VerifierKey::parse(log.vkey()).map_err(|e| demo_error("log key", e))?;
         let publisher = publisher_key(&dir.join("publisher.key"))?;
@@ -285,10 +305,11 @@ impl Stack {
         ));
         let log_client = arcane_log::client::LogClient::new(&log_url)
             .map_err(|e| demo_error("log client", e))?;
+        let validity = options.validity;
         let publish = |body: EntryBody| {
             let (log_client, publisher, log_key) = (&log_client, &publisher, &log_key);
             async move {
-                arcane_log::publish::publish(log_client, publisher, log_key, body, DEMO_VALIDITY)
+                arcane_log::publish::publish(log_client, publisher, log_key, body, validity)
                     .await
                     .map_err(|e| demo_error("publishing", e))
             }
@@ -371,6 +392,8 @@ impl Stack {
         // The production defaults, token limits and key refresh included.
         let gateway_options = GatewayOptions {
             max_attestation_age: options.max_attestation_age,
+            key_refresh: options.key_refresh,
+            limits: options.token_limits,
             ..GatewayOptions::new(
                 gw_dir.clone(),
                 log_url.clone(),
@@ -397,7 +420,7 @@ impl Stack {
                 data_dir: dir.join("relay"),
                 log: log_url.clone(),
                 trust: trust.clone(),
-                key_refresh: arcane_gateway::service::DEFAULT_KEY_REFRESH,
+                key_refresh: options.key_refresh,
                 limits_http: arcane_serve::ServeLimits::default(),
             },
             any_port(),
@@ -412,17 +435,28 @@ impl Stack {
              # (the simulated NSM): never use it against a production deployment.\n\
              log = {}\nlog_key = {}\ngateway = {}\nrelay = {}\npublishers = [{}]\n\
              max_attestation_age_secs = {}\napi_key_file = \"api-key\"\n\
-             development_nitro_root = \"nsm-root.pem\"\n",
+             development_nitro_root = \"nsm-root.pem\"\n{}",
             toml_string(&log_url),
             toml_string(&log_key.to_text()),
             toml_string(&gateway.url()),
             toml_string(&relay.url()),
             toml_string(&publisher.verifier().to_text()),
             options.max_attestation_age.as_secs(),
+            match &options.witnesses {
+                None => String::new(),
+                Some((_, keys, threshold)) => format!(
+                    "witnesses = [{}]\nwitness_threshold = {threshold}\n",
+                    keys.iter()
+                        .map(|k| toml_string(k))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            },
         );
         write_private(&trust_file, text.as_bytes())?;
         let mut stack = Stack {
-            log,
+            log: Some(log),
+            log_config,
             log_url,
             log_key,
             publisher,
@@ -478,9 +512,15 @@ impl Stack {
         let keys = LoggedTokenKeys::fetch(&log, &trust, now)
             .await
             .map_err(|e| demo_error("token keys", e))?;
-        let token_keys = Arc::new(LoggedTokenKeys::new(keys, DEFAULT_OTTS_PER_TGT));
+        let token_keys = Arc::new(LoggedTokenKeys::new(
+            keys,
+            self.options.token_limits.otts_per_tgt,
+        ));
         let node = Node::boot(NodeParts {
-            config: NodeConfig::default(),
+            config: NodeConfig {
+                refresh_every: self.options.node_refresh,
+                ..NodeConfig::default()
+            },
             provider: self.nsm.clone(),
             engine: Arc::new(engine),
             tokens: token_keys.clone(),
@@ -519,10 +559,15 @@ impl Stack {
             Arc::clone(&node),
             Some((token_keys, log, trust)),
             Some(registration),
-            NodeConfig::default().refresh_every,
+            self.options.node_refresh,
         ));
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while self.gateway_state.registry.is_empty() {
+        while self
+            .gateway_state
+            .registry
+            .pick(&[node.rek().id()])
+            .is_empty()
+        {
             if std::time::Instant::now() > deadline {
                 return Err(demo_error(
                     "registration",
@@ -540,11 +585,27 @@ impl Stack {
         })
     }
 
+    /// Stops the log (letting its sequencer finish its batch) and starts it again on the same
+    /// address and data.
+    pub async fn restart_log(&mut self) -> Result<()> {
+        if let Some(log) = self.log.take() {
+            log.shutdown().await;
+        }
+        self.log = Some(
+            arcane_log::start(self.log_config.clone())
+                .await
+                .map_err(|e| demo_error("log restart", e))?,
+        );
+        Ok(())
+    }
+
     /// Stops every service.
     pub async fn shutdown(self) {
         drop(self.node);
         let _ = self.relay.shutdown().await;
         let _ = self.gateway.shutdown().await;
-        self.log.shutdown().await;
+        if let Some(log) = self.log {
+            log.shutdown().await;
+        }
     }
 }

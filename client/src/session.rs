@@ -259,7 +259,10 @@ impl Client {
             .anchor(&self.http, &trust.log_url, checkpoint, &self.state)
             .await
             .map_err(|e| match e {
-                ClientError::SplitView { .. } => e,
+                // A log that cannot be reached right now refuses nothing: say so as it is.
+                ClientError::SplitView { .. }
+                | ClientError::Unreachable { .. }
+                | ClientError::Status { .. } => e,
                 other => ClientError::refused(check, format!("its checkpoint: {other}")),
             })
     }
@@ -331,6 +334,7 @@ impl Client {
                 TokenKeys {
                     tgt: &keys.tgt_key,
                     ott: &keys.ott_key,
+                    valid_tgt_ids: &keys.tgt_key_ids,
                     valid_ott_ids: &keys.ott_key_ids,
                 },
                 api_key,
@@ -425,13 +429,22 @@ impl Client {
         keys: &GatewayKeys,
         model: Option<&str>,
     ) -> Result<Vec<Candidate>> {
-        if self.pool.is_empty() {
+        let mut fetched = self.pool.is_empty();
+        if fetched {
             self.prefetch(keys).await?;
         }
         let mut verified = Vec::new();
         let mut first_refusal = None;
         while verified.len() < self.candidates {
             let Some(bundle) = self.pool.pop_front() else {
+                // Bundles kept from before may have gone stale (a release expired, a document
+                // aged): none of them is used; the gateway's current list is asked for once.
+                if verified.is_empty() && !fetched {
+                    fetched = true;
+                    first_refusal = None;
+                    self.prefetch(keys).await?;
+                    continue;
+                }
                 break;
             };
             let models = self.models.clone();

@@ -5,8 +5,8 @@
 //! same token.
 //!
 //! A TGT is renewed ahead of need (`spec/tokens.md` §3): when its OTT allotment runs out (the
-//! token granting service grants fewer than asked, or says it is used up), when the gateway's
-//! current TGT key is another one, or when its key is no longer valid. OTTs under an OTT key the
+//! token granting service grants fewer than asked, or says it is used up), or when the gateway
+//! no longer lists its key (expired, or about to: a successor is offered). OTTs under an OTT key the
 //! gateway no longer lists (expired) are dropped rather than spent.
 
 use arcane_verifier::tokens::{
@@ -79,7 +79,9 @@ pub struct TokenKeys<'a> {
     pub tgt: &'a IssuerKey,
     /// The current OTT key (new OTTs are blinded to it).
     pub ott: &'a IssuerKey,
-    /// Every OTT key the gateway lists as valid (OTTs under others are dropped).
+    /// Every TGT key the gateway lists (a TGT under another is renewed).
+    pub valid_tgt_ids: &'a [[u8; 32]],
+    /// Every OTT key the gateway lists (OTTs under others are dropped).
     pub valid_ott_ids: &'a [[u8; 32]],
 }
 
@@ -282,7 +284,7 @@ impl Wallet {
 
     /// Refills to at least `LOW_WATER` OTTs when below it, under the wallet's lock: OTTs under
     /// keys the gateway no longer lists are dropped; a new TGT is fetched first when there is
-    /// none, when it is used up, or when it is not under the current TGT key (the identity
+    /// none, when it is used up, or when the gateway no longer lists its key (the identity
     /// service, authenticated with `api_key`); then one batch of OTTs (the token granting
     /// service), once more under a new TGT when the service says this one is used up or its key
     /// is no longer valid. Both go straight to the gateway, encapsulated.
@@ -313,7 +315,7 @@ impl Wallet {
         for attempt in 0..2 {
             let fresh_tgt_needed = match &self.tgt {
                 None => true,
-                Some(t) => t.used_up || t.token.token_key_id != keys.tgt.id(),
+                Some(t) => t.used_up || !keys.valid_tgt_ids.contains(&t.token.token_key_id),
             };
             if fresh_tgt_needed {
                 let tgt = gateway_hop.new_tgt(keys.tgt, api_key).await?;

@@ -334,6 +334,38 @@ impl Node {
         let previous = self.attested();
         let now = now_seconds();
         let release = match &previous {
+            // The release is about to expire: move to the newest one for this node, if the log
+            // has one valid longer (proven in a tree no smaller than the one before).
+            Ok(a) if a.release.verified.entry.entry.retiring(now) => {
+                let current = &a.release.verified;
+                match self
+                    .log
+                    .find_release(&self.trust, &self.measurements, &self.model.sha256, now)
+                    .await
+                {
+                    Ok(next)
+                        if next.verified.entry.entry.not_after > current.entry.entry.not_after
+                            && next.verified.checkpoint.checkpoint.size
+                                >= current.checkpoint.checkpoint.size =>
+                    {
+                        tracing::info!(
+                            index = next.verified.index,
+                            "moving to a newer release entry before the current one expires"
+                        );
+                        next
+                    }
+                    _ => {
+                        self.log
+                            .refresh_release(
+                                &self.trust,
+                                &current.leaf_hash,
+                                current.checkpoint.checkpoint.size,
+                                now,
+                            )
+                            .await?
+                    }
+                }
+            }
             Ok(a) => {
                 self.log
                     .refresh_release(

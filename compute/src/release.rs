@@ -121,7 +121,7 @@ impl LogSource {
     }
 
     /// Finds the valid `release` entry whose PCRs equal `own` and whose model digest equals
-    /// `model_sha256`. The error names what is missing: no release for these PCRs at all, or
+    /// `model_sha256` (of several, the one valid longest). The error names what is missing: no release for these PCRs at all, or
     /// releases for them that name another model.
     pub async fn find_release(
         &self,
@@ -140,6 +140,8 @@ impl LogSource {
             .map_err(|e| ComputeError::Log(format!("bundle list: {e}")))?;
         let mut other_models = Vec::new();
         let mut rejected = Vec::new();
+        // Of several valid releases for this node (a rotation), the one valid longest.
+        let mut best: Option<ProvenEntry> = None;
         for bundle in reply.bundles {
             let verified = match verify_bundle(bundle.as_bytes(), &trust.anchors(), None, now) {
                 Ok(v) => v,
@@ -164,7 +166,15 @@ impl LogSource {
                 other_models.push(hex::encode(r.model_sha256));
                 continue;
             }
-            return Ok(ProvenEntry { bundle, verified });
+            let later = best
+                .as_ref()
+                .is_none_or(|b| verified.entry.entry.not_after > b.verified.entry.entry.not_after);
+            if later {
+                best = Some(ProvenEntry { bundle, verified });
+            }
+        }
+        if let Some(found) = best {
+            return Ok(found);
         }
         let mut why = if other_models.is_empty() {
             format!(

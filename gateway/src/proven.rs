@@ -248,17 +248,18 @@ impl KeyRing {
             .find(|i| i.secret.public().id()[31] == truncated_key_id)
     }
 
-    /// The OHTTP keys to offer clients at `now`: those valid now, less the ones about to expire
-    /// ([`retiring`]) whenever a key that is not is there to take over — a client caching the
-    /// list then does not hold a key that expires under it.
+    /// The OHTTP keys to offer clients at `now`: those valid now, less the ones in a handover —
+    /// just published (relays and nodes may not know them yet) or about to expire (a client
+    /// caching the list would hold a key that expires under it) — whenever a key that is in
+    /// neither is there.
     pub fn ohttp_offered(&self, now: u64) -> Vec<&ProvenOhttpKey> {
-        offered(self.ohttp_at(now).collect(), |k| retiring(&k.proof, now))
+        offered(self.ohttp_at(now).collect(), |k| in_handover(&k.proof, now))
     }
 
     /// The `role` issuer keys to offer clients at `now`, newest first, by the same rule as
     /// [`KeyRing::ohttp_offered`].
     pub fn issuers_offered(&self, role: TokenRole, now: u64) -> Vec<&ProvenIssuer> {
-        offered(self.issuers_at(role, now), |i| retiring(&i.proof, now))
+        offered(self.issuers_at(role, now), |i| in_handover(&i.proof, now))
     }
 
     /// The `role` key with token key id `id`, if it is valid at `now`.
@@ -287,19 +288,20 @@ impl KeyRing {
     }
 }
 
-/// Whether `proof`'s entry ends within its last quarter-window (at most ten minutes, the
-/// longest a client keeps a key list) of `now`.
-pub fn retiring(proof: &Proven, now: u64) -> bool {
-    let window = proof.not_after().saturating_sub(proof.not_before());
-    let margin = (window / 4).min(600);
-    now.saturating_add(margin) >= proof.not_after()
+/// Whether `proof`'s entry is in a handover at `now`: warming up (relays and nodes may not have
+/// picked it up yet) or retiring (clients should move on) — see
+/// [`arcane_verifier::entry::Entry::warming_up`] and [`arcane_verifier::entry::Entry::retiring`].
+fn in_handover(proof: &Proven, now: u64) -> bool {
+    let entry = &proof.verified.entry.entry;
+    entry.warming_up(now) || entry.retiring(now)
 }
 
-fn offered<T>(valid: Vec<T>, retiring: impl Fn(&T) -> bool) -> Vec<T> {
-    if valid.iter().all(&retiring) {
+/// The keys to offer among those `valid`: the ones not in a handover, when there are any.
+fn offered<T>(valid: Vec<T>, in_handover: impl Fn(&T) -> bool) -> Vec<T> {
+    if valid.iter().all(&in_handover) {
         return valid;
     }
-    valid.into_iter().filter(|k| !retiring(k)).collect()
+    valid.into_iter().filter(|k| !in_handover(k)).collect()
 }
 
 fn file_error(path: &Path, e: impl std::fmt::Display) -> GatewayError {

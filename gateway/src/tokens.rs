@@ -328,7 +328,13 @@ impl TokenServices {
         // Reserve atomically: the allotment only grows while it stays within the limit.
         let nonce = hex::encode(tgt.nonce);
         let limit = i64::from(self.limits.otts_per_tgt);
-        let mut tx = self.db.begin().await.map_err(|_| unavailable())?;
+        // IMMEDIATE: the write lock is taken (waiting out other writers) before the read, so the
+        // read-then-write cannot fail on a snapshot another writer moved past.
+        let mut tx = self
+            .db
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|_| unavailable())?;
         let granted: Option<(i64,)> =
             sqlx::query_as("SELECT granted FROM ott_allotment WHERE tgt_nonce = ?")
                 .bind(&nonce)

@@ -361,6 +361,27 @@ impl EntryPolicy {
 }
 
 impl Entry {
+    /// Whether the entry is in the last quarter of its validity window (at most its last ten
+    /// minutes, the longest a client keeps a key list) at `now`: time for its successor. Servers
+    /// stop offering a retiring key, and nodes move to a newer release, while one that is not
+    /// retiring is there to take over.
+    pub fn retiring(&self, now: u64) -> bool {
+        now.saturating_add(self.handover_margin()) >= self.not_after
+    }
+
+    /// Whether the entry is in the first quarter of its window (at most its first ten minutes)
+    /// at `now`: long enough for every service that checks tokens or keys against the log (a
+    /// relay, a node, refreshing every minute by default) to have picked it up before clients
+    /// are offered it.
+    pub fn warming_up(&self, now: u64) -> bool {
+        now < self.not_before.saturating_add(self.handover_margin())
+    }
+
+    /// A quarter of the validity window, at most ten minutes.
+    fn handover_margin(&self) -> u64 {
+        (self.not_after.saturating_sub(self.not_before) / 4).min(600)
+    }
+
     /// Fails if `now` (seconds since the epoch) is outside `[not_before, not_after)`.
     pub fn check_time(&self, now: u64) -> Result<()> {
         if now < self.not_before {

@@ -1,0 +1,352 @@
+//! Soak: the whole stack on its production code paths — log with one witness, gateway, relay,
+//! two compute nodes, three clients — for `ARCANE_SOAK_SECS` (default 180) of wall time, with
+//! validity windows and refresh intervals shortened *by configuration*: every key kind (OHTTP,
+//! TGT, OTT) and the release rotate every 10 s on entries valid 30 s, so entries expire all the
+//! time; one node restarts, and the log restarts.
+//!
+//! Every request either succeeds or fails with a reason a client should see at that moment
+//! (a service restarting: unreachable, a 5xx, an interrupted stream); afterwards the gateway's
+//! and the relay's records show that no token was redeemed under a key whose entry had expired,
+//! and every receipt names a release entry that was valid when it was answered.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use arcane_client::demo::{Stack, StackOptions, release_entry};
+use arcane_client::{Client, ClientConfig, ClientError, Route, Trust};
+use arcane_compute::gguf::{TinyLlama, write_tiny_llama};
+use arcane_verifier::entry::{EntryBody, TokenKey, TokenRole, decode_key_config};
+use arcane_verifier::inner::{ChatCompletionRequest, ChatMessage};
+use arcane_verifier::note::{ALG_COSIGNATURE_V1, ALG_ED25519, NoteSigner};
+use arcane_verifier::witness::{AddCheckpoint, Refusal, cosignature_response, decide};
+use tokio::sync::Mutex;
+
+const ENTRY_VALIDITY: Duration = Duration::from_secs(30);
+const ROTATE_EVERY: Duration = Duration::from_secs(10);
+
+fn now_s() -> u64 {
+    arcane_client::session::now_ms() / 1000
+}
+
+fn quiet(_: &str) {}
+
+/// A witness of one log, in memory: the same decision every witness takes
+/// (`arcane_verifier::witness::decide`), over HTTP.
+async fn start_witness(
+    log_key: Arc<std::sync::Mutex<Option<arcane_verifier::note::VerifierKey>>>,
+) -> (String, Arc<NoteSigner>) {
+    let signer = Arc::new(
+        NoteSigner::from_seed("soak-witness.example", ALG_COSIGNATURE_V1, &[9; 32]).unwrap(),
+    );
+    let state: Arc<Mutex<Option<(u64, arcane_verifier::Hash)>>> = Arc::default();
+    let app = axum::Router::new().route(
+        "/add-checkpoint",
+        axum::routing::post({
+            let signer = Arc::clone(&signer);
+            move |body: axum::body::Bytes| {
+                let (signer, state, log_key) = (signer.clone(), state.clone(), log_key.clone());
+                async move {
+                    let Ok(request) = AddCheckpoint::parse(&body) else {
+                        return (axum::http::StatusCode::BAD_REQUEST, String::new());
+                    };
+                    let Some(key) = log_key.lock().unwrap().clone() else {
+                        return (axum::http::StatusCode::NOT_FOUND, String::new());
+                    };
+                    let mut latest = state.lock().await;
+                    match decide(&request, &key, *latest) {
+                        Ok(checkpoint) => {
+                            *latest = Some((checkpoint.size, checkpoint.root));
+                            let line = cosignature_response(&signer, &checkpoint, now_s()).unwrap();
+                            (axum::http::StatusCode::OK, line)
+                        }
+                        Err(Refusal::Conflict { latest }) => {
+                            (axum::http::StatusCode::CONFLICT, format!("{latest}\n"))
+                        }
+                        Err(r) => (
+                            axum::http::StatusCode::from_u16(r.status()).unwrap(),
+                            String::new(),
+                        ),
+                    }
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, signer)
+}
+
+fn request(i: usize) -> ChatCompletionRequest {
+    ChatCompletionRequest {
+        model: String::new(),
+        messages: vec![ChatMessage {
+            role: "user".into(),
+            content: format!("soak request {i}"),
+        }],
+        max_tokens: Some(4),
+        temperature: None,
+        stream: Some(true),
+    }
+}
+
+/// What a failed request is allowed to be while services restart and keys rotate.
+fn expected_failure(e: &ClientError) -> Option<String> {
+    match e {
+        ClientError::Unreachable { service, .. } => Some(format!("{service} unreachable")),
+        ClientError::Status {
+            service, status, ..
+        } if *status >= 500 => Some(format!("{service} {status}")),
+        ClientError::Interrupted { .. } => Some("interrupted".into()),
+        _ => None,
+    }
+}
+
+/// Publishes a fresh OHTTP key, TGT and OTT issuer keys and a release, each valid
+/// [`ENTRY_VALIDITY`], with their files beside the old ones.
+async fn rotate(stack: &Stack, round: u32) {
+    let gw = stack.options.data_dir.join("gateway");
+    let ohttp = arcane_gateway::keys::generate_ohttp_key(
+        &gw.join(format!("ohttp-{round}.key")),
+        (round % 250 + 2) as u8,
+    )
+    .unwrap();
+    stack
+        .publish(
+            EntryBody::OhttpKeys(decode_key_config(&ohttp.encode().unwrap()).unwrap()),
+            ENTRY_VALIDITY,
+        )
+        .await
+        .unwrap();
+    for (prefix, role) in [("tgt", TokenRole::Tgt), ("ott", TokenRole::Ott)] {
+        let secret =
+            arcane_gateway::keys::generate_issuer_key(&gw.join(format!("{prefix}-{round}.key")))
+                .unwrap();
+        stack
+            .publish(
+                EntryBody::TokenKey(TokenKey {
+                    role,
+                    token_type: arcane_verifier::tokens::TOKEN_TYPE,
+                    spki_der: secret.public().spki().to_vec(),
+                }),
+                ENTRY_VALIDITY,
+            )
+            .await
+            .unwrap();
+    }
+    stack
+        .publish(
+            release_entry(&stack.options.measurements, stack.model.sha256),
+            ENTRY_VALIDITY,
+        )
+        .await
+        .unwrap();
+}
+
+fn client(stack: &Stack, state: &Path) -> Client {
+    let trust = Trust::load(&stack.trust_file).unwrap();
+    let mut config = ClientConfig::new(trust);
+    config.state_root = state.to_path_buf();
+    Client::new(config).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stack_runs_through_rotations_expiries_and_restarts() {
+    let seconds: u64 = std::env::var("ARCANE_SOAK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(180);
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny.gguf");
+    write_tiny_llama(&model, &TinyLlama::default()).unwrap();
+    // The witness learns the log's key once the log exists (the policy names the witness first).
+    let witness_log_key = Arc::new(std::sync::Mutex::new(None));
+    let (witness_url, witness) = start_witness(witness_log_key.clone()).await;
+    let policy = dir.path().join("witness-policy");
+    std::fs::write(
+        &policy,
+        format!(
+            "witness soak-witness.example {} {witness_url}\nquorum soak-witness.example\n",
+            hex::encode(witness.verifier().public_key().as_bytes())
+        ),
+    )
+    .unwrap();
+    // The log's key is made before the log starts, so the witness can know it.
+    let data = dir.path().join("stack");
+    let log_signer = NoteSigner::from_seed("soak.arcane.local", ALG_ED25519, &[5; 32]).unwrap();
+    std::fs::create_dir_all(data.join("log")).unwrap();
+    arcane_log::keys::write_secret_key(&data.join("log").join("log.key"), &log_signer).unwrap();
+    *witness_log_key.lock().unwrap() = Some(log_signer.verifier());
+    let mut options = StackOptions::new(data, model);
+    options.validity = ENTRY_VALIDITY;
+    options.key_refresh = Duration::from_secs(1);
+    options.node_refresh = Duration::from_secs(2);
+    options.witnesses = Some((policy, vec![witness.verifier().to_text()], 1));
+    // Token periods shortened like the keys (the TGT keys rotate every 10 s here, every few weeks
+    // in production): the budget of TGTs per account renews every 10 s.
+    options.token_limits.period_secs = 10;
+    let mut stack = Stack::start(options, &quiet).await.unwrap();
+    let mut second_node = Some(stack.start_node(&quiet).await.unwrap());
+    let stack_started = Instant::now();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let outcomes: Arc<std::sync::Mutex<BTreeMap<String, usize>>> = Arc::default();
+    let receipts_dirs: Vec<_> = (0..3)
+        .map(|i| dir.path().join(format!("client-{i}")))
+        .collect();
+    let mut clients = Vec::new();
+    for (c, state) in receipts_dirs.iter().enumerate() {
+        let mut client = client(&stack, state);
+        let (stop, outcomes) = (stop.clone(), outcomes.clone());
+        clients.push(tokio::spawn(async move {
+            let mut i = 0;
+            let mut unexpected = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let result = match client.chat(request(c * 100_000 + i), Route::Cloud).await {
+                    Ok(stream) => stream.collect().await.map(|_| ()),
+                    Err(e) => Err(e),
+                };
+                let outcome = match &result {
+                    Ok(()) => "answered".to_owned(),
+                    Err(e) => match expected_failure(e) {
+                        Some(kind) => kind,
+                        None => {
+                            unexpected.push(format!("{e}"));
+                            "unexpected".to_owned()
+                        }
+                    },
+                };
+                *outcomes.lock().unwrap().entry(outcome).or_default() += 1;
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(150)).await;
+            }
+            unexpected
+        }));
+    }
+
+    // Meanwhile, no token may be recorded as redeemed at or after its key's expiry (records
+    // are pruned once their key has expired, so they are watched while they exist).
+    let late_redemptions = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let watcher = tokio::spawn({
+        let (stop, late) = (stop.clone(), late_redemptions.clone());
+        let dbs = [
+            stack.options.data_dir.join("gateway/gateway.db"),
+            stack.options.data_dir.join("relay/relay.db"),
+        ];
+        async move {
+            let mut pools = Vec::new();
+            for db in &dbs {
+                pools.push(arcane_gateway::tokens::open_database(db).await.unwrap());
+            }
+            let mut watched = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for pool in &pools {
+                    let (n,): (i64,) = sqlx::query_as(
+                        "SELECT COUNT(*) FROM spent_tokens WHERE spent_at >= expires_at",
+                    )
+                    .fetch_one(pool)
+                    .await
+                    .unwrap();
+                    late.fetch_add(n as usize, Ordering::Relaxed);
+                    let (all,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM spent_tokens")
+                        .fetch_one(pool)
+                        .await
+                        .unwrap();
+                    watched = watched.max(all as u64);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            for pool in pools {
+                pool.close().await;
+            }
+            watched
+        }
+    });
+
+    let mut round = 0;
+    let mut node_restarted = false;
+    let mut log_restarted = false;
+    let deadline = stack_started + Duration::from_secs(seconds);
+    while Instant::now() < deadline {
+        round += 1;
+        rotate(&stack, round).await;
+        let elapsed = stack_started.elapsed();
+        if !node_restarted && elapsed > Duration::from_secs(seconds / 3) {
+            drop(second_node.take());
+            second_node = Some(stack.start_node(&quiet).await.unwrap());
+            node_restarted = true;
+        }
+        if !log_restarted && elapsed > Duration::from_secs(2 * seconds / 3) {
+            stack.restart_log().await.unwrap();
+            log_restarted = true;
+        }
+        tokio::time::sleep(ROTATE_EVERY).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut unexpected = Vec::new();
+    for c in clients {
+        unexpected.extend(c.await.unwrap());
+    }
+    let outcomes = outcomes.lock().unwrap().clone();
+    eprintln!(
+        "soak: {:?} over {:?}, {round} rotations of every key kind and the release, a node restart and a log restart",
+        outcomes,
+        stack_started.elapsed()
+    );
+    assert!(unexpected.is_empty(), "unexpected failures: {unexpected:?}");
+    let answered = outcomes.get("answered").copied().unwrap_or(0);
+    let total: usize = outcomes.values().sum();
+    assert!(
+        answered * 10 >= total * 9,
+        "fewer than 90 % answered: {outcomes:?}"
+    );
+    assert!(round >= 3 && node_restarted && log_restarted);
+
+    let watched = watcher.await.unwrap();
+    assert_eq!(
+        late_redemptions.load(Ordering::Relaxed),
+        0,
+        "tokens recorded as redeemed under expired keys"
+    );
+    assert!(watched > 0, "the watcher saw spent tokens");
+    // Every answer names a release entry that was valid when it was sent (its receipt is
+    // written when the answer ends, a moment later).
+    let http = reqwest::Client::new();
+    let mut receipts = 0;
+    for state in &receipts_dirs {
+        let client = client(&stack, state);
+        for receipt in arcane_client::receipts::read_all(client.state()).unwrap() {
+            if receipt.outcome != "answered" {
+                continue;
+            }
+            receipts += 1;
+            let text = http
+                .get(format!(
+                    "{}/v1/bundles/by-hash/{}",
+                    stack.log_url, receipt.release_leaf_hash
+                ))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let bundle = arcane_verifier::bundle::ProofBundle::parse(text.as_bytes()).unwrap();
+            let entry = arcane_verifier::entry::SignedEntry::decode(&bundle.entry).unwrap();
+            let answered_at = receipt.at_ms / 1000;
+            assert!(
+                entry.entry.not_before <= answered_at && answered_at < entry.entry.not_after + 2,
+                "answered at {answered_at} under release {} valid {}..{}",
+                receipt.release_index,
+                entry.entry.not_before,
+                entry.entry.not_after
+            );
+        }
+    }
+    assert_eq!(receipts, answered, "one receipt per answer");
+    drop(second_node);
+    stack.shutdown().await;
+}
