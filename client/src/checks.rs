@@ -42,6 +42,9 @@ pub struct GatewayKeys {
     pub checkpoints: Vec<VerifiedCheckpoint>,
     /// How many keys were checked.
     pub checked: usize,
+    /// When the first of these keys starts retiring: from then on the gateway offers its
+    /// successor, and a list kept from before is stale.
+    pub stale_at: u64,
 }
 
 /// A candidate node that passed every check.
@@ -316,6 +319,11 @@ impl Checks {
                 ott_key_ids,
                 checkpoints,
                 checked: list.keys.len(),
+                stale_at: entries
+                    .iter()
+                    .map(|e| e.entry.entry.retires_at())
+                    .min()
+                    .unwrap_or(0),
             },
             entries,
         ))

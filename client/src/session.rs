@@ -389,6 +389,11 @@ impl Client {
         if cached {
             let answer = &self.keys_answer.as_ref().expect("cached").1;
             match self.checks.keys(answer, now_ms() / 1000) {
+                // A key in it has started retiring: the gateway offers its successor now, and
+                // tokens under the old key would soon be refused. Ask again.
+                Ok(k) if now_ms() / 1000 >= k.stale_at => {
+                    tracing::debug!("a key in the cached key list is retiring; fetching it again");
+                }
                 Ok(k) => return Ok(k),
                 // Most often an entry in it has expired since: the gateway has moved on to the
                 // next key. Ask again; what comes back is checked from scratch.

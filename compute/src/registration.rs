@@ -90,10 +90,11 @@ pub async fn keep_fresh(
         if let Some((keys, log, trust)) = &token_keys {
             match LoggedTokenKeys::fetch(log, trust, now_seconds()).await {
                 Ok(set) => keys.replace(set),
+                // The keys on hand stay: each is checked against its entry's window at every
+                // use, so none outlives its entry, and a log that is briefly unreachable does
+                // not turn every token away.
                 Err(e) => {
-                    // Fail closed: no vouched-for key, no accepted token.
-                    tracing::warn!(error = %e, "token key refresh failed; refusing tokens until it succeeds");
-                    keys.replace(Default::default());
+                    tracing::warn!(error = %e, "token key refresh failed; the keys on hand stay, each until its entry expires")
                 }
             }
         }

@@ -38,9 +38,39 @@ pub struct Relay {
     pub db: SqlitePool,
     /// Client towards the gateway (no redirects).
     pub http: reqwest::Client,
+    /// Where the OTT keys come from, for a refresh when a token names a key not on hand.
+    log: Option<(String, crate::proven::LogTrust)>,
+    /// When the keys were last fetched on demand (at most once a second).
+    last_on_demand: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Relay {
+    /// Lets the relay fetch its OTT keys from `log` at once when a token names a key it does
+    /// not hold (a key published since its last refresh), at most once a second.
+    pub fn refresh_from(mut self, log: String, trust: crate::proven::LogTrust) -> Self {
+        self.log = Some((log, trust));
+        self
+    }
+
+    /// Fetches the OTT keys now, unless that was done less than a second ago.
+    async fn refresh_on_demand(&self) {
+        let Some((log, trust)) = &self.log else {
+            return;
+        };
+        {
+            let mut last = self.last_on_demand.lock().expect("refresh lock");
+            if last.is_some_and(|at| at.elapsed() < Duration::from_secs(1)) {
+                return;
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        if let Ok(entries) =
+            crate::proven::bundles_of_kind(&self.http, log, trust, "token-key", now_seconds()).await
+        {
+            self.replace_ott_keys(LoggedOttKeys::from_entries(&entries));
+        }
+    }
+
     /// A relay in front of `gateway`.
     pub fn new(
         gateway: String,
@@ -53,6 +83,8 @@ impl Relay {
             ott_keys: RwLock::new(Arc::new(ott_keys)),
             db,
             http,
+            log: None,
+            last_on_demand: std::sync::Mutex::new(None),
         }
     }
 
@@ -117,6 +149,10 @@ async fn redeem(relay: &Relay, headers: &HeaderMap) -> Result<(), Response> {
     let token =
         Token::decode(&bytes).map_err(|e| refuse(StatusCode::UNAUTHORIZED, &e.to_string()))?;
     let now = now_seconds();
+    if relay.ott_keys().valid(&token.token_key_id, now).is_none() {
+        // Perhaps a key published since the last refresh: look once more.
+        relay.refresh_on_demand().await;
+    }
     let keys = relay.ott_keys();
     let (key, expires_at) = keys.valid(&token.token_key_id, now).ok_or_else(|| {
         refuse(

@@ -301,12 +301,15 @@ pub async fn start_relay(options: &RelayOptions, listen: SocketAddr) -> Result<R
         ));
     }
     std::fs::create_dir_all(&options.data_dir).map_err(config_error)?;
-    let relay = Arc::new(Relay::new(
-        options.gateway.trim_end_matches('/').to_owned(),
-        ott_keys,
-        open_database(&options.data_dir.join("relay.db")).await?,
-        http,
-    ));
+    let relay = Arc::new(
+        Relay::new(
+            options.gateway.trim_end_matches('/').to_owned(),
+            ott_keys,
+            open_database(&options.data_dir.join("relay.db")).await?,
+            http,
+        )
+        .refresh_from(options.log.clone(), options.trust.clone()),
+    );
     let background = tokio::spawn({
         let relay = Arc::clone(&relay);
         let options = options.clone();

@@ -116,24 +116,7 @@ async fn set_up(dir: &std::path::Path) -> Keys {
         .await;
         ott = Some(secret);
     }
-    let root_pem = dir.join("root.pem");
-    std::fs::write(
-        &root_pem,
-        arcane_verifier::nitro::certificate_pem(
-            arcane_compute::attestation::SimulatedNsm::new(
-                &arcane_compute::attestation::DeclaredMeasurements {
-                    pcr0: random(),
-                    pcr1: random(),
-                    pcr2: random(),
-                    pcr8: None,
-                },
-                0,
-            )
-            .unwrap()
-            .root_der(),
-        ),
-    )
-    .unwrap();
+    let root_pem = common::development_root_pem(dir);
     Keys {
         log,
         gw_dir,

@@ -132,24 +132,7 @@ async fn keys_are_refreshed_and_expired_keys_stop_on_time() {
         .await
         .unwrap();
     db.close().await;
-    let root_pem = dir.path().join("root.pem");
-    std::fs::write(
-        &root_pem,
-        arcane_verifier::nitro::certificate_pem(
-            arcane_compute::attestation::SimulatedNsm::new(
-                &arcane_compute::attestation::DeclaredMeasurements {
-                    pcr0: random(),
-                    pcr1: random(),
-                    pcr2: random(),
-                    pcr8: None,
-                },
-                0,
-            )
-            .unwrap()
-            .root_der(),
-        ),
-    )
-    .unwrap();
+    let root_pem = common::development_root_pem(dir.path());
     let refresh = ["--key-refresh-secs", "1"];
     let gateway = spawn_gateway_with(
         &gw_dir,
@@ -184,23 +167,18 @@ async fn keys_are_refreshed_and_expired_keys_stop_on_time() {
     .await;
     assert_eq!(status, 200);
     let tgt = pending.finalize(&response).unwrap();
-    let (body, pendings) = ott_batch(&tgt, &secret, short_ott.public(), 0, 2);
-    let (status, responses) = ohttp_call(
-        &http,
-        &gw,
-        &first_config,
-        "POST",
-        "/v1/tokens/ott",
-        &[],
-        &body,
-    )
-    .await;
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&responses));
-    let short_otts: Vec<Token> = pendings
-        .into_iter()
-        .zip(responses.chunks(arcane_verifier::tokens::NK))
-        .map(|(p, r)| p.finalize(r).unwrap())
-        .collect();
+    let grant = async |config: &[u8], key: &IssuerKey, first: u32| -> Vec<Token> {
+        let (body, pendings) = ott_batch(&tgt, &secret, key, first, 2);
+        let (status, responses) =
+            ohttp_call(&http, &gw, config, "POST", "/v1/tokens/ott", &[], &body).await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&responses));
+        pendings
+            .into_iter()
+            .zip(responses.chunks(arcane_verifier::tokens::NK))
+            .map(|(p, r)| p.finalize(r).unwrap())
+            .collect()
+    };
+    let short_otts = grant(&first_config, short_ott.public(), 0).await;
 
     // --- a rotation: new key files and entries, picked up without a restart ------------------
     tokio::time::sleep(Duration::from_millis(1100)).await; // a later not_before: the newest
@@ -290,23 +268,7 @@ async fn keys_are_refreshed_and_expired_keys_stop_on_time() {
         .unwrap();
     assert_eq!(refused.status(), 401);
     // The same TGT gets OTTs under the new key, continuing its indices.
-    let (body, pendings) = ott_batch(&tgt, &secret, next_ott.public(), 2, 2);
-    let (status, responses) = ohttp_call(
-        &http,
-        &gw,
-        &second_config,
-        "POST",
-        "/v1/tokens/ott",
-        &[],
-        &body,
-    )
-    .await;
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&responses));
-    let fresh: Vec<Token> = pendings
-        .into_iter()
-        .zip(responses.chunks(arcane_verifier::tokens::NK))
-        .map(|(p, r)| p.finalize(r).unwrap())
-        .collect();
+    let fresh = grant(&second_config, next_ott.public(), 2).await;
     // The relay admits the new key's tokens (its own refresh picked it up), once.
     let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(fresh[0].encode());
     for expected in [true, false] {

@@ -366,7 +366,12 @@ impl Entry {
     /// stop offering a retiring key, and nodes move to a newer release, while one that is not
     /// retiring is there to take over.
     pub fn retiring(&self, now: u64) -> bool {
-        now.saturating_add(self.handover_margin()) >= self.not_after
+        now >= self.retires_at()
+    }
+
+    /// The first second at which the entry is [retiring](Entry::retiring).
+    pub fn retires_at(&self) -> u64 {
+        self.not_after.saturating_sub(self.handover_margin())
     }
 
     /// Whether the entry is in the first quarter of its window (at most its first ten minutes)

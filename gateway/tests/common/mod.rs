@@ -105,6 +105,28 @@ pub fn release(
     }))
 }
 
+/// A development root (a fresh simulated NSM's) written as `root.pem` in `dir`, for a gateway
+/// that lists no node of it: it only has to start.
+pub fn development_root_pem(dir: &Path) -> std::path::PathBuf {
+    let nsm = arcane_compute::attestation::SimulatedNsm::new(
+        &arcane_compute::attestation::DeclaredMeasurements {
+            pcr0: random(),
+            pcr1: random(),
+            pcr2: random(),
+            pcr8: None,
+        },
+        0,
+    )
+    .unwrap();
+    let path = dir.join("root.pem");
+    std::fs::write(
+        &path,
+        arcane_verifier::nitro::certificate_pem(nsm.root_der()),
+    )
+    .unwrap();
+    path
+}
+
 /// A spawned gateway or relay process and its base URL, killed when dropped.
 pub struct Spawned(pub std::process::Child, pub String);
 
