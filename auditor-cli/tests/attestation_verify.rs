@@ -21,7 +21,7 @@ fn real_document() -> String {
     let dir = std::env::var_os("ARCANE_NITRO_DATA")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| {
-            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/nitro")
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/nitro")
         });
     let path = dir.join("02_evervault_cert_embedded_2023-01-18.b64");
     assert!(

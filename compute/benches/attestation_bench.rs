@@ -43,10 +43,10 @@ fn main() {
     let dir = std::env::var_os("ARCANE_NITRO_DATA")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| {
-            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/nitro")
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/nitro")
         });
     let text = std::fs::read(dir.join("02_evervault_cert_embedded_2023-01-18.b64"))
-        .expect("shared/nitro data");
+        .expect("testdata/nitro data");
     let real = decode_maybe_base64(&text);
     let aws = NitroRoot::aws();
     let cold_real = per_op(100, || {

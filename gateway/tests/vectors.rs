@@ -9,7 +9,7 @@ use hpke::{Deserializable, OpModeR};
 fn vectors_dir() -> std::path::PathBuf {
     let dir = match std::env::var_os("ARCANE_VECTORS") {
         Some(d) => std::path::PathBuf::from(d),
-        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors"),
+        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/vectors"),
     };
     assert!(
         dir.is_dir(),
