@@ -482,31 +482,39 @@ mod tests {
         pending.finalize(&issuer.issue(&request).unwrap()).unwrap()
     }
 
-    #[tokio::test]
-    async fn tokens_leave_the_file_before_they_are_used() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A state folder under `dir` whose wallet holds a TGT and its first `n` OTTs; returns the
+    /// folder and the TGT's secret.
+    fn saved_wallet(dir: &std::path::Path, n: u32) -> (StateDir, Zeroizing<[u8; 32]>) {
         let key = arcane_verifier::note::NoteSigner::from_seed("log.example", 1, &[1; 32])
             .unwrap()
             .verifier();
-        let state = StateDir::open(dir.path(), &key).unwrap();
+        let state = StateDir::open(dir, &key).unwrap();
         let issuer = IssuerSecret::generate().unwrap();
         let secret = random_secret();
-        let wallet = Wallet {
+        Wallet {
             path: state.file(WALLET_FILE),
             tgt: Some(HeldTgt {
                 token: token(&issuer, tgt_nonce(&secret)),
                 secret: secret.clone(),
-                next_index: 2,
+                next_index: n,
                 used_up: false,
             }),
-            otts: (0..2)
+            otts: (0..n)
                 .map(|i| Ott {
                     index: i,
                     token: token(&issuer, ott_nonce(&secret, i)),
                 })
                 .collect(),
-        };
-        wallet.save().unwrap();
+        }
+        .save()
+        .unwrap();
+        (state, secret)
+    }
+
+    #[tokio::test]
+    async fn tokens_leave_the_file_before_they_are_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let (state, secret) = saved_wallet(dir.path(), 2);
         let mut loaded = Wallet::load(&state).unwrap();
         assert_eq!(loaded.available(), 2);
         let taken = loaded.take(1).await.unwrap();
@@ -534,29 +542,7 @@ mod tests {
     #[tokio::test]
     async fn two_processes_sharing_a_wallet_never_get_the_same_token() {
         let dir = tempfile::tempdir().unwrap();
-        let key = arcane_verifier::note::NoteSigner::from_seed("log.example", 1, &[1; 32])
-            .unwrap()
-            .verifier();
-        let state = StateDir::open(dir.path(), &key).unwrap();
-        let issuer = IssuerSecret::generate().unwrap();
-        let secret = random_secret();
-        Wallet {
-            path: state.file(WALLET_FILE),
-            tgt: Some(HeldTgt {
-                token: token(&issuer, tgt_nonce(&secret)),
-                secret: secret.clone(),
-                next_index: 4,
-                used_up: false,
-            }),
-            otts: (0..4)
-                .map(|i| Ott {
-                    index: i,
-                    token: token(&issuer, ott_nonce(&secret, i)),
-                })
-                .collect(),
-        }
-        .save()
-        .unwrap();
+        let (state, _) = saved_wallet(dir.path(), 4);
         // Both loaded before either spends: each must see what the other took.
         let mut first = Wallet::load(&state).unwrap();
         let mut second = Wallet::load(&state).unwrap();

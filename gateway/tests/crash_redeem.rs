@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arcane_gateway::keys;
-use arcane_verifier::entry::{EntryBody, TokenKey, TokenRole, decode_key_config};
+use arcane_verifier::entry::{EntryBody, TokenKey, TokenRole};
 use arcane_verifier::tokens::{IssuerSecret, OTT_ISSUER, Token, TokenChallenge, request_token};
 use base64::Engine as _;
 use common::{Log, SMALL_LIMITS, random, spawn_gateway_with, spawn_relay};
@@ -99,12 +99,7 @@ async fn set_up(dir: &std::path::Path) -> Keys {
     let log = common::start_log(&dir.join("log")).await;
     let gw_dir = dir.join("gateway");
     std::fs::create_dir_all(&gw_dir).unwrap();
-    let config = keys::generate_ohttp_key(&gw_dir.join("ohttp.key"), 1)
-        .unwrap()
-        .encode()
-        .unwrap();
-    log.publish(EntryBody::OhttpKeys(decode_key_config(&config).unwrap()))
-        .await;
+    let config = log.publish_ohttp_key(&gw_dir.join("ohttp.key"), 1).await;
     let mut ott = None;
     for (file, role) in [("tgt.key", TokenRole::Tgt), ("ott.key", TokenRole::Ott)] {
         let secret = keys::generate_issuer_key(&gw_dir.join(file)).unwrap();

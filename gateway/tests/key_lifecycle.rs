@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use arcane_gateway::keys;
-use arcane_verifier::entry::{EntryBody, TokenKey, TokenRole, decode_key_config};
+use arcane_verifier::entry::{EntryBody, TokenKey, TokenRole};
 use arcane_verifier::tokens::{
     IssuerKey, IssuerSecret, OTT_ISSUER, TGT_ISSUER, Token, TokenChallenge, ott_nonce,
     request_token, tgt_nonce,
@@ -110,14 +110,7 @@ async fn keys_are_refreshed_and_expired_keys_stop_on_time() {
     let log = common::start_log(&dir.path().join("log")).await;
     let gw_dir = dir.path().join("gateway");
     std::fs::create_dir_all(&gw_dir).unwrap();
-    let first_config = keys::generate_ohttp_key(&gw_dir.join("ohttp.key"), 1)
-        .unwrap()
-        .encode()
-        .unwrap();
-    log.publish(EntryBody::OhttpKeys(
-        decode_key_config(&first_config).unwrap(),
-    ))
-    .await;
+    let first_config = log.publish_ohttp_key(&gw_dir.join("ohttp.key"), 1).await;
     let tgt_secret = keys::generate_issuer_key(&gw_dir.join("tgt.key")).unwrap();
     publish_token_key(&log, &tgt_secret, TokenRole::Tgt, Duration::from_secs(3600)).await;
     // The first OTT key lives for a few seconds only.
@@ -182,14 +175,7 @@ async fn keys_are_refreshed_and_expired_keys_stop_on_time() {
 
     // --- a rotation: new key files and entries, picked up without a restart ------------------
     tokio::time::sleep(Duration::from_millis(1100)).await; // a later not_before: the newest
-    let second_config = keys::generate_ohttp_key(&gw_dir.join("ohttp-2.key"), 2)
-        .unwrap()
-        .encode()
-        .unwrap();
-    log.publish(EntryBody::OhttpKeys(
-        decode_key_config(&second_config).unwrap(),
-    ))
-    .await;
+    let second_config = log.publish_ohttp_key(&gw_dir.join("ohttp-2.key"), 2).await;
     let next_ott = keys::generate_issuer_key(&gw_dir.join("ott-2.key")).unwrap();
     publish_token_key(&log, &next_ott, TokenRole::Ott, Duration::from_secs(3600)).await;
     until(

@@ -73,6 +73,20 @@ impl Log {
             .unwrap();
     }
 
+    /// Makes an OHTTP key file at `path` with `key_id`, publishes its configuration for an
+    /// hour, and returns the encoded configuration.
+    pub async fn publish_ohttp_key(&self, path: &Path, key_id: u8) -> Vec<u8> {
+        let config = arcane_gateway::keys::generate_ohttp_key(path, key_id)
+            .unwrap()
+            .encode()
+            .unwrap();
+        self.publish(arcane_verifier::entry::EntryBody::OhttpKeys(
+            arcane_verifier::entry::decode_key_config(&config).unwrap(),
+        ))
+        .await;
+        config
+    }
+
     /// `--log URL --log-key VKEY --publisher VKEY`, as the gateway and the relay take them.
     pub fn args(&self) -> Vec<String> {
         vec![
