@@ -658,6 +658,74 @@ async fn a_node_that_disappears_mid_stream_is_reported() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_mid_stream_is_reported_and_the_next_request_goes_to_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut stack = stack(dir.path(), true).await;
+    let second = stack.start_node(&quiet).await.unwrap();
+    let mut nodes = vec![stack.node.take().unwrap(), second];
+    let ids: Vec<[u8; 32]> = nodes.iter().map(|n| n.node.rek().id()).collect();
+    let mut c = client(&stack);
+    let mut answer = c
+        .chat(request("tell me a very long story", 1000), Route::Cloud)
+        .await
+        .unwrap();
+    assert!(matches!(answer.next().await, Some(Ok(ChatEvent::Delta(_)))));
+    // The node answering is the one the gateway has a request in flight to; it is killed (its
+    // server and every connection of it end at once, as when its process dies).
+    let serving: Vec<_> = stack
+        .gateway_state
+        .registry
+        .pick(&ids)
+        .into_iter()
+        .filter(|n| n.in_flight.load(std::sync::atomic::Ordering::Relaxed) > 0)
+        .collect();
+    assert_eq!(serving.len(), 1, "one node is answering");
+    let killed = nodes.remove(nodes.iter().position(|n| n.url == serving[0].url).unwrap());
+    let killed_rek = killed.node.rek().id();
+    drop(killed);
+    let error = loop {
+        match answer.next().await {
+            Some(Ok(ChatEvent::Delta(_))) => {}
+            Some(Ok(ChatEvent::Done(_))) => {
+                panic!("the answer cannot complete once its node is killed")
+            }
+            Some(Err(e)) => break e,
+            None => panic!("the stream ended without saying why"),
+        }
+    };
+    assert!(
+        matches!(error, ClientError::Interrupted { chunks, .. } if chunks >= 1),
+        "expected an interruption, got {error}"
+    );
+
+    // The gateway saw the answer break off: it tries the killed node last from now on, and the
+    // next request is answered by the node still running.
+    c.chat(request("and another", 8), Route::Cloud)
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let receipts = read_all(c.state()).unwrap();
+    let outcomes: Vec<_> = receipts.iter().map(|r| r.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["interrupted", "answered"]);
+    assert_eq!(receipts[1].rek_id, hex::encode(nodes[0].node.rek().id()));
+    let killed_first = [killed_rek, nodes[0].node.rek().id()];
+    let order: Vec<_> = stack
+        .gateway_state
+        .registry
+        .pick(&killed_first)
+        .iter()
+        .map(|n| n.verified.rek.id())
+        .collect();
+    assert_eq!(
+        order.last(),
+        Some(&killed_rek),
+        "the killed node is tried last"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_request_is_refused_before_anything_is_fetched_or_spent() {
     let dir = tempfile::tempdir().unwrap();
     let stack = stack(dir.path(), true).await;

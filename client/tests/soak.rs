@@ -214,7 +214,7 @@ async fn the_stack_runs_through_rotations_expiries_and_restarts() {
                     Err(e) => match expected_failure(e) {
                         Some(kind) => kind,
                         None => {
-                            unexpected.push(format!("{e}"));
+                            unexpected.push((stack_started.elapsed().as_secs(), format!("{e}")));
                             "unexpected".to_owned()
                         }
                     },
@@ -278,10 +278,12 @@ async fn the_stack_runs_through_rotations_expiries_and_restarts() {
             drop(second_node.take());
             second_node = Some(stack.start_node(&quiet).await.unwrap());
             node_restarted = true;
+            eprintln!("soak: node restarted at {} s", elapsed.as_secs());
         }
         if !log_restarted && elapsed > Duration::from_secs(2 * seconds / 3) {
             stack.restart_log().await.unwrap();
             log_restarted = true;
+            eprintln!("soak: log restarted at {} s", elapsed.as_secs());
         }
         tokio::time::sleep(ROTATE_EVERY).await;
     }
@@ -296,7 +298,21 @@ async fn the_stack_runs_through_rotations_expiries_and_restarts() {
         outcomes,
         stack_started.elapsed()
     );
-    assert!(unexpected.is_empty(), "unexpected failures: {unexpected:?}");
+    // Each distinct failure once, with how often and when (seconds into the run) it was seen.
+    let mut distinct: BTreeMap<&str, (usize, u64, u64)> = BTreeMap::new();
+    for (at, e) in &unexpected {
+        let seen = distinct.entry(e.as_str()).or_insert((0, *at, *at));
+        seen.0 += 1;
+        seen.2 = *at;
+    }
+    for (e, (n, first, last)) in &distinct {
+        eprintln!("soak: unexpected ×{n} ({first}–{last} s): {e}");
+    }
+    assert!(
+        unexpected.is_empty(),
+        "{} unexpected failures",
+        unexpected.len()
+    );
     let answered = outcomes.get("answered").copied().unwrap_or(0);
     let total: usize = outcomes.values().sum();
     assert!(

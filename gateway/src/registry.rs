@@ -1,9 +1,11 @@
 //! Compute nodes the gateway may route to: each listed only after its attestation bundle verifies
 //! exactly as a client verifies it, dropped when the bundle goes stale or its release leaves the
-//! log's valid set, and picked by load.
+//! log's valid set, and picked by load. A node the gateway could not reach, or whose answer broke
+//! off, is tried last until it answers again or registers anew (a node re-registers after every
+//! refresh).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use arcane_verifier::attested::{
@@ -30,6 +32,15 @@ pub struct ListedNode {
     pub verified: VerifiedNode,
     /// Requests the gateway has in flight to it.
     pub in_flight: AtomicUsize,
+    /// Whether the gateway's last exchange with it failed to connect or broke off mid-answer.
+    pub unreachable: AtomicBool,
+}
+
+impl ListedNode {
+    /// Records whether the gateway's exchange with the node just now reached it and held.
+    pub fn set_reachable(&self, reachable: bool) {
+        self.unreachable.store(!reachable, Ordering::Relaxed);
+    }
 }
 
 /// The registry.
@@ -127,6 +138,7 @@ impl Registry {
             bundle: registration.bundle()?,
             verified: verified.clone(),
             in_flight: AtomicUsize::new(0),
+            unreachable: AtomicBool::new(false),
         });
         let mut nodes = self.nodes.write().expect("registry lock");
         nodes.retain(|_, n| n.url != node.url);
@@ -164,7 +176,7 @@ impl Registry {
             .retain(|_, n| valid_release_leaves.contains(&n.verified.release.leaf_hash));
     }
 
-    /// Up to `n` listed nodes' bundles, least loaded first.
+    /// Up to `n` listed nodes' bundles, reachable ones first, least loaded first.
     pub fn candidates(&self, n: usize) -> Vec<NodeBundle> {
         let mut nodes: Vec<_> = self
             .nodes
@@ -181,7 +193,7 @@ impl Registry {
             .collect()
     }
 
-    /// The listed nodes among `rek_ids`, least loaded first.
+    /// The listed nodes among `rek_ids`, reachable ones first, least loaded first.
     pub fn pick(&self, rek_ids: &[[u8; 32]]) -> Vec<Arc<ListedNode>> {
         let nodes = self.nodes.read().expect("registry lock");
         let mut found: Vec<_> = rek_ids
@@ -228,7 +240,10 @@ impl Registry {
     }
 }
 
-/// Load as in-flight per capacity, scaled to an integer for sorting.
-fn load_key(n: &ListedNode) -> usize {
-    n.in_flight.load(Ordering::Relaxed) * 1000 / n.capacity
+/// Unreachable last, then load as in-flight per capacity (scaled to an integer), for sorting.
+fn load_key(n: &ListedNode) -> (bool, usize) {
+    (
+        n.unreachable.load(Ordering::Relaxed),
+        n.in_flight.load(Ordering::Relaxed) * 1000 / n.capacity,
+    )
 }

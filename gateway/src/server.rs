@@ -610,6 +610,7 @@ async fn route_chat(g: &Arc<Gateway>, content: &[u8], now: u64) -> InnerAnswer {
             .body(body)
             .send()
             .await;
+        node.set_reachable(!matches!(&sent, Err(e) if e.is_connect()));
         let mut response = match sent {
             Ok(r) if r.status().is_success() => r,
             Ok(r) => {
@@ -627,9 +628,19 @@ async fn route_chat(g: &Arc<Gateway>, content: &[u8], now: u64) -> InnerAnswer {
         };
         let (tx, rx) = mpsc::channel(32);
         tokio::spawn(async move {
-            while let Ok(Some(bytes)) = response.chunk().await {
-                if tx.send(bytes).await.is_err() {
-                    break;
+            loop {
+                match response.chunk().await {
+                    Ok(Some(bytes)) => {
+                        if tx.send(bytes).await.is_err() {
+                            break;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(_) => {
+                        // The node's answer broke off: its process or its link is gone.
+                        node.set_reachable(false);
+                        break;
+                    }
                 }
             }
             node.in_flight

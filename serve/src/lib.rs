@@ -10,7 +10,9 @@
 //!   closed at once, so one peer cannot take every slot;
 //! - limits on request heads (HTTP/1.1) and on streams and header lists (HTTP/2, with keep-alive
 //!   pings that close dead peers);
-//! - a **graceful shutdown**: stop accepting, let requests in progress finish.
+//! - a **graceful shutdown**: stop accepting, let requests in progress finish; dropping the
+//!   [`serve`] future instead (aborting its task) ends every connection at once, as a crashed
+//!   process would.
 //!
 //! - a **body timeout**: a request body must arrive whole within it from the end of its head,
 //!   or reading it fails (handlers answer with an error; sizes are the handlers' own limits).
@@ -107,6 +109,8 @@ impl Drop for PeerSlot {
 
 /// Serves `router` on `listener` under `limits` until `shutdown` completes, then stops
 /// accepting and waits for the connections in progress to finish their requests.
+///
+/// The connections belong to the returned future: dropping it closes all of them mid-request.
 pub async fn serve<L>(
     mut listener: L,
     router: Router,
@@ -120,9 +124,11 @@ where
     let peers = Arc::new(Peers::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut open = tokio::task::JoinSet::new();
     loop {
         let (io, addr) = tokio::select! {
             accepted = listener.accept() => accepted,
+            Some(_) = open.join_next() => continue,
             () = &mut shutdown => break,
         };
         let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
@@ -135,16 +141,13 @@ where
         };
         let router = router.clone();
         let stop = stop_rx.clone();
-        tokio::spawn(async move {
+        open.spawn(async move {
             let _held = (permit, slot);
             serve_connection(io, router, limits, stop).await;
         });
     }
     let _ = stop_tx.send(true);
-    // Every connection holds a permit until it ends: all of them back means all done.
-    let _all = connections
-        .acquire_many(limits.max_connections.max(1) as u32)
-        .await;
+    while open.join_next().await.is_some() {}
     Ok(())
 }
 

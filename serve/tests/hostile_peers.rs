@@ -1,6 +1,7 @@
 //! Hostile peers over real sockets on 127.0.0.1: connections that dribble their headers, send
 //! nothing, or dribble a body are closed within their timeouts while other clients are served;
-//! one peer cannot open more than its share of connections.
+//! one peer cannot open more than its share of connections. A graceful shutdown lets a response
+//! in progress finish; dropping the server cuts it, as a crash would.
 
 use std::time::{Duration, Instant};
 
@@ -173,5 +174,67 @@ async fn http2_with_prior_knowledge_is_served_and_shutdown_is_graceful() {
             // The listener may linger for a moment; nothing is served from it any more.
             reqwest::get(format!("http://{addr}/")).await.is_err()
         }
+    );
+}
+
+/// Serves `/slow`, ten bytes a tenth of a second apart; the server's task is returned.
+async fn start_slow(
+    stopped: tokio::sync::oneshot::Receiver<()>,
+) -> (String, tokio::task::JoinHandle<std::io::Result<()>>) {
+    let router = axum::Router::new().route(
+        "/slow",
+        get(|| async {
+            let ticks = futures::stream::unfold(0u8, |i| async move {
+                if i == 10 {
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                Some((Ok::<_, std::io::Error>(vec![b'a' + i]), i + 1))
+            });
+            axum::body::Body::from_stream(ticks)
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(serve(listener, router, ServeLimits::default(), async {
+        let _ = stopped.await;
+    }));
+    (format!("http://{addr}/slow"), server)
+}
+
+/// Reads a body to its end: the bytes, and whether it ended cleanly.
+async fn read_body(mut response: reqwest::Response, mut first: Vec<u8>) -> (Vec<u8>, bool) {
+    loop {
+        match response.chunk().await {
+            Ok(Some(bytes)) => first.extend_from_slice(&bytes),
+            Ok(None) => return (first, true),
+            Err(_) => return (first, false),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_shutdown_finishes_a_response_and_dropping_the_server_cuts_it() {
+    // Graceful: the response under way when shutdown begins arrives whole.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (url, server) = start_slow(stopped).await;
+    let mut response = reqwest::get(&url).await.unwrap();
+    let first = response.chunk().await.unwrap().unwrap().to_vec();
+    stop.send(()).unwrap();
+    let (body, clean) = read_body(response, first).await;
+    assert_eq!((body.as_slice(), clean), (&b"abcdefghij"[..], true));
+    server.await.unwrap().unwrap();
+
+    // Dropped (its task aborted): the connection closes mid-response, at once.
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (url, server) = start_slow(stopped).await;
+    let mut response = reqwest::get(&url).await.unwrap();
+    let first = response.chunk().await.unwrap().unwrap().to_vec();
+    server.abort();
+    let (body, clean) = read_body(response, first).await;
+    assert!(
+        !clean && body.len() < 10,
+        "cut after {} bytes, cleanly: {clean}",
+        body.len()
     );
 }
