@@ -3,7 +3,7 @@
 FROM rust:1.95.0-slim-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p arcane-client -p arcane-audit -p arcane-log --features arcane-client/cli \
+RUN cargo build --release --locked -p arcane-cli -p arcane-audit -p arcane-log \
     && install -D -m 0755 target/release/arcane /out/arcane \
     && install -D -m 0755 target/release/arcane-audit /out/arcane-audit \
     && install -D -m 0755 target/release/arcane-log /out/arcane-log

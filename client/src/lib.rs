@@ -16,8 +16,8 @@
 //!
 //! Modules: [`trust`] (configuration), [`view`] (the client's view of the log), [`checks`]
 //! (the checks as functions over bytes), [`wallet`] (tokens), [`transport`] (OHTTP),
-//! [`session`] (the [`Client`]), [`receipts`], `local` (on-device inference, feature `local`)
-//! and `demo` (the whole stack in one process, feature `demo`).
+//! [`session`] (the [`Client`]), [`receipts`] and `local` (on-device inference, feature
+//! `local`). The `arcane` command line and `arcane demo` are `arcane-cli`'s.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), arcane_client::ClientError> {
@@ -53,8 +53,6 @@ pub mod trust;
 pub mod view;
 pub mod wallet;
 
-#[cfg(feature = "demo")]
-pub mod demo;
 #[cfg(feature = "local")]
 pub mod local;
 

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use arcane_compute::engine::{EngineEvent, InferenceEngine, MistralEngine};
-use arcane_compute::model::ModelFile;
+use arcane_engine::model::ModelFile;
+use arcane_engine::{EngineEvent, InferenceEngine, MistralEngine};
 use arcane_verifier::inner::{ChatCompletionRequest, Usage};
 use tokio::sync::mpsc;
 

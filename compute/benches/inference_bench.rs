@@ -11,9 +11,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use arcane_compute::engine::{EngineEvent, InferenceEngine, MistralEngine};
-use arcane_compute::model::ModelFile;
 use arcane_compute::node::now_seconds;
+use arcane_engine::model::ModelFile;
+use arcane_engine::{EngineEvent, InferenceEngine, MistralEngine};
 use arcane_verifier::inner::{ChatCompletionRequest, ChatMessage, ChunkContent};
 use arcane_verifier::sealed::ResponseReader;
 

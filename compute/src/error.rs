@@ -11,10 +11,8 @@ pub enum ComputeError {
     Certificate(String),
     #[error("verification: {0}")]
     Verifier(#[from] arcane_verifier::Error),
-    #[error("model file: {0}")]
-    Model(String),
-    #[error("inference engine: {0}")]
-    Engine(String),
+    #[error(transparent)]
+    Engine(#[from] arcane_engine::EngineError),
     #[error("no usable release in the log: {0}")]
     NoRelease(String),
     #[error("log: {0}")]

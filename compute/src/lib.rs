@@ -8,8 +8,8 @@
 //! its token material, runs the model and streams the answer back as sealed chunks.
 //!
 //! - [`attestation`]: the NSM (real behind the `nsm` feature, or simulated in AWS's format).
-//! - [`gguf`], [`model`]: the model file, checked before the engine sees it, and its digest.
-//! - [`engine`]: the [`engine::InferenceEngine`] trait and its mistral.rs implementation.
+//! - the model file and the engine running it are `arcane-engine`'s, shared with the client's
+//!   on-device route.
 //! - [`release`]: finding and refreshing the node's release proof in the log.
 //! - [`node`]: REK, attested state, replay guard, the sealed request path.
 //! - [`server`]: the HTTP API over TCP or vsock; [`registration`]: announcing the node to the gateway.
@@ -31,10 +31,7 @@
 //! ```
 
 pub mod attestation;
-pub mod engine;
 pub mod error;
-pub mod gguf;
-pub mod model;
 pub mod node;
 pub mod registration;
 pub mod release;

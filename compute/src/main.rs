@@ -11,14 +11,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arcane_compute::attestation::{AttestationProvider, DeclaredMeasurements, SimulatedNsm};
-use arcane_compute::engine::MistralEngine;
 use arcane_compute::error::ComputeError;
-use arcane_compute::gguf::{TinyLlama, write_tiny_llama};
-use arcane_compute::model::ModelFile;
 use arcane_compute::node::{Node, NodeConfig, NodeParts, now_seconds};
 use arcane_compute::registration::Registration;
 use arcane_compute::release::{LogSource, LogTrust};
 use arcane_compute::tokens::{DevelopmentWithoutTokens, LoggedTokenKeys, TokenVerifier};
+use arcane_engine::MistralEngine;
+use arcane_engine::gguf::{TinyLlama, write_tiny_llama};
+use arcane_engine::model::ModelFile;
 use arcane_verifier::cosignature::{WitnessPolicy, parse_policy_file};
 use arcane_verifier::entry::EntryPolicy;
 use arcane_verifier::note::VerifierKey;
@@ -375,12 +375,15 @@ fn main() -> ExitCode {
                 ..TinyLlama::default()
             },
         )
-        .map(|()| println!("{}", out.display())),
-        Command::Inspect { model } => ModelFile::open(&model).map(|m| {
-            println!("name: {}", m.name);
-            println!("architecture: {}", m.metadata.architecture().unwrap_or("?"));
-            println!("sha256: {}", hex::encode(m.sha256));
-        }),
+        .map(|()| println!("{}", out.display()))
+        .map_err(ComputeError::from),
+        Command::Inspect { model } => ModelFile::open(&model)
+            .map(|m| {
+                println!("name: {}", m.name);
+                println!("architecture: {}", m.metadata.architecture().unwrap_or("?"));
+                println!("sha256: {}", hex::encode(m.sha256));
+            })
+            .map_err(ComputeError::from),
         Command::Serve(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -394,7 +397,8 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("arcane-compute: {e}");
             match e {
-                ComputeError::NoRelease(_) | ComputeError::Model(_) => ExitCode::from(3),
+                ComputeError::NoRelease(_)
+                | ComputeError::Engine(arcane_engine::EngineError::Model(_)) => ExitCode::from(3),
                 ComputeError::Config(_) => ExitCode::from(2),
                 _ => ExitCode::FAILURE,
             }

@@ -18,11 +18,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::attestation::AttestationProvider;
-use crate::engine::{EngineEvent, InferenceEngine};
 use crate::error::{ComputeError, Result};
-use crate::model::ModelFile;
 use crate::release::{LogSource, LogTrust, OwnMeasurements, ProvenEntry};
 use crate::tokens::TokenVerifier;
+use arcane_engine::model::ModelFile;
+use arcane_engine::{EngineEvent, InferenceEngine};
 
 /// Tunables of a node.
 #[derive(Clone, Debug)]

@@ -7,10 +7,10 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arcane_compute::engine::{EngineEvent, InferenceEngine, MistralEngine};
 use arcane_compute::error::ComputeError;
 use arcane_compute::node::{NodeConfig, now_seconds};
 use arcane_compute::tokens::{DevelopmentWithoutTokens, TokenVerifier};
+use arcane_engine::{EngineEvent, InferenceEngine, MistralEngine};
 use arcane_verifier::inner::{ChatCompletionRequest, ChatMessage, ChunkContent};
 use arcane_verifier::sealed::{RekSecret, ResponseReader};
 use common::{Client, stack};
@@ -293,7 +293,7 @@ impl InferenceEngine for HeldEngine {
         &self,
         _request: &ChatCompletionRequest,
         _max_tokens: usize,
-    ) -> arcane_compute::error::Result<tokio::sync::mpsc::Receiver<EngineEvent>> {
+    ) -> arcane_engine::Result<tokio::sync::mpsc::Receiver<EngineEvent>> {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let release = Arc::clone(&self.release);
         tokio::spawn(async move {
@@ -301,7 +301,7 @@ impl InferenceEngine for HeldEngine {
             release.notified().await;
             let _ = tx
                 .send(EngineEvent::Finished {
-                    reason: arcane_compute::engine::FinishReason::Stop,
+                    reason: arcane_engine::FinishReason::Stop,
                     prompt_tokens: 1,
                     completion_tokens: 1,
                 })

@@ -11,13 +11,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arcane_compute::attestation::{DeclaredMeasurements, SimulatedNsm};
-use arcane_compute::engine::{EngineEvent, FinishReason, InferenceEngine};
-use arcane_compute::gguf::{TinyLlama, write_tiny_llama};
-use arcane_compute::model::ModelFile;
 use arcane_compute::node::{Node, NodeConfig, NodeParts};
 use arcane_compute::registration::Registration;
 use arcane_compute::release::LogSource;
 use arcane_compute::tokens::DevelopmentWithoutTokens;
+use arcane_engine::gguf::{TinyLlama, write_tiny_llama};
+use arcane_engine::model::ModelFile;
+use arcane_engine::{EngineEvent, FinishReason, InferenceEngine};
 use arcane_gateway::keys;
 use arcane_gateway::server::now_seconds;
 use arcane_verifier::bundle::LogTrust;
@@ -41,7 +41,7 @@ impl InferenceEngine for NoopEngine {
         &self,
         _: &ChatCompletionRequest,
         _: usize,
-    ) -> arcane_compute::error::Result<tokio::sync::mpsc::Receiver<EngineEvent>> {
+    ) -> arcane_engine::Result<tokio::sync::mpsc::Receiver<EngineEvent>> {
         let (tx, rx) = tokio::sync::mpsc::channel(2);
         tx.try_send(EngineEvent::Delta("ok".into()))
             .expect("capacity 2");

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arcane_compute::attestation::{DeclaredMeasurements, SimulatedNsm};
-use arcane_compute::engine::MistralEngine;
-use arcane_compute::gguf::{TinyLlama, write_tiny_llama};
-use arcane_compute::model::ModelFile;
 use arcane_compute::node::{Node, NodeConfig, NodeParts};
 use arcane_compute::registration::Registration;
 use arcane_compute::release::{LogSource, LogTrust as NodeLogTrust};
 use arcane_compute::tokens::LoggedTokenKeys;
+use arcane_engine::MistralEngine;
+use arcane_engine::gguf::{TinyLlama, write_tiny_llama};
+use arcane_engine::model::ModelFile;
 use arcane_gateway::keys;
 use arcane_gateway::server::{now_ms, now_seconds};
 use arcane_verifier::attested::{NodeBundle, NodeTrust, verify_node_bundle};

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arcane_compute::attestation::{DeclaredMeasurements, SimulatedNsm};
-use arcane_compute::engine::{InferenceEngine, MistralEngine};
-use arcane_compute::gguf::{TinyLlama, write_tiny_llama};
-use arcane_compute::model::ModelFile;
 use arcane_compute::node::{Node, NodeConfig, NodeParts, now_ms, now_seconds};
 use arcane_compute::release::{LogSource, LogTrust};
 use arcane_compute::tokens::{DevelopmentWithoutTokens, TokenVerifier};
+use arcane_engine::gguf::{TinyLlama, write_tiny_llama};
+use arcane_engine::model::ModelFile;
+use arcane_engine::{InferenceEngine, MistralEngine};
 use arcane_log::keys::{AllowedKinds, PublisherPolicy};
 use arcane_verifier::attested::{NodeBundle, NodeTrust, VerifiedNode, verify_node_bundle};
 use arcane_verifier::cosignature::WitnessPolicy;

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[cfg(feature = "demo")]
-use arcane_client::demo::{Stack, StackOptions, demo_model};
+use arcane_cli::demo::{Stack, StackOptions, demo_model};
 use arcane_client::{ChatEvent, Client, ClientConfig, ClientError, Passed, Route, Trust};
 use arcane_verifier::inner::{ChatCompletionRequest, ChatMessage};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -196,7 +196,7 @@ async fn chat(args: ChatArgs) -> Result<(), ClientError> {
         client.on_passed(print_passed);
     }
     if let Some(path) = &args.local_model {
-        let model = arcane_compute::model::ModelFile::open(path)
+        let model = arcane_engine::model::ModelFile::open(path)
             .map_err(|e| ClientError::Local(e.to_string()))?;
         client.set_local_model(arcane_client::local::LocalModel::load(&model, 2048).await?);
     }

@@ -1,4 +1,4 @@
-//! Inference: the [`InferenceEngine`] the node streams from, and its mistral.rs implementation
+//! [`InferenceEngine`]: what callers see of a generation, and its mistral.rs implementation
 //! over a local GGUF file.
 
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use arcane_verifier::inner::ChatCompletionRequest;
 use mistralrs::{GgufModelBuilder, RequestBuilder, Response, TextMessageRole, TokenSource};
 use tokio::sync::mpsc;
 
-use crate::error::{ComputeError, Result};
+use crate::error::{EngineError, Result};
 use crate::model::ModelFile;
 
 /// Why generation stopped.
@@ -88,7 +88,7 @@ impl MistralEngine {
             .with_prefix_cache_n(None)
             .build()
             .await
-            .map_err(|e| ComputeError::Engine(format!("loading {}: {e}", model.name)))?;
+            .map_err(|e| EngineError::Engine(format!("loading {}: {e}", model.name)))?;
         tracing::info!(
             model = %model.name,
             load_ms = started.elapsed().as_millis() as u64,

@@ -9,7 +9,7 @@
 use std::io::{BufReader, Read, Write};
 use std::path::Path;
 
-use crate::error::{ComputeError, Result};
+use crate::error::{EngineError, Result};
 
 const MAGIC: &[u8; 4] = b"GGUF";
 /// Most metadata entries read (real models have a few dozen).
@@ -145,8 +145,8 @@ impl GgufMetadata {
     }
 }
 
-fn model_error(why: &str) -> ComputeError {
-    ComputeError::Model(why.to_owned())
+fn model_error(why: &str) -> EngineError {
+    EngineError::Model(why.to_owned())
 }
 
 struct Reader<R> {

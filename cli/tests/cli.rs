@@ -11,7 +11,7 @@ const ARCANE: &str = env!("CARGO_BIN_EXE_arcane");
 fn demo_serves_and_the_cli_verifies_chats_and_lists_receipts() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("tiny.gguf");
-    arcane_compute::gguf::write_tiny_llama(&model, &Default::default()).unwrap();
+    arcane_engine::gguf::write_tiny_llama(&model, &Default::default()).unwrap();
     let data = dir.path().join("demo");
     let mut demo = Command::new(ARCANE)
         .args([

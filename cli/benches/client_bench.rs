@@ -18,11 +18,11 @@
 
 use std::time::{Duration, Instant};
 
+use arcane_cli::demo::{Stack, StackOptions};
 use arcane_client::checks::{Checks, ModelListing};
-use arcane_client::demo::{Stack, StackOptions};
 use arcane_client::transport::InnerHttp;
 use arcane_client::{ChatEvent, Client, ClientConfig, Route, Trust};
-use arcane_compute::engine::{EngineEvent, InferenceEngine, MistralEngine};
+use arcane_engine::{EngineEvent, InferenceEngine, MistralEngine};
 use arcane_verifier::inner::{
     ChatCompletionRequest, ChatMessage, InnerRequest, encode_inner_request,
 };
@@ -217,7 +217,7 @@ async fn main() {
         Some(p) => std::path::PathBuf::from(p),
         None => {
             let p = dir.path().join("tiny.gguf");
-            arcane_compute::gguf::write_tiny_llama(&p, &Default::default()).unwrap();
+            arcane_engine::gguf::write_tiny_llama(&p, &Default::default()).unwrap();
             p
         }
     };

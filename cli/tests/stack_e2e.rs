@@ -6,11 +6,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use arcane_client::demo::{Stack, StackOptions, release_entry};
+use arcane_cli::demo::{Stack, StackOptions, release_entry};
 use arcane_client::receipts::read_all;
 use arcane_client::{ChatEvent, Check, Client, ClientConfig, ClientError, Route, Trust};
 use arcane_compute::attestation::{DeclaredMeasurements, SimulatedNsm};
-use arcane_compute::gguf::{TinyLlama, write_tiny_llama};
+use arcane_engine::gguf::{TinyLlama, write_tiny_llama};
 use arcane_gateway::proven::{Proven, bundles_of_kind};
 use arcane_verifier::attested::{NodeBundle, NodeRegistration};
 use arcane_verifier::inner::{ChatCompletionRequest, ChatMessage};

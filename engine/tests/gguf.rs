@@ -2,11 +2,11 @@
 
 use std::io::Cursor;
 
-use arcane_compute::error::ComputeError;
-use arcane_compute::gguf::{
+use arcane_engine::EngineError;
+use arcane_engine::gguf::{
     MetaValue, TinyLlama, read_metadata, read_metadata_from, write_tiny_llama,
 };
-use arcane_compute::model::ModelFile;
+use arcane_engine::model::ModelFile;
 
 fn tiny_bytes(shape: &TinyLlama) -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
@@ -54,7 +54,7 @@ fn unsupported_or_broken_files_are_refused_with_a_reason() {
 
     let mut magic = good.clone();
     magic[0] = b'X';
-    assert!(matches!(check(&magic), Err(ComputeError::Model(m)) if m.contains("magic")));
+    assert!(matches!(check(&magic), Err(EngineError::Model(m)) if m.contains("magic")));
 
     // An architecture the engine cannot load (it would panic inside the engine).
     let mut gemma = good.clone();
@@ -63,7 +63,7 @@ fn unsupported_or_broken_files_are_refused_with_a_reason() {
         "\u{5}\0\0\0\0\0\0\0llama",
         "\u{5}\0\0\0\0\0\0\0gemma",
     );
-    assert!(matches!(check(&gemma), Err(ComputeError::Model(m)) if m.contains("gemma")));
+    assert!(matches!(check(&gemma), Err(EngineError::Model(m)) if m.contains("gemma")));
 
     // No chat template: every chat request would fail, so the file is refused up front.
     let mut no_template = good.clone();
@@ -73,7 +73,7 @@ fn unsupported_or_broken_files_are_refused_with_a_reason() {
         "tokenizer.chat_templatX",
     );
     assert!(
-        matches!(check(&no_template), Err(ComputeError::Model(m)) if m.contains("chat_template"))
+        matches!(check(&no_template), Err(EngineError::Model(m)) if m.contains("chat_template"))
     );
 
     // Every truncation of the metadata is an error, never a panic and never a partial read
@@ -112,6 +112,6 @@ fn files_that_would_override_the_model_metadata_are_refused() {
     assert_eq!(read_metadata(&path).unwrap().tensor_count, 3 + 2 * 9);
     std::fs::write(dir.path().join("tokenizer.json"), "{}").unwrap();
     assert!(
-        matches!(ModelFile::open(&path), Err(ComputeError::Model(m)) if m.contains("tokenizer.json"))
+        matches!(ModelFile::open(&path), Err(EngineError::Model(m)) if m.contains("tokenizer.json"))
     );
 }

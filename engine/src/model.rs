@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::error::{ComputeError, Result};
+use crate::error::{EngineError, Result};
 use crate::gguf::{self, GgufMetadata};
 
 /// Files that, next to a GGUF, would override its own tokenizer or chat template and so change
@@ -36,13 +36,13 @@ impl ModelFile {
     /// its metadata, and computes its SHA-256.
     pub fn open(path: &Path) -> Result<Self> {
         let path = std::fs::canonicalize(path)
-            .map_err(|e| ComputeError::Model(format!("{}: {e}", path.display())))?;
+            .map_err(|e| EngineError::Model(format!("{}: {e}", path.display())))?;
         let dir = path
             .parent()
-            .ok_or_else(|| ComputeError::Model("the model file has no directory".into()))?;
+            .ok_or_else(|| EngineError::Model("the model file has no directory".into()))?;
         for name in OVERRIDING_FILES {
             if dir.join(name).exists() {
-                return Err(ComputeError::Model(format!(
+                return Err(EngineError::Model(format!(
                     "{} lies next to the model and would override its metadata; keep the GGUF in \
                      a directory of its own",
                     dir.join(name).display()
@@ -79,13 +79,13 @@ impl ModelFile {
 /// SHA-256 of a file, streamed.
 pub fn file_sha256(path: &Path) -> Result<[u8; 32]> {
     let mut file = std::fs::File::open(path)
-        .map_err(|e| ComputeError::Model(format!("{}: {e}", path.display())))?;
+        .map_err(|e| EngineError::Model(format!("{}: {e}", path.display())))?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];
     loop {
         let n = file
             .read(&mut buffer)
-            .map_err(|e| ComputeError::Model(format!("{}: {e}", path.display())))?;
+            .map_err(|e| EngineError::Model(format!("{}: {e}", path.display())))?;
         if n == 0 {
             break;
         }

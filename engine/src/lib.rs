@@ -1,0 +1,20 @@
+//! # arcane-engine
+//!
+//! Inference, in one place for the compute node and the client's on-device route: the model file
+//! and the engine that runs it.
+//!
+//! - [`gguf`]: a strict reader of the GGUF metadata checked before the engine sees a file, and
+//!   a writer of tiny llama-architecture models for tests and benchmarks;
+//! - [`model`]: the model file a node or a client serves, checked and digested, never fetched;
+//! - [`InferenceEngine`]: what a generation looks like to its callers (a stream of
+//!   [`EngineEvent`]s), and [`MistralEngine`], mistral.rs running a GGUF model on the CPU.
+//!
+//! Nothing here logs a prompt or an engine message (engine messages may quote the input).
+
+pub mod error;
+pub mod gguf;
+mod mistral;
+pub mod model;
+
+pub use error::{EngineError, Result};
+pub use mistral::{EngineEvent, FinishReason, InferenceEngine, MistralEngine};
