@@ -17,7 +17,7 @@ use arcane_verifier::merkle::leaf_hash;
 use arcane_verifier::note::VerifierKey;
 use arcane_verifier::proof::{verify_consistency, verify_inclusion};
 
-use crate::http::http_get;
+use crate::http::Http;
 
 /// Why an audit failed, mapped to the exit status.
 #[derive(Debug)]
@@ -46,18 +46,18 @@ fn failed(e: impl std::fmt::Display) -> AuditError {
     AuditError::Failed(e.to_string())
 }
 
-/// The log being audited: its URL and verifier key.
+/// The log being audited: the client that reaches it, and its verifier key.
 pub struct Log {
-    url: String,
+    http: Http,
     key: VerifierKey,
     /// The witnesses whose cosignatures every checkpoint must carry.
     policy: WitnessPolicy,
 }
 
 impl Log {
-    /// From `--url` and `--vkey` / `--vkey-file`.
+    /// The log `http` reaches, with `--vkey` / `--vkey-file`.
     pub fn new(
-        url: &str,
+        http: Http,
         vkey: Option<&str>,
         vkey_file: Option<&Path>,
         witness_policy: Option<&Path>,
@@ -84,15 +84,11 @@ impl Log {
                     .0
             }
         };
-        Ok(Log {
-            url: url.trim_end_matches('/').to_owned(),
-            key,
-            policy,
-        })
+        Ok(Log { http, key, policy })
     }
 
     fn get(&self, path: &str) -> Result<Vec<u8>> {
-        http_get(&format!("{}{path}", self.url)).map_err(AuditError::Unreachable)
+        self.http.get(path).map_err(AuditError::Unreachable)
     }
 
     fn get_json(&self, path: &str) -> Result<serde_json::Value> {
@@ -384,7 +380,7 @@ pub fn consistency(log: &Log, state: &Path, json: bool) -> Result<()> {
             }
         }
     };
-    state.save(new, &note, &log.url)?;
+    state.save(new, &note, log.http.base())?;
     let message = outcome?;
     let value = serde_json::json!({"consistent": true, "size": new.size, "root": BASE64.encode(new.root.0), "message": message});
     print(json, &value, || message.clone());
@@ -507,7 +503,7 @@ impl arcane_audit::replay::BundleSource for HttpSource<'_> {
         &mut self,
         coord: &arcane_verifier::tiles::TileCoord,
     ) -> std::result::Result<Vec<u8>, String> {
-        http_get(&format!("{}/{}", self.0.url, coord.path()))
+        self.0.http.get(&format!("/{}", coord.path()))
     }
 }
 
@@ -748,6 +744,6 @@ pub fn monitor_once(
         .map(|w| format!("{} {} {} {}\n", w.group, w.index, w.not_before, w.not_after))
         .collect();
     state.write(&windows_file, &text)?;
-    state.save(new, &note, &log.url)?;
+    state.save(new, &note, log.http.base())?;
     Ok((new.size, anomalies))
 }

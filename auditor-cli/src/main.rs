@@ -18,7 +18,7 @@ mod http;
 mod log_commands;
 mod witness_server;
 
-use http::http_get;
+use http::Http;
 
 use arcane_verifier::bundle::{TrustAnchors, verify_bundle};
 use arcane_verifier::cosignature::WitnessPolicy;
@@ -138,6 +138,9 @@ enum Command {
         /// The log's base URL.
         #[arg(long)]
         url: String,
+        /// PEM certificates of a private CA the log's https:// certificate chains to.
+        #[arg(long)]
+        ca_cert: Option<PathBuf>,
         /// The log's verifier key.
         #[arg(long)]
         log_key: String,
@@ -247,9 +250,13 @@ fn witness(command: WitnessCommand) -> ExitCode {
 
 #[derive(clap::Args)]
 struct LogArgs {
-    /// The log's base URL.
+    /// The log's base URL (`http://` or `https://`).
     #[arg(long)]
     url: String,
+    /// PEM certificates of a private CA the log's https:// certificate chains to (the system's
+    /// roots are trusted as well).
+    #[arg(long)]
+    ca_cert: Option<PathBuf>,
     /// The log's verifier key text.
     #[arg(long, conflicts_with = "vkey_file")]
     vkey: Option<String>,
@@ -271,13 +278,17 @@ fn run_log_command(
     log: &LogArgs,
     command: impl FnOnce(&log_commands::Log, bool) -> Result<(), log_commands::AuditError>,
 ) -> ExitCode {
-    let outcome = log_commands::Log::new(
-        &log.url,
-        log.vkey.as_deref(),
-        log.vkey_file.as_deref(),
-        log.witness_policy.as_deref(),
-    )
-    .and_then(|l| command(&l, log.json));
+    let outcome = Http::new(&log.url, log.ca_cert.as_deref())
+        .map_err(log_commands::AuditError::Input)
+        .and_then(|http| {
+            log_commands::Log::new(
+                http,
+                log.vkey.as_deref(),
+                log.vkey_file.as_deref(),
+                log.witness_policy.as_deref(),
+            )
+        })
+        .and_then(|l| command(&l, log.json));
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -431,10 +442,11 @@ fn main() -> ExitCode {
         Command::Reproduce {
             eif,
             url,
+            ca_cert,
             log_key,
             publisher,
             json,
-        } => reproduce(&eif, &url, &log_key, &publisher, json),
+        } => reproduce(&eif, &url, ca_cert.as_deref(), &log_key, &publisher, json),
     }
 }
 
@@ -443,6 +455,7 @@ fn main() -> ExitCode {
 fn reproduce(
     eif: &PathBuf,
     url: &str,
+    ca_cert: Option<&std::path::Path>,
     log_key: &str,
     publishers: &[String],
     json: bool,
@@ -459,14 +472,10 @@ fn reproduce(
             .iter()
             .map(|p| VerifierKey::parse(p).map_err(|e| format!("--publisher: {e}")))
             .collect::<Result<Vec<_>, _>>()?;
-        let query = format!(
-            "{}/v1/bundles?kind=release&pcr0={}",
-            url.trim_end_matches('/'),
-            hex::encode(m.pcr0)
-        );
-        let body = http_get(&query)?;
-        let reply: serde_json::Value =
-            serde_json::from_slice(&body).map_err(|e| format!("log reply: {e}"))?;
+        let path = arcane_verifier::log_api::bundles_of_kind("release", Some(&m.pcr0));
+        let body = Http::new(url, ca_cert)?.get(&path)?;
+        let reply = arcane_verifier::log_api::BundleList::parse(&body)
+            .map_err(|e| format!("log reply: {e}"))?;
         let policy = EntryPolicy::default();
         let anchors = TrustAnchors {
             log_key: &log_key,
@@ -474,11 +483,8 @@ fn reproduce(
             publishers: &publishers,
             policy: &policy,
         };
-        let bundles = reply["bundles"].as_array().cloned().unwrap_or_default();
-        for bundle in &bundles {
-            let Some(text) = bundle.as_str() else {
-                continue;
-            };
+        let bundles = reply.bundles;
+        for text in &bundles {
             let Ok(verified) = verify_bundle(text.as_bytes(), &anchors, None, now()) else {
                 continue;
             };

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 mod common;
-use std::process::Command;
+use common::{args, audit};
 use std::time::Duration;
 
 use arcane_log::keys::generate_signer;
@@ -13,28 +13,6 @@ use arcane_verifier::bundle::ProofBundle;
 use arcane_verifier::entry::{EntryBody, KEM_X25519_SHA256, OhttpKeyConfig};
 use arcane_verifier::merkle::leaf_hash;
 use arcane_verifier::note::{NoteSigner, VerifierKey};
-
-async fn audit(args: Vec<String>) -> (Option<i32>, serde_json::Value, String) {
-    tokio::task::spawn_blocking(move || {
-        let output = Command::new(env!("CARGO_BIN_EXE_arcane-audit"))
-            .args(&args)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        let json = serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null);
-        (
-            output.status.code(),
-            json,
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
-    })
-    .await
-    .unwrap()
-}
-
-fn args(parts: &[&str]) -> Vec<String> {
-    parts.iter().map(|s| s.to_string()).collect()
-}
 
 async fn add(client: &arcane_log::client::LogClient, publisher: &NoteSigner, entries: &[Vec<u8>]) {
     for e in entries {

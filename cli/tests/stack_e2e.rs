@@ -73,8 +73,7 @@ async fn redeemed_at_gateway(stack: &Stack) -> i64 {
 
 async fn releases(stack: &Stack) -> Vec<Proven> {
     bundles_of_kind(
-        &arcane_gateway::proven::peer_client().unwrap(),
-        &stack.log_url,
+        &arcane_log_client::LogClient::new(&stack.log_url).unwrap(),
         &stack.log_trust(),
         "release",
         now_ms() / 1000,
@@ -396,9 +395,8 @@ async fn an_ohttp_key_that_is_not_in_the_log_is_refused() {
         .await
         .unwrap();
     let mut ring = arcane_gateway::proven::load_key_ring(
-        &lying.http,
+        &arcane_log_client::LogClient::new(&options.log).unwrap(),
         &options.data_dir,
-        &options.log,
         &options.trust,
         now_ms() / 1000,
     )

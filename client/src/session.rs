@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arcane_verifier::checkpoint::VerifiedCheckpoint;
+use arcane_verifier::envelope::ChatEnvelope;
 use arcane_verifier::inner::{
     ChatCompletionRequest, ChunkContent, InnerRequest, Usage, encode_inner_request,
 };
@@ -167,6 +168,7 @@ pub struct Client {
     view: LogView,
     state: StateDir,
     http: reqwest::Client,
+    log: arcane_log_client::LogClient,
     wallet: Wallet,
     keys_answer: Option<(Instant, Vec<u8>)>,
     pool: VecDeque<serde_json::Value>,
@@ -203,11 +205,14 @@ impl Client {
             .pool_idle_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| ClientError::Config(e.to_string()))?;
+        let log = arcane_log_client::LogClient::new(&config.trust.log_url)
+            .map_err(|e| ClientError::Config(e.to_string()))?;
         Ok(Client {
             checks: Checks::new(config.trust),
             view: LogView::default(),
             state,
             http,
+            log,
             wallet,
             keys_answer: None,
             pool: VecDeque::new(),
@@ -254,9 +259,8 @@ impl Client {
     }
 
     async fn anchor(&mut self, checkpoint: &VerifiedCheckpoint, check: Check) -> Result<()> {
-        let trust = Arc::clone(self.checks.trust());
         self.view
-            .anchor(&self.http, &trust.log_url, checkpoint, &self.state)
+            .anchor(&self.log, checkpoint, &self.state)
             .await
             .map_err(|e| match e {
                 // A log that cannot be reached right now refuses nothing: say so as it is.
@@ -273,10 +277,7 @@ impl Client {
         let trust = Arc::clone(self.checks.trust());
         let mut report = Vec::new();
         // 1. The checkpoint: signature, witnesses, consistency with the saved one.
-        let consistency = self
-            .view
-            .update(&self.http, &trust.log_url, &trust.log, &self.state)
-            .await?;
+        let consistency = self.view.update(&self.log, &trust.log, &self.state).await?;
         let checkpoint = self.view.latest().expect("set by update").clone();
         self.passed(
             &mut report,
@@ -573,12 +574,7 @@ impl Client {
         // Only now, with every check passed: a fresh DEK, wrapped to each verified REK.
         let reks: Vec<_> = preflight.candidates.iter().map(|c| c.node.rek).collect();
         let (wrapped, ciphertext, opener) = sealed::seal_request(&inner, &reks, now_ms() / 1000)?;
-        let mut envelope = gateway_ott.token.encode();
-        envelope.push(wrapped.len() as u8);
-        for w in &wrapped {
-            envelope.extend_from_slice(&w.encode());
-        }
-        envelope.extend_from_slice(&ciphertext);
+        let envelope = ChatEnvelope::encode(&gateway_ott.token.encode(), &wrapped, &ciphertext)?;
         let trust = Arc::clone(self.checks.trust());
         let mut answer = transport::call_streaming(
             &self.http,

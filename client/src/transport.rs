@@ -73,21 +73,13 @@ impl InnerHttp<'_> {
 /// Reads a whole answer body, refusing one larger than `limit` bytes as it arrives (a hostile
 /// server cannot make the client buffer without bound).
 pub async fn read_limited(
-    mut reply: reqwest::Response,
+    reply: reqwest::Response,
     limit: usize,
     service: &'static str,
 ) -> Result<Vec<u8>> {
-    let mut body = Vec::new();
-    while let Some(chunk) = reply.chunk().await.map_err(|e| unreachable(service, e))? {
-        if body.len() + chunk.len() > limit {
-            return Err(unreachable(
-                service,
-                format!("the answer exceeds {limit} bytes"),
-            ));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+    arcane_log_client::read_limited(reply, limit)
+        .await
+        .map_err(|e| unreachable(service, e))
 }
 
 /// The first 300 characters of an error answer, for messages.

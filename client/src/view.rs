@@ -5,18 +5,15 @@
 
 use std::collections::HashSet;
 
+use arcane_log_client::{LogClient, LogClientError};
 use arcane_verifier::bundle::LogTrust;
 use arcane_verifier::checkpoint::{VerifiedCheckpoint, verify_checkpoint};
 use arcane_verifier::cosignature::WitnessPolicy;
 use arcane_verifier::merkle::Hash;
 use arcane_verifier::proof::verify_consistency;
-use base64::Engine as _;
 
 use crate::error::{Check, ClientError, Result};
 use crate::state::StateDir;
-
-/// Largest checkpoint or proof answer read from the log.
-const MAX_LOG_ANSWER: usize = 64 * 1024;
 
 /// Verifies a signed checkpoint note in two steps, so a refusal names the right check: the log's
 /// signature ([`Check::Checkpoint`]), then the witness policy ([`Check::Witnesses`]).
@@ -43,22 +40,21 @@ pub struct LogView {
     proven: HashSet<ProvenPair>,
 }
 
-async fn get_log(http: &reqwest::Client, url: &str) -> Result<Vec<u8>> {
-    let unreachable = |e: &dyn std::fmt::Display| ClientError::Unreachable {
-        service: "log",
-        reason: format!("{url}: {e}"),
-    };
-    let reply = http.get(url).send().await.map_err(|e| unreachable(&e))?;
-    let status = reply.status().as_u16();
-    let bytes = crate::transport::read_limited(reply, MAX_LOG_ANSWER, "log").await?;
-    if status != 200 {
-        return Err(ClientError::Status {
+/// A log that could not be asked, or refused: what the caller reports.
+fn log_failure(e: LogClientError) -> ClientError {
+    match e {
+        LogClientError::Refused {
+            status, message, ..
+        } => ClientError::Status {
             service: "log",
             status,
-            message: String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned(),
-        });
+            message,
+        },
+        other => ClientError::Unreachable {
+            service: "log",
+            reason: other.to_string(),
+        },
     }
-    Ok(bytes)
 }
 
 impl LogView {
@@ -72,13 +68,12 @@ impl LogView {
     /// save it. Returns what a report line says about consistency.
     pub async fn update(
         &mut self,
-        http: &reqwest::Client,
-        log_url: &str,
+        log: &LogClient,
         trust: &LogTrust,
         state: &StateDir,
     ) -> Result<String> {
-        let note = get_log(http, &format!("{log_url}/checkpoint")).await?;
-        let shown = check_checkpoint(&note, trust)?;
+        let note = log.checkpoint().await.map_err(log_failure)?;
+        let shown = check_checkpoint(note.as_bytes(), trust)?;
         if self.latest.is_none()
             && let Some(saved) = state.saved_checkpoint()?
         {
@@ -91,27 +86,23 @@ impl LogView {
                 })?;
             self.latest = Some(saved);
         }
-        self.adopt(http, log_url, shown, state).await
+        self.adopt(log, shown, state).await
     }
 
     /// Makes sure `shown` (a verified checkpoint from anywhere) is consistent with the view,
     /// adopting it when it is newer.
     pub async fn anchor(
         &mut self,
-        http: &reqwest::Client,
-        log_url: &str,
+        log: &LogClient,
         shown: &VerifiedCheckpoint,
         state: &StateDir,
     ) -> Result<()> {
-        self.adopt(http, log_url, shown.clone(), state)
-            .await
-            .map(|_| ())
+        self.adopt(log, shown.clone(), state).await.map(|_| ())
     }
 
     async fn adopt(
         &mut self,
-        http: &reqwest::Client,
-        log_url: &str,
+        log: &LogClient,
         shown: VerifiedCheckpoint,
         state: &StateDir,
     ) -> Result<String> {
@@ -126,7 +117,7 @@ impl LogView {
         } else {
             (&shown, &latest)
         };
-        if let Err(reason) = self.consistent(http, log_url, old, new).await? {
+        if let Err(reason) = self.consistent(log, old, new).await? {
             let evidence =
                 state.save_evidence(&latest.note.to_text(), &shown.note.to_text(), &reason)?;
             return Err(ClientError::SplitView { reason, evidence });
@@ -148,8 +139,7 @@ impl LogView {
     /// not, `Err` when the log cannot be asked.
     async fn consistent(
         &mut self,
-        http: &reqwest::Client,
-        log_url: &str,
+        log: &LogClient,
         old: &VerifiedCheckpoint,
         new: &VerifiedCheckpoint,
     ) -> Result<std::result::Result<(), String>> {
@@ -168,18 +158,7 @@ impl LogView {
         if self.proven.contains(&pair) {
             return Ok(Ok(()));
         }
-        let reply = get_log(
-            http,
-            &format!(
-                "{log_url}/v1/proof/consistency?old={}&new={}",
-                o.size, n.size
-            ),
-        )
-        .await?;
-        let proof = parse_proof_reply(&reply).map_err(|reason| ClientError::Unreachable {
-            service: "log",
-            reason: format!("consistency proof: {reason}"),
-        })?;
+        let proof = log.consistency(o.size, n.size).await.map_err(log_failure)?;
         match verify_consistency(o.size, n.size, &o.root, &n.root, &proof) {
             Ok(()) => {
                 if self.proven.len() > 4096 {
@@ -194,29 +173,6 @@ impl LogView {
             ))),
         }
     }
-}
-
-/// Parses the log's consistency proof answer (`{"proof": [base64 hash, …]}`, at most 128).
-pub fn parse_proof_reply(bytes: &[u8]) -> std::result::Result<Vec<Hash>, String> {
-    #[derive(serde::Deserialize)]
-    struct Reply {
-        proof: Vec<String>,
-    }
-    let reply: Reply = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-    if reply.proof.len() > 128 {
-        return Err("too many hashes".into());
-    }
-    reply
-        .proof
-        .iter()
-        .map(|h| {
-            base64::engine::general_purpose::STANDARD
-                .decode(h)
-                .ok()
-                .and_then(|b| Hash::from_slice(&b).ok())
-                .ok_or_else(|| format!("{h:?} is not a base64 hash"))
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -255,27 +211,5 @@ mod tests {
         assert_eq!(e.check(), Some(Check::Witnesses));
         let e = check_checkpoint(b"garbage", &trust(&log, WitnessPolicy::none())).unwrap_err();
         assert_eq!(e.check(), Some(Check::Checkpoint));
-    }
-
-    #[test]
-    fn proof_answers_are_parsed_strictly() {
-        let h = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
-        assert_eq!(
-            parse_proof_reply(format!("{{\"proof\":[\"{h}\"]}}").as_bytes())
-                .unwrap()
-                .len(),
-            1
-        );
-        for bad in [
-            "{}".to_owned(),
-            "{\"proof\":[\"AAAA\"]}".to_owned(),
-            "{\"proof\":[\"!!\"]}".to_owned(),
-            format!(
-                "{{\"proof\":[{}]}}",
-                vec![format!("\"{h}\""); 129].join(",")
-            ),
-        ] {
-            assert!(parse_proof_reply(bad.as_bytes()).is_err(), "{bad}");
-        }
     }
 }

@@ -9,6 +9,7 @@
 //! no longer lists its key (expired, or about to: a successor is offered). OTTs under an OTT key the
 //! gateway no longer lists (expired) are dropped rather than spent.
 
+use arcane_verifier::envelope::OttGrantRequest;
 use arcane_verifier::tokens::{
     IssuerKey, NK, OTT_ISSUER, TGT_ISSUER, Token, TokenChallenge, TokenMaterial, ott_nonce,
     request_token, tgt_nonce,
@@ -427,7 +428,7 @@ impl Gateway<'_> {
 
     async fn otts(&self, tgt: &HeldTgt, ott_key: &IssuerKey) -> Result<Batch> {
         let first = tgt.next_index;
-        let mut body = tgt.token.encode();
+        let mut requests = Vec::new();
         let mut pendings = Vec::new();
         for i in first..first.saturating_add(BATCH) {
             let (request, pending) = request_token(
@@ -435,9 +436,10 @@ impl Gateway<'_> {
                 &TokenChallenge::for_issuer(OTT_ISSUER),
                 ott_nonce(&tgt.secret, i),
             )?;
-            body.extend_from_slice(&request.encode());
+            requests.push(request.encode());
             pendings.push((i, pending));
         }
+        let body = OttGrantRequest::encode(&tgt.token.encode(), &requests)?;
         let (status, answer) = self.post("/v1/tokens/ott", &[], &body).await?;
         if status != 200 {
             let reason = refusal_reason(&answer).unwrap_or_default();

@@ -6,13 +6,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arcane_verifier::attested::{NodeBundle, registration_nonce};
+use arcane_verifier::envelope::NodeRequest;
 use arcane_verifier::inner::{
     ChatCompletionChunk, ChunkChoice, ChunkContent, Delta, ErrorBody, Usage, decode_inner_request,
 };
 use arcane_verifier::nitro::{binding_user_data, parse_document};
 use arcane_verifier::sealed::{
-    self, KEY_LEN, OpenedRequest, RekPublicKey, RekSecret, ResponseSealer, WRAPPED_DEK_LEN,
-    WrappedDek,
+    self, KEY_LEN, OpenedRequest, RekPublicKey, RekSecret, ResponseSealer,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use zeroize::{Zeroize, Zeroizing};
@@ -409,18 +409,15 @@ impl Node {
         body: &[u8],
         gateway_ott_nonce: Option<[u8; 32]>,
     ) -> std::result::Result<mpsc::Receiver<Vec<u8>>, Refusal> {
-        if body.len() < WRAPPED_DEK_LEN {
-            return Err(Refusal::BadRequest("body shorter than a wrapped DEK"));
-        }
-        let wrapped = WrappedDek::decode(&body[..WRAPPED_DEK_LEN])
-            .map_err(|_| Refusal::BadRequest("malformed wrapped DEK"))?;
+        let request =
+            NodeRequest::parse(body).map_err(|_| Refusal::BadRequest("malformed wrapped DEK"))?;
         if let Err(why) = self.attested() {
             return Err(Refusal::NotServing(why));
         }
         let permit = Arc::clone(&self.slots)
             .try_acquire_owned()
             .map_err(|_| Refusal::Busy)?;
-        let opened = match sealed::open_request(&self.rek, &wrapped, &body[WRAPPED_DEK_LEN..]) {
+        let opened = match sealed::open_request(&self.rek, &request.wrap, request.ciphertext) {
             Ok(o) => o,
             Err(arcane_verifier::Error::UnknownRek) => return Err(Refusal::UnknownRek),
             Err(_) => return Err(Refusal::BadRequest("the request does not open")),

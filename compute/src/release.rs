@@ -4,11 +4,9 @@
 //! inclusion proof, publisher signature, entry rules, validity window), so the transport to the
 //! log needs no trust of its own.
 
-use std::time::Duration;
-
+use arcane_log_client::LogClient;
 use arcane_verifier::bundle::{VerifiedEntry, verify_bundle};
 use arcane_verifier::entry::EntryBody;
-use serde::Deserialize;
 
 use crate::error::{ComputeError, Result};
 
@@ -36,67 +34,17 @@ pub struct ProvenEntry {
     pub verified: VerifiedEntry,
 }
 
-/// The log's HTTP read API.
-/// Largest answer read from the log (a bundle list holds a few KiB per entry).
-pub const MAX_LOG_ANSWER: usize = 8 << 20;
-
+/// The log the node reads its proofs from (through `arcane-log-client`).
 #[derive(Clone, Debug)]
 pub struct LogSource {
-    base: String,
-    http: reqwest::Client,
-}
-
-#[derive(Deserialize)]
-struct BundlesReply {
-    bundles: Vec<String>,
+    client: LogClient,
 }
 
 impl LogSource {
     /// A source for the log at `base` (for example `http://127.0.0.1:8740`).
     pub fn new(base: &str) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(20))
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_idle_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| ComputeError::Log(e.to_string()))?;
-        Ok(LogSource {
-            base: base.trim_end_matches('/').to_owned(),
-            http,
-        })
-    }
-
-    async fn get(&self, path: &str) -> Result<Vec<u8>> {
-        let url = format!("{}{path}", self.base);
-        let response = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| ComputeError::Log(format!("{url}: {e}")))?;
-        let status = response.status();
-        // Read as it arrives, and refused once past the limit: the log is a peer.
-        let mut response = response;
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| ComputeError::Log(format!("{url}: {e}")))?
-        {
-            if body.len() + chunk.len() > MAX_LOG_ANSWER {
-                return Err(ComputeError::Log(format!(
-                    "{url}: answer larger than {MAX_LOG_ANSWER} bytes"
-                )));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        if !status.is_success() {
-            return Err(ComputeError::Log(format!(
-                "{url}: {status}: {}",
-                String::from_utf8_lossy(&body[..body.len().min(300)])
-            )));
-        }
-        Ok(body)
+        let client = LogClient::new(base).map_err(|e| ComputeError::Log(e.to_string()))?;
+        Ok(LogSource { client })
     }
 
     /// Every currently valid entry of `kind` whose bundle verifies (others are skipped).
@@ -106,9 +54,11 @@ impl LogSource {
         kind: &str,
         now: u64,
     ) -> Result<Vec<ProvenEntry>> {
-        let reply = self.get(&format!("/v1/bundles?kind={kind}")).await?;
-        let reply: BundlesReply = serde_json::from_slice(&reply)
-            .map_err(|e| ComputeError::Log(format!("bundle list: {e}")))?;
+        let reply = self
+            .client
+            .bundles_of_kind(kind, None)
+            .await
+            .map_err(|e| ComputeError::Log(e.to_string()))?;
         Ok(reply
             .bundles
             .into_iter()
@@ -130,14 +80,14 @@ impl LogSource {
         model_sha256: &[u8; 32],
         now: u64,
     ) -> Result<ProvenEntry> {
+        let pcr0: [u8; 48] = own.pcr0.as_slice().try_into().map_err(|_| {
+            ComputeError::NoRelease(format!("PCR0 is {} bytes, not 48", own.pcr0.len()))
+        })?;
         let reply = self
-            .get(&format!(
-                "/v1/bundles?kind=release&pcr0={}",
-                hex::encode(&own.pcr0)
-            ))
-            .await?;
-        let reply: BundlesReply = serde_json::from_slice(&reply)
-            .map_err(|e| ComputeError::Log(format!("bundle list: {e}")))?;
+            .client
+            .bundles_of_kind("release", Some(&pcr0))
+            .await
+            .map_err(|e| ComputeError::Log(e.to_string()))?;
         let mut other_models = Vec::new();
         let mut rejected = Vec::new();
         // Of several valid releases for this node (a rotation), the one valid longest.
@@ -209,10 +159,10 @@ impl LogSource {
         now: u64,
     ) -> Result<ProvenEntry> {
         let bundle = self
-            .get(&format!("/v1/bundles/by-hash/{}", leaf_hash.to_hex()))
-            .await?;
-        let bundle = String::from_utf8(bundle)
-            .map_err(|_| ComputeError::Log("bundle is not UTF-8".into()))?;
+            .client
+            .bundle_by_hash(&leaf_hash.to_hex())
+            .await
+            .map_err(|e| ComputeError::Log(e.to_string()))?;
         let verified = verify_bundle(bundle.as_bytes(), &trust.anchors(), None, now)?;
         if verified.leaf_hash != *leaf_hash {
             return Err(ComputeError::Log(

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use arcane_client::checks::{Checks, NodeList};
 use arcane_client::trust::{Trust, toml_string};
-use arcane_client::view::parse_proof_reply;
+use arcane_verifier::log_api::ConsistencyReply;
 use arcane_verifier::note::{ALG_ED25519, NoteSigner};
 use libfuzzer_sys::fuzz_target;
 
@@ -40,6 +40,6 @@ fuzz_target!(|data: &[u8]| {
             assert!(checks.node(node, &list.models, 1_700_000_000_000).is_err());
         }
     }
-    let _ = parse_proof_reply(data);
+    let _ = ConsistencyReply::parse(data, 1, 2);
     let _ = checks.checkpoint(data);
 });

@@ -9,8 +9,8 @@ pub enum GatewayError {
     Config(String),
     #[error("key file {path}: {why}")]
     KeyFile { path: String, why: String },
-    #[error("log: {0}")]
-    Log(String),
+    #[error(transparent)]
+    LogClient(#[from] arcane_log_client::LogClientError),
     #[error("no proof in the log: {0}")]
     Unproven(String),
     #[error("OHTTP: {0}")]

@@ -4,11 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use arcane_log_client::LogClient;
 use arcane_verifier::bundle::{VerifiedEntry, verify_bundle};
 use arcane_verifier::entry::{EntryBody, TokenRole, encode_key_config};
 use arcane_verifier::tokens::{IssuerKey, IssuerSecret};
 use ohttp::KeyConfig;
-use serde::Deserialize;
 
 use crate::error::{GatewayError, Result};
 
@@ -23,16 +23,9 @@ pub struct Proven {
     pub verified: VerifiedEntry,
 }
 
-#[derive(Deserialize)]
-struct BundlesReply {
-    bundles: Vec<String>,
-}
-
-/// Largest bundle list read from the log (each bundle is a few KiB).
-pub const MAX_BUNDLE_LIST: usize = 8 << 20;
-
-/// The HTTP client the gateway and relay use towards the log and nodes: it follows no redirect
-/// (a peer cannot point it anywhere else) and gives up on a peer that does not connect.
+/// The HTTP client the gateway and relay use towards nodes: it follows no redirect (a peer
+/// cannot point it anywhere else) and gives up on a peer that does not connect. (The log is read
+/// through `arcane-log-client`, which does the same.)
 pub fn peer_client() -> Result<reqwest::Client> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -44,48 +37,15 @@ pub fn peer_client() -> Result<reqwest::Client> {
         .map_err(|e| GatewayError::Config(e.to_string()))
 }
 
-/// Reads a peer's whole answer, refusing it as soon as it grows past `limit` bytes.
-pub async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>> {
-    let url = response.url().to_string();
-    let mut bytes = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| GatewayError::Log(format!("{url}: {e}")))?
-    {
-        if bytes.len() + chunk.len() > limit {
-            return Err(GatewayError::Log(format!(
-                "{url}: answer larger than {limit} bytes"
-            )));
-        }
-        bytes.extend_from_slice(&chunk);
-    }
-    Ok(bytes)
-}
-
-/// Fetches every currently valid entry of `kind` from the log at `base`, keeping those whose
-/// bundles verify.
+/// Fetches every currently valid entry of `kind` from `log`, keeping those whose bundles verify.
 pub async fn bundles_of_kind(
-    http: &reqwest::Client,
-    base: &str,
+    log: &LogClient,
     trust: &LogTrust,
     kind: &str,
     now: u64,
 ) -> Result<Vec<Proven>> {
-    let url = format!("{}/v1/bundles?kind={kind}", base.trim_end_matches('/'));
-    let response = http
-        .get(&url)
-        .timeout(Duration::from_secs(20))
-        .send()
-        .await
-        .map_err(|e| GatewayError::Log(format!("{url}: {e}")))?;
-    if !response.status().is_success() {
-        return Err(GatewayError::Log(format!("{url}: {}", response.status())));
-    }
-    let body = read_limited(response, MAX_BUNDLE_LIST).await?;
-    let reply: BundlesReply =
-        serde_json::from_slice(&body).map_err(|e| GatewayError::Log(format!("{url}: {e}")))?;
-    Ok(reply
+    let list = log.bundles_of_kind(kind, None).await?;
+    Ok(list
         .bundles
         .into_iter()
         .filter_map(|bundle| {
@@ -327,14 +287,13 @@ fn key_files(dir: &Path, prefix: &str) -> Result<Vec<PathBuf>> {
 /// entry are left out with a warning; a ring missing a kind is the caller's to judge
 /// ([`KeyRing::missing_at`]).
 pub async fn load_key_ring(
-    http: &reqwest::Client,
+    log: &LogClient,
     dir: &Path,
-    log: &str,
     trust: &LogTrust,
     now: u64,
 ) -> Result<KeyRing> {
-    let ohttp_entries = bundles_of_kind(http, log, trust, "ohttp-keys", now).await?;
-    let token_entries = bundles_of_kind(http, log, trust, "token-key", now).await?;
+    let ohttp_entries = bundles_of_kind(log, trust, "ohttp-keys", now).await?;
+    let token_entries = bundles_of_kind(log, trust, "token-key", now).await?;
     let configs = key_files(dir, "ohttp")?
         .iter()
         .map(|p| crate::keys::load_ohttp_key(p))

@@ -39,7 +39,7 @@ pub struct Relay {
     /// Client towards the gateway (no redirects).
     pub http: reqwest::Client,
     /// Where the OTT keys come from, for a refresh when a token names a key not on hand.
-    log: Option<(String, crate::proven::LogTrust)>,
+    log: Option<(arcane_log_client::LogClient, crate::proven::LogTrust)>,
     /// When the keys were last fetched on demand (at most once a second).
     last_on_demand: std::sync::Mutex<Option<std::time::Instant>>,
 }
@@ -47,7 +47,11 @@ pub struct Relay {
 impl Relay {
     /// Lets the relay fetch its OTT keys from `log` at once when a token names a key it does
     /// not hold (a key published since its last refresh), at most once a second.
-    pub fn refresh_from(mut self, log: String, trust: crate::proven::LogTrust) -> Self {
+    pub fn refresh_from(
+        mut self,
+        log: arcane_log_client::LogClient,
+        trust: crate::proven::LogTrust,
+    ) -> Self {
         self.log = Some((log, trust));
         self
     }
@@ -65,7 +69,7 @@ impl Relay {
             *last = Some(std::time::Instant::now());
         }
         if let Ok(entries) =
-            crate::proven::bundles_of_kind(&self.http, log, trust, "token-key", now_seconds()).await
+            crate::proven::bundles_of_kind(log, trust, "token-key", now_seconds()).await
         {
             self.replace_ott_keys(LoggedOttKeys::from_entries(&entries));
         }

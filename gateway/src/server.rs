@@ -17,8 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arcane_verifier::attested::NodeRegistration;
 use arcane_verifier::entry::TokenRole;
-use arcane_verifier::sealed::WRAPPED_DEK_LEN;
-use arcane_verifier::tokens::{TOKEN_LEN, TOKEN_REQUEST_LEN};
+use arcane_verifier::envelope::{ChatEnvelope, MAX_CANDIDATES, NodeRequest, OttGrantRequest};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
@@ -48,8 +47,6 @@ pub const OHTTP_CHUNKED_RES: &str = "message/ohttp-chunked-res";
 pub const MAX_OHTTP_REQUEST: usize = (1 << 20) + 64 * 1024;
 /// Longest a client may take to send a request body, by default; a slower one gets `408`.
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Most candidates one chat request may name.
-pub const MAX_CANDIDATES: usize = 8;
 
 /// Everything the handlers share.
 pub struct Gateway {
@@ -257,10 +254,12 @@ async fn register_node(State(g): State<Arc<Gateway>>, body: Body) -> Response {
         if !reply.status().is_success() {
             return None;
         }
-        let bytes =
-            crate::proven::read_limited(reply, arcane_verifier::attested::MAX_NODE_BUNDLE_BYTES)
-                .await
-                .ok()?;
+        let bytes = arcane_log_client::read_limited(
+            reply,
+            arcane_verifier::attested::MAX_NODE_BUNDLE_BYTES,
+        )
+        .await
+        .ok()?;
         arcane_verifier::attested::NodeBundle::parse(&bytes).ok()
     }
     .await;
@@ -530,21 +529,16 @@ async fn dispatch(g: &Arc<Gateway>, inner: &[u8]) -> InnerAnswer {
             }
         }
         (b"POST", b"/v1/tokens/ott") => {
-            if content.len() < TOKEN_LEN
-                || !(content.len() - TOKEN_LEN).is_multiple_of(TOKEN_REQUEST_LEN)
-            {
+            let Ok(grant) = OttGrantRequest::parse(content) else {
                 return inner_json(
                     400,
                     serde_json::json!({ "error": "expected a TGT and whole token requests" }),
                 );
-            }
-            let requests: Vec<Vec<u8>> = content[TOKEN_LEN..]
-                .chunks(TOKEN_REQUEST_LEN)
-                .map(<[u8]>::to_vec)
-                .collect();
+            };
+            let requests: Vec<Vec<u8>> = grant.requests.iter().map(|r| r.to_vec()).collect();
             match g
                 .tokens
-                .grant_otts(&g.keys(), &content[..TOKEN_LEN], &requests, now)
+                .grant_otts(&g.keys(), grant.tgt, &requests, now)
                 .await
             {
                 Ok(r) => InnerAnswer::Full(200, "application/private-token-response", r.concat()),
@@ -556,49 +550,33 @@ async fn dispatch(g: &Arc<Gateway>, inner: &[u8]) -> InnerAnswer {
     }
 }
 
-/// `POST /v1/chat`: `OTT (354) ‖ n (u8) ‖ n × wrapped DEK (120) ‖ request ciphertext`. The OTT is
+/// `POST /v1/chat` ([`ChatEnvelope`]): `OTT ‖ n ‖ n × wrapped DEK ‖ request ciphertext`. The OTT is
 /// redeemed (single use) before anything is forwarded; the least loaded listed node among the
 /// candidates gets its wrapped DEK and the ciphertext; a busy or vanished node before the first
 /// byte means the next candidate.
 async fn route_chat(g: &Arc<Gateway>, content: &[u8], now: u64) -> InnerAnswer {
-    let malformed = || {
-        inner_json(
+    let Ok(envelope) = ChatEnvelope::parse(content) else {
+        return inner_json(
             400,
             serde_json::json!({ "error": "malformed chat envelope" }),
-        )
+        );
     };
-    if content.len() < TOKEN_LEN + 1 {
-        return malformed();
-    }
-    let n = content[TOKEN_LEN] as usize;
-    let wraps_end = TOKEN_LEN + 1 + n * WRAPPED_DEK_LEN;
-    if n == 0 || n > MAX_CANDIDATES || content.len() <= wraps_end {
-        return malformed();
-    }
     let ott = match g
         .tokens
-        .redeem(&g.keys(), "gateway", &content[..TOKEN_LEN], now)
+        .redeem(&g.keys(), "gateway", envelope.token, now)
         .await
     {
         Ok(t) => t,
         Err(r) => return inner_refusal(r),
     };
-    let wraps: Vec<&[u8]> = content[TOKEN_LEN + 1..wraps_end]
-        .chunks(WRAPPED_DEK_LEN)
-        .collect();
-    let ciphertext = &content[wraps_end..];
-    let rek_ids: Vec<[u8; 32]> = wraps
-        .iter()
-        .map(|w| w[..32].try_into().expect("32"))
-        .collect();
+    let rek_ids: Vec<[u8; 32]> = envelope.wraps.iter().map(|w| w.rek_id).collect();
     for node in g.registry.pick(&rek_ids) {
-        let wrap = wraps
+        let wrap = envelope
+            .wraps
             .iter()
-            .find(|w| w[..32] == node.verified.rek.id())
+            .find(|w| w.rek_id == node.verified.rek.id())
             .expect("picked from these ids");
-        let mut body = Vec::with_capacity(WRAPPED_DEK_LEN + ciphertext.len());
-        body.extend_from_slice(wrap);
-        body.extend_from_slice(ciphertext);
+        let body = NodeRequest::encode(wrap, envelope.ciphertext);
         node.in_flight
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let sent = g

@@ -16,6 +16,7 @@ use crate::registry::Registry;
 use crate::relay::Relay;
 use crate::server::{Gateway, now_ms, now_seconds};
 use crate::tokens::{TokenLimits, TokenServices, open_database, prune_spent};
+use arcane_log_client::LogClient;
 
 /// How often listed nodes are re-checked.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
@@ -73,7 +74,8 @@ fn config_error(e: impl std::fmt::Display) -> GatewayError {
 pub async fn build_gateway(options: &GatewayOptions) -> Result<Gateway> {
     let http = peer_client()?;
     let now = now_seconds();
-    let ring = load_key_ring(&http, &options.data_dir, &options.log, &options.trust, now).await?;
+    let log = LogClient::new(&options.log)?;
+    let ring = load_key_ring(&log, &options.data_dir, &options.trust, now).await?;
     if let Some(missing) = ring.missing_at(now) {
         return Err(GatewayError::Unproven(format!(
             "{missing}; publish it first"
@@ -209,16 +211,13 @@ pub async fn start_gateway(options: &GatewayOptions, listen: SocketAddr) -> Resu
 /// One refresh of the gateway's keys: the key files read again and proven against the log's
 /// entries valid now. A failed refresh keeps the keys it had (every use still re-checks their
 /// windows, so an expired one stops being used on time).
-pub async fn refresh_keys(gateway: &Gateway, options: &GatewayOptions) -> Result<()> {
+pub async fn refresh_keys(
+    gateway: &Gateway,
+    log: &LogClient,
+    options: &GatewayOptions,
+) -> Result<()> {
     let now = now_seconds();
-    let ring = load_key_ring(
-        &gateway.http,
-        &options.data_dir,
-        &options.log,
-        &options.trust,
-        now,
-    )
-    .await?;
+    let ring = load_key_ring(log, &options.data_dir, &options.trust, now).await?;
     if let Some(missing) = ring.missing_at(now) {
         tracing::warn!(missing, "after a key refresh the gateway lacks a valid key");
     }
@@ -230,6 +229,13 @@ pub async fn refresh_keys(gateway: &Gateway, options: &GatewayOptions) -> Result
 /// verify or whose release left the log's valid set; every `key_refresh` re-read the keys'
 /// proofs and prune token records whose keys have expired.
 async fn maintain(gateway: Arc<Gateway>, options: GatewayOptions) {
+    let log = match LogClient::new(&options.log) {
+        Ok(log) => log,
+        Err(error) => {
+            tracing::error!(%error, "no log client: keys and nodes are not refreshed");
+            return;
+        }
+    };
     let key_refresh = options.key_refresh.max(Duration::from_millis(100));
     let mut sweep = tokio::time::interval(SWEEP_INTERVAL.min(key_refresh));
     let mut refresh = tokio::time::interval(key_refresh);
@@ -243,14 +249,14 @@ async fn maintain(gateway: Arc<Gateway>, options: GatewayOptions) {
                     tracing::info!(dropped, "nodes with stale bundles dropped");
                 }
                 if let Ok(releases) =
-                    bundles_of_kind(&gateway.http, &options.log, &options.trust, "release", now_seconds()).await
+                    bundles_of_kind(&log, &options.trust, "release", now_seconds()).await
                 {
                     let leaves: Vec<_> = releases.iter().map(|p| p.verified.leaf_hash).collect();
                     gateway.registry.retain_releases(&leaves);
                 }
             }
             _ = refresh.tick() => {
-                if let Err(error) = refresh_keys(&gateway, &options).await {
+                if let Err(error) = refresh_keys(&gateway, &log, &options).await {
                     tracing::warn!(%error, "key refresh failed; the keys on hand stay, each until its entry expires");
                 }
                 if let Err(error) = gateway.tokens.prune(now_seconds()).await {
@@ -278,15 +284,8 @@ pub struct RelayOptions {
     pub limits_http: ServeLimits,
 }
 
-async fn logged_ott_keys(http: &reqwest::Client, options: &RelayOptions) -> Result<LoggedOttKeys> {
-    let entries = bundles_of_kind(
-        http,
-        &options.log,
-        &options.trust,
-        "token-key",
-        now_seconds(),
-    )
-    .await?;
+async fn logged_ott_keys(log: &LogClient, options: &RelayOptions) -> Result<LoggedOttKeys> {
+    let entries = bundles_of_kind(log, &options.trust, "token-key", now_seconds()).await?;
     Ok(LoggedOttKeys::from_entries(&entries))
 }
 
@@ -294,7 +293,8 @@ async fn logged_ott_keys(http: &reqwest::Client, options: &RelayOptions) -> Resu
 /// OTT issuer key.
 pub async fn start_relay(options: &RelayOptions, listen: SocketAddr) -> Result<RunningService> {
     let http = peer_client()?;
-    let ott_keys = logged_ott_keys(&http, options).await?;
+    let log = LogClient::new(&options.log)?;
+    let ott_keys = logged_ott_keys(&log, options).await?;
     if !ott_keys.any_valid(now_seconds()) {
         return Err(GatewayError::Unproven(
             "the log holds no valid OTT issuer key".into(),
@@ -308,18 +308,19 @@ pub async fn start_relay(options: &RelayOptions, listen: SocketAddr) -> Result<R
             open_database(&options.data_dir.join("relay.db")).await?,
             http,
         )
-        .refresh_from(options.log.clone(), options.trust.clone()),
+        .refresh_from(log.clone(), options.trust.clone()),
     );
     let background = tokio::spawn({
         let relay = Arc::clone(&relay);
         let options = options.clone();
+        let log = log.clone();
         async move {
             let mut refresh =
                 tokio::time::interval(options.key_refresh.max(Duration::from_millis(100)));
             refresh.tick().await;
             loop {
                 refresh.tick().await;
-                match logged_ott_keys(&relay.http, &options).await {
+                match logged_ott_keys(&log, &options).await {
                     Ok(keys) => relay.replace_ott_keys(keys),
                     Err(error) => {
                         tracing::warn!(%error, "OTT key refresh failed; the keys on hand stay, each until its entry expires")

@@ -18,6 +18,9 @@ use tokio::sync::{mpsc, oneshot};
 use arcane_verifier::Hash;
 use arcane_verifier::bundle::ProofBundle;
 use arcane_verifier::entry::{EntryPolicy, kind_code};
+use arcane_verifier::log_api::{
+    BundleList, ConsistencyReply, EntryStatus, InclusionReply, MAX_BUNDLES, encode_hashes,
+};
 use arcane_verifier::merkle::leaf_hash;
 use arcane_verifier::proof::{consistency_proof, inclusion_proof};
 use arcane_verifier::tiles::{
@@ -323,15 +326,6 @@ async fn tile(State(state): State<AppState>, Path(path): Path<String>) -> Result
     Ok(response)
 }
 
-#[derive(Serialize)]
-struct SubmitReply {
-    leaf_hash: String,
-    status: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    index: Option<u64>,
-    duplicate: bool,
-}
-
 async fn submit(State(state): State<AppState>, request: Request) -> Result<Response> {
     let result = submit_inner(&state, request).await;
     if result.is_err() {
@@ -348,7 +342,7 @@ async fn submit_inner(state: &AppState, request: Request) -> Result<Response> {
         })?;
     let submission: Submission = serde_json::from_slice(&body)
         .map_err(|e| LogError::BadRequest(format!("malformed JSON: {e}")))?;
-    let accepted = submission.check(|text| state.inner.policy.find(text))?;
+    let accepted = crate::submission::check(&submission, |text| state.inner.policy.find(text))?;
     let typed = accepted.admit(&EntryPolicy::default(), (now_ms() / 1000) as u64)?;
     let hash = leaf_hash(&accepted.entry);
     let stored = state
@@ -361,13 +355,14 @@ async fn submit_inner(state: &AppState, request: Request) -> Result<Response> {
             typed,
         })
         .await?;
-    let reply = SubmitReply {
+    let reply = EntryStatus {
         leaf_hash: hash.to_hex(),
         status: if stored.index.is_some() {
             "integrated"
         } else {
             "pending"
-        },
+        }
+        .to_owned(),
         index: stored.index,
         duplicate: stored.duplicate,
     };
@@ -422,14 +417,6 @@ async fn entry_by_index(
     .into_response())
 }
 
-#[derive(Serialize)]
-struct LookupReply {
-    leaf_hash: String,
-    status: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    index: Option<u64>,
-}
-
 async fn entry_by_hash(
     State(state): State<AppState>,
     Path(hash): Path<String>,
@@ -441,15 +428,17 @@ async fn entry_by_hash(
     let reply = match found {
         None => return Err(LogError::NotFound("no entry with this leaf hash".into())),
         // Integrated but not yet in the checkpoint this process serves: still pending to readers.
-        Some(Some(index)) if index < size => LookupReply {
+        Some(Some(index)) if index < size => EntryStatus {
             leaf_hash: hash.to_hex(),
-            status: "integrated",
+            status: "integrated".to_owned(),
             index: Some(index),
+            duplicate: false,
         },
-        Some(_) => LookupReply {
+        Some(_) => EntryStatus {
             leaf_hash: hash.to_hex(),
-            status: "pending",
+            status: "pending".to_owned(),
             index: None,
+            duplicate: false,
         },
     };
     Ok(axum::Json(reply).into_response())
@@ -461,16 +450,6 @@ struct InclusionQuery {
     index: Option<String>,
     leaf_hash: Option<String>,
     size: Option<String>,
-}
-
-#[derive(Serialize)]
-struct InclusionReply {
-    index: u64,
-    tree_size: u64,
-    leaf_hash: String,
-    proof: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    checkpoint: Option<String>,
 }
 
 async fn inclusion(
@@ -540,7 +519,7 @@ async fn inclusion(
         index,
         tree_size: size,
         leaf_hash: leaf.to_hex(),
-        proof: proof.iter().map(|h| BASE64.encode(h.0)).collect(),
+        proof: encode_hashes(&proof),
         checkpoint,
     })
     .into_response())
@@ -551,13 +530,6 @@ async fn inclusion(
 struct ConsistencyQuery {
     old: String,
     new: Option<String>,
-}
-
-#[derive(Serialize)]
-struct ConsistencyReply {
-    old_size: u64,
-    new_size: u64,
-    proof: Vec<String>,
 }
 
 async fn consistency(
@@ -587,12 +559,7 @@ async fn consistency(
         |f| consistency_proof(old, new, f),
     )
     .await?;
-    Ok(axum::Json(ConsistencyReply {
-        old_size: old,
-        new_size: new,
-        proof: proof.iter().map(|h| BASE64.encode(h.0)).collect(),
-    })
-    .into_response())
+    Ok(axum::Json(ConsistencyReply::new(old, new, &proof)).into_response())
 }
 
 async fn healthz(State(state): State<AppState>) -> Result<Response> {
@@ -735,16 +702,6 @@ struct KindQuery {
     limit: Option<String>,
 }
 
-#[derive(Serialize)]
-struct BundlesReply {
-    tree_size: u64,
-    valid_at: u64,
-    bundles: Vec<String>,
-}
-
-/// Most bundles in one answer.
-const MAX_BUNDLES: u64 = 256;
-
 async fn bundles_by_kind(
     State(state): State<AppState>,
     query: QueryResult<KindQuery>,
@@ -767,8 +724,8 @@ async fn bundles_by_kind(
         None => (now_ms() / 1000) as u64,
     };
     let limit = match &query.limit {
-        Some(l) => parse_u64("limit", l)?.clamp(1, MAX_BUNDLES),
-        None => MAX_BUNDLES,
+        Some(l) => parse_u64("limit", l)?.clamp(1, MAX_BUNDLES as u64),
+        None => MAX_BUNDLES as u64,
     };
     let (size, checkpoint) = tree_at(&state.inner, query.size.as_deref()).await?;
     let records = state
@@ -780,7 +737,7 @@ async fn bundles_by_kind(
     for record in records {
         bundles.push(bundle_of(&state.inner, record, size, checkpoint.clone()).await?);
     }
-    Ok(axum::Json(BundlesReply {
+    Ok(axum::Json(BundleList {
         tree_size: size,
         valid_at,
         bundles,

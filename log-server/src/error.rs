@@ -102,3 +102,16 @@ impl IntoResponse for LogError {
 
 /// Result with [`LogError`].
 pub type Result<T> = std::result::Result<T, LogError>;
+
+impl From<arcane_log_client::LogClientError> for LogError {
+    fn from(e: arcane_log_client::LogClientError) -> Self {
+        use arcane_log_client::LogClientError as E;
+        match e {
+            E::Refused {
+                status, message, ..
+            } => LogError::Refused { status, message },
+            E::Unreachable { .. } | E::TooLarge { .. } => LogError::Unreachable(e.to_string()),
+            E::Config(_) | E::Malformed { .. } => LogError::Client(e.to_string()),
+        }
+    }
+}

@@ -3,33 +3,16 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use serde::{Deserialize, Serialize};
 
 use arcane_verifier::entry::{EntryBody, EntryPolicy, SignedEntry, kind_name};
-use arcane_verifier::note::{NoteSigner, VerifierKey};
+use arcane_verifier::note::VerifierKey;
 
 use crate::keys::AllowedKinds;
 use crate::storage::TypedColumns;
 
 use crate::error::{LogError, Result};
 
-/// Largest entry accepted: entry bundles carry a 16-bit length.
-pub const MAX_ENTRY_BYTES: usize = u16::MAX as usize;
-
-/// What a publisher signs: this context, then the entry bytes.
-pub const SUBMISSION_CONTEXT: &[u8] = b"arcane-aip/log-submission/v1\n";
-
-/// `POST /v1/entries` body.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Submission {
-    /// The entry, standard base64.
-    pub entry: String,
-    /// The publisher's verifier key text.
-    pub publisher: String,
-    /// Ed25519 signature over `SUBMISSION_CONTEXT ‖ entry`, standard base64.
-    pub signature: String,
-}
+pub use arcane_verifier::log_api::{MAX_ENTRY_BYTES, SUBMISSION_CONTEXT, Submission};
 
 /// A submission whose signature checked out against an allowed publisher.
 #[derive(Clone, Debug)]
@@ -95,48 +78,37 @@ impl AcceptedSubmission {
     }
 }
 
-impl Submission {
-    /// Signs `entry` as `publisher`.
-    pub fn sign(entry: &[u8], publisher: &NoteSigner) -> Self {
-        Submission {
-            entry: BASE64.encode(entry),
-            publisher: publisher.verifier().to_text(),
-            signature: BASE64.encode(publisher.sign_with_context(SUBMISSION_CONTEXT, entry)),
-        }
+/// Decodes and checks `submission`; `allowed` finds an allowed publisher by its key text.
+pub fn check(
+    submission: &Submission,
+    allowed: impl Fn(&str) -> Result<Option<(VerifierKey, AllowedKinds)>>,
+) -> Result<AcceptedSubmission> {
+    let entry = BASE64
+        .decode(&submission.entry)
+        .map_err(|_| LogError::BadRequest("entry is not valid base64".into()))?;
+    if entry.len() > MAX_ENTRY_BYTES {
+        return Err(LogError::EntryTooLarge {
+            size: entry.len(),
+            limit: MAX_ENTRY_BYTES,
+        });
     }
-
-    /// Decodes and checks the submission; `allowed` finds an allowed publisher by its key text.
-    pub fn check(
-        &self,
-        allowed: impl Fn(&str) -> Result<Option<(VerifierKey, AllowedKinds)>>,
-    ) -> Result<AcceptedSubmission> {
-        let entry = BASE64
-            .decode(&self.entry)
-            .map_err(|_| LogError::BadRequest("entry is not valid base64".into()))?;
-        if entry.len() > MAX_ENTRY_BYTES {
-            return Err(LogError::EntryTooLarge {
-                size: entry.len(),
-                limit: MAX_ENTRY_BYTES,
-            });
-        }
-        let Some((publisher, kinds)) = allowed(&self.publisher)? else {
-            return Err(match VerifierKey::parse(&self.publisher) {
-                Err(e) => LogError::BadRequest(format!("publisher key: {e}")),
-                Ok(_) => LogError::UnknownPublisher,
-            });
-        };
-        let signature = BASE64
-            .decode(&self.signature)
-            .map_err(|_| LogError::BadRequest("signature is not valid base64".into()))?;
-        publisher
-            .verify_with_context(SUBMISSION_CONTEXT, &entry, &signature)
-            .map_err(|_| LogError::BadSignature)?;
-        Ok(AcceptedSubmission {
-            entry,
-            publisher,
-            allowed: kinds,
-        })
-    }
+    let Some((publisher, kinds)) = allowed(&submission.publisher)? else {
+        return Err(match VerifierKey::parse(&submission.publisher) {
+            Err(e) => LogError::BadRequest(format!("publisher key: {e}")),
+            Ok(_) => LogError::UnknownPublisher,
+        });
+    };
+    let signature = BASE64
+        .decode(&submission.signature)
+        .map_err(|_| LogError::BadRequest("signature is not valid base64".into()))?;
+    publisher
+        .verify_with_context(SUBMISSION_CONTEXT, &entry, &signature)
+        .map_err(|_| LogError::BadSignature)?;
+    Ok(AcceptedSubmission {
+        entry,
+        publisher,
+        allowed: kinds,
+    })
 }
 
 #[cfg(test)]
@@ -153,23 +125,26 @@ mod tests {
             Ok((text == known.to_text()).then(|| (known.clone(), AllowedKinds::all_typed())))
         };
         let good = Submission::sign(b"entry", &p);
-        assert_eq!(good.check(allowed).unwrap().entry, b"entry");
+        assert_eq!(check(&good, allowed).unwrap().entry, b"entry");
         assert!(matches!(
-            Submission::sign(b"entry", &q).check(allowed),
+            check(&Submission::sign(b"entry", &q), allowed),
             Err(LogError::UnknownPublisher)
         ));
         let mut forged = good.clone();
         forged.entry = BASE64.encode(b"other");
-        assert!(matches!(forged.check(allowed), Err(LogError::BadSignature)));
+        assert!(matches!(
+            check(&forged, allowed),
+            Err(LogError::BadSignature)
+        ));
         let mut garbage = good;
         garbage.signature = "!!".into();
         assert!(matches!(
-            garbage.check(allowed),
+            check(&garbage, allowed),
             Err(LogError::BadRequest(_))
         ));
         let big = Submission::sign(&vec![0u8; MAX_ENTRY_BYTES + 1], &p);
         assert!(matches!(
-            big.check(allowed),
+            check(&big, allowed),
             Err(LogError::EntryTooLarge { .. })
         ));
     }

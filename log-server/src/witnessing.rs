@@ -192,21 +192,13 @@ impl Witnessing {
 /// Largest witness answer read (a cosignature line is ~150 bytes).
 const MAX_WITNESS_ANSWER: usize = 16 * 1024;
 
-/// A peer's answer as text, refused once it grows past `limit` bytes.
+/// A witness's answer as text, refused once it grows past `limit` bytes.
 async fn read_limited(
-    mut response: reqwest::Response,
+    response: reqwest::Response,
     limit: usize,
 ) -> std::result::Result<String, String> {
-    let mut bytes = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
+    let bytes = arcane_log_client::read_limited(response, limit)
         .await
-        .map_err(|e| format!("answer broken off: {e}"))?
-    {
-        if bytes.len() + chunk.len() > limit {
-            return Err(format!("answer larger than {limit} bytes"));
-        }
-        bytes.extend_from_slice(&chunk);
-    }
+        .map_err(|e| e.to_string())?;
     String::from_utf8(bytes).map_err(|_| "answer is not UTF-8".into())
 }

@@ -82,6 +82,8 @@ pub enum Error {
     EntryNotYetValid { not_before: u64, now: u64 },
     #[error("malformed proof bundle: {0}")]
     MalformedBundle(&'static str),
+    #[error("malformed log reply: {0}")]
+    MalformedLogReply(&'static str),
     #[error("bundle is against checkpoint size {bundle}, older than the current {current}")]
     StaleCheckpoint { bundle: u64, current: u64 },
     #[error(

@@ -8,6 +8,8 @@
 //! - [`proof`]: inclusion and consistency proofs, verification and generation.
 //! - [`note`]: C2SP signed notes with Ed25519, verifier and signer key text forms.
 //! - [`checkpoint`]: C2SP checkpoints, signed by the log and checked against a witness policy.
+//! - [`log_api`]: the log's HTTP API as data — paths, and the replies the server writes and clients
+//!   parse.
 //! - [`cosignature`]: C2SP `cosignature/v1` witness cosignatures and the k-of-n policy.
 //! - [`tiles`]: C2SP tlog-tiles paths, entry bundles and subtree hashes from tiles.
 //! - [`witness`]: the C2SP tlog-witness add-checkpoint protocol, as pure decisions.
@@ -16,6 +18,8 @@
 //! - [`nitro`]: AWS Nitro Enclaves attestation documents, chain to a configured root, release policy.
 //! - [`cbor`]: the small strict CBOR reader and writer used for EIF sections and attestation payloads.
 //! - [`sealed`]: sealed requests (a DEK wrapped with HPKE to node REKs) and sealed streamed answers.
+//! - [`envelope`]: the bodies client → gateway → node carry (chat envelope, node request, OTT grant
+//!   request), one encoder and one parser each.
 //! - [`tokens`]: Privacy Pass publicly verifiable tokens (RFC 9578 type 2) and the TGT → OTT derivation.
 //! - [`inner`]: the BHTTP inner request (OpenAI-shaped chat body, token material) and chunk contents.
 //! - [`attested`]: a node's attestation bundle (document + release proof bundle), verified in one call.
@@ -48,8 +52,10 @@ pub mod checkpoint;
 pub mod cosignature;
 pub mod eif;
 pub mod entry;
+pub mod envelope;
 mod error;
 pub mod inner;
+pub mod log_api;
 pub mod merkle;
 pub mod nitro;
 pub mod note;

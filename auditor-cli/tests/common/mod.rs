@@ -88,3 +88,28 @@ pub fn witness_keygen(dir: &Path, name: &str) -> (PathBuf, VerifierKey) {
         VerifierKey::parse(String::from_utf8(out.stdout).unwrap().trim()).unwrap(),
     )
 }
+
+/// Runs `arcane-audit` with `args`: its exit code, its stdout as JSON (`Null` when not JSON), its
+/// stderr.
+pub async fn audit(args: Vec<String>) -> (Option<i32>, serde_json::Value, String) {
+    tokio::task::spawn_blocking(move || {
+        let output = Command::new(env!("CARGO_BIN_EXE_arcane-audit"))
+            .args(&args)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let json = serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null);
+        (
+            output.status.code(),
+            json,
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+/// `parts` as owned arguments.
+pub fn args(parts: &[&str]) -> Vec<String> {
+    parts.iter().map(|s| s.to_string()).collect()
+}

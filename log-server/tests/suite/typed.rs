@@ -86,7 +86,9 @@ async fn assert_refused(
 ) {
     let before = log.checkpoint().await.checkpoint;
     match log.client.add(entry, publisher).await {
-        Err(arcane_log::LogError::Refused { status: s, message }) => {
+        Err(arcane_log::client::LogClientError::Refused {
+            status: s, message, ..
+        }) => {
             assert_eq!(s, status, "{message}")
         }
         other => panic!("expected a refusal, got {other:?}"),
