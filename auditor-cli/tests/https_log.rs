@@ -3,10 +3,9 @@
 //! Without that CA the certificate is refused and nothing is audited.
 
 mod common;
-use common::{args, audit};
+use common::{add, args, audit};
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use arcane_log::keys::generate_signer;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
@@ -77,16 +76,8 @@ async fn a_log_behind_https_with_a_private_ca_is_audited() {
     let writer = generate_signer("writer").unwrap();
     common::allow(&data, &writer, "opaque");
     let client = arcane_log::client::LogClient::new(&base).unwrap();
-    for i in 0..5 {
-        let status = client
-            .add(format!("entry {i}").as_bytes(), &writer)
-            .await
-            .unwrap();
-        client
-            .wait_integrated(&status.leaf_hash, Duration::from_secs(30))
-            .await
-            .unwrap();
-    }
+    let entries: Vec<Vec<u8>> = (0..5).map(|i| format!("entry {i}").into_bytes()).collect();
+    add(&client, &writer, &entries).await;
     let (ca_pem, chain, key) = test_pki();
     let ca_file = dir.path().join("ca.pem");
     std::fs::write(&ca_file, ca_pem).unwrap();

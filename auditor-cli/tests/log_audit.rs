@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 mod common;
-use common::{args, audit};
+use common::{add, args, audit};
 use std::time::Duration;
 
 use arcane_log::keys::generate_signer;
@@ -13,16 +13,6 @@ use arcane_verifier::bundle::ProofBundle;
 use arcane_verifier::entry::{EntryBody, KEM_X25519_SHA256, OhttpKeyConfig};
 use arcane_verifier::merkle::leaf_hash;
 use arcane_verifier::note::{NoteSigner, VerifierKey};
-
-async fn add(client: &arcane_log::client::LogClient, publisher: &NoteSigner, entries: &[Vec<u8>]) {
-    for e in entries {
-        let status = client.add(e, publisher).await.unwrap();
-        client
-            .wait_integrated(&status.leaf_hash, Duration::from_secs(30))
-            .await
-            .unwrap();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkpoint_inclusion_consistency_and_forks() {

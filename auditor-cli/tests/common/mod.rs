@@ -113,3 +113,18 @@ pub async fn audit(args: Vec<String>) -> (Option<i32>, serde_json::Value, String
 pub fn args(parts: &[&str]) -> Vec<String> {
     parts.iter().map(|s| s.to_string()).collect()
 }
+
+/// Adds `entries` signed by `publisher` and waits until each is integrated.
+pub async fn add(
+    client: &arcane_log::client::LogClient,
+    publisher: &NoteSigner,
+    entries: &[Vec<u8>],
+) {
+    for e in entries {
+        let status = client.add(e, publisher).await.unwrap();
+        client
+            .wait_integrated(&status.leaf_hash, Duration::from_secs(30))
+            .await
+            .unwrap();
+    }
+}
