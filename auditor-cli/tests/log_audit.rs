@@ -12,7 +12,7 @@ use arcane_log::publish::publish;
 use arcane_verifier::bundle::ProofBundle;
 use arcane_verifier::entry::{EntryBody, KEM_X25519_SHA256, OhttpKeyConfig};
 use arcane_verifier::merkle::leaf_hash;
-use arcane_verifier::note::{NoteSigner, VerifierKey};
+use arcane_verifier::note::VerifierKey;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkpoint_inclusion_consistency_and_forks() {

@@ -5,26 +5,38 @@ use thiserror::Error;
 /// Everything that can go wrong in the compute node.
 #[derive(Debug, Error)]
 pub enum ComputeError {
+    /// The attestation provider (the NSM, or the simulated one) failed or refused.
     #[error("attestation provider: {0}")]
     Attestation(String),
+    /// The simulated NSM's certificate chain could not be made.
     #[error("certificate generation: {0}")]
     Certificate(String),
+    /// Something the node checked does not verify (its own document, a bundle from the log).
     #[error("verification: {0}")]
     Verifier(#[from] arcane_verifier::Error),
+    /// The model file or the inference engine.
     #[error(transparent)]
     Engine(#[from] arcane_engine::EngineError),
+    /// The log holds no valid release for this node's measurements and model.
     #[error("no usable release in the log: {0}")]
     NoRelease(String),
+    /// The log could not be read, or answered something unusable.
     #[error("log: {0}")]
     Log(String),
+    /// A bad configuration or command line.
     #[error("configuration: {0}")]
     Config(String),
+    /// The node's server could not start or stopped.
     #[error("serving: {0}")]
     Serve(String),
+    /// An input over its limit.
     #[error("input too large: {what} is {len} bytes, at most {max}")]
     TooLarge {
+        /// What it was.
         what: &'static str,
+        /// Its size.
         len: usize,
+        /// The limit.
         max: usize,
     },
 }

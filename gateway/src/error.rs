@@ -5,20 +5,33 @@ use thiserror::Error;
 /// Everything that can go wrong in the gateway, relay and token services.
 #[derive(Debug, Error)]
 pub enum GatewayError {
+    /// A bad configuration or command line.
     #[error("configuration: {0}")]
     Config(String),
+    /// A key file that cannot be read, written or parsed.
     #[error("key file {path}: {why}")]
-    KeyFile { path: String, why: String },
+    KeyFile {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// The log could not be read, or answered something unusable.
     #[error(transparent)]
     LogClient(#[from] arcane_log_client::LogClientError),
+    /// A key the gateway would serve has no valid entry in the log.
     #[error("no proof in the log: {0}")]
     Unproven(String),
+    /// An OHTTP key or message the gateway cannot use.
     #[error("OHTTP: {0}")]
     Ohttp(String),
+    /// The token database failed.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// Something checked does not verify (a bundle, a node's attestation, a token).
     #[error("verification: {0}")]
     Verifier(#[from] arcane_verifier::Error),
+    /// The server could not start or stopped.
     #[error("serving: {0}")]
     Serve(String),
 }
