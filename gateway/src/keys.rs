@@ -87,14 +87,62 @@ pub fn load_ohttp_key(path: &Path) -> Result<KeyConfig> {
         .map_err(|e| key_error(path, e.to_string()))
 }
 
-/// Creates a token issuer key file (PKCS#8 PEM).
+/// Creates a token issuer key file (PKCS#8 PEM) whose truncated key id (the last byte of its key
+/// id, all a token request names its key by — RFC 9578 §6.1) differs from that of every other
+/// issuer key file in the same folder: two valid keys sharing it would make the gateway sign
+/// some requests with the key they were not blinded to, and those tokens never finalize.
 pub fn generate_issuer_key(path: &Path) -> Result<IssuerSecret> {
-    let secret = IssuerSecret::generate()?;
+    let taken = truncated_ids_beside(path);
+    if taken.len() >= 256 {
+        return Err(key_error(
+            path,
+            "256 issuer keys beside it already use every truncated key id; remove expired ones",
+        ));
+    }
+    let secret = loop {
+        let secret = IssuerSecret::generate()?;
+        if !taken.contains(&secret.public().id()[31]) {
+            break secret;
+        }
+    };
     write_secret(path, secret.to_pem()?.as_bytes())?;
     Ok(secret)
+}
+
+/// The truncated key ids of the issuer key files in `path`'s folder (other than `path`).
+fn truncated_ids_beside(path: &Path) -> std::collections::HashSet<u8> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    let Ok(entries) = std::fs::read_dir(dir.unwrap_or(Path::new("."))) else {
+        return Default::default();
+    };
+    entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p != path && p.extension().is_some_and(|x| x == "key"))
+        .filter_map(|p| load_issuer_key(&p).ok())
+        .map(|k| k.public().id()[31])
+        .collect()
 }
 
 /// Reads a token issuer key file.
 pub fn load_issuer_key(path: &Path) -> Result<IssuerSecret> {
     Ok(IssuerSecret::from_pem(&read_secret(path)?)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issuer_keys_in_one_folder_never_share_a_truncated_key_id() {
+        // 30 keys drawn at random would share one of 256 values with probability 0.83.
+        let dir = tempfile::tempdir().unwrap();
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..30 {
+            let key = generate_issuer_key(&dir.path().join(format!("tgt-{i}.key"))).unwrap();
+            assert!(
+                seen.insert(key.public().id()[31]),
+                "key {i} repeats a truncated id"
+            );
+        }
+    }
 }

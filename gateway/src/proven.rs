@@ -203,9 +203,21 @@ impl KeyRing {
         truncated_key_id: u8,
         now: u64,
     ) -> Option<&ProvenIssuer> {
-        self.issuers_at(role, now)
+        let matching: Vec<_> = self
+            .issuers_at(role, now)
             .into_iter()
-            .find(|i| i.secret.public().id()[31] == truncated_key_id)
+            .filter(|i| i.secret.public().id()[31] == truncated_key_id)
+            .collect();
+        if matching.len() > 1 {
+            // Keys made by `keys::generate_issuer_key` never collide; keys made elsewhere can.
+            tracing::warn!(
+                truncated_key_id,
+                "several valid issuer keys share a truncated key id; requests blinded to all but the newest will not finalize"
+            );
+        }
+        matching
+            .into_iter()
+            .max_by_key(|i| i.proof.verified.entry.entry.not_before)
     }
 
     /// The OHTTP keys to offer clients at `now`: those valid now, less the ones in a handover —
