@@ -7,7 +7,6 @@ use common::{add, args, audit};
 
 use std::sync::Arc;
 
-use arcane_log::keys::generate_signer;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use tokio_rustls::rustls;
 
@@ -70,12 +69,7 @@ async fn tls_front(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_behind_https_with_a_private_ca_is_audited() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("log");
-    let (server, base) = common::start_log(&data).await;
-    let vkey = server.vkey().to_owned();
-    let writer = generate_signer("writer").unwrap();
-    common::allow(&data, &writer, "opaque");
-    let client = arcane_log::client::LogClient::new(&base).unwrap();
+    let (_server, base, vkey, writer, client) = common::log_with_writer(dir.path()).await;
     let entries: Vec<Vec<u8>> = (0..5).map(|i| format!("entry {i}").into_bytes()).collect();
     add(&client, &writer, &entries).await;
     let (ca_pem, chain, key) = test_pki();

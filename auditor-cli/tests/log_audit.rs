@@ -17,12 +17,8 @@ use arcane_verifier::note::VerifierKey;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkpoint_inclusion_consistency_and_forks() {
     let dir = tempfile::tempdir().unwrap();
+    let (server, base, vkey, writer, client) = common::log_with_writer(dir.path()).await;
     let data = dir.path().join("log");
-    let (server, base) = common::start_log(&data).await;
-    let vkey = server.vkey().to_owned();
-    let writer = generate_signer("writer").unwrap();
-    common::allow(&data, &writer, "opaque");
-    let client = arcane_log::client::LogClient::new(&base).unwrap();
     let entries: Vec<Vec<u8>> = (0..40)
         .map(|i| format!("audited entry {i}").into_bytes())
         .collect();

@@ -164,7 +164,7 @@ impl LogClient {
         url: String,
         sent: std::result::Result<reqwest::Response, reqwest::Error>,
         limit: usize,
-    ) -> Result<(u16, Vec<u8>)> {
+    ) -> Result<Vec<u8>> {
         let response = sent.map_err(|e| LogClientError::Unreachable {
             url: url.clone(),
             why: e.to_string(),
@@ -172,7 +172,7 @@ impl LogClient {
         let status = response.status().as_u16();
         let body = read_limited(response, limit).await?;
         match status {
-            200..=299 => Ok((status, body)),
+            200..=299 => Ok(body),
             400..=499 => Err(LogClientError::Refused {
                 url,
                 status,
@@ -189,7 +189,7 @@ impl LogClient {
     pub async fn get_limited(&self, path: &str, limit: usize) -> Result<Vec<u8>> {
         let url = self.url(path);
         let sent = self.http.get(&url).send().await;
-        Ok(self.answer(url, sent, limit).await?.1)
+        self.answer(url, sent, limit).await
     }
 
     /// `GET path`: the body of a successful answer, at most [`MAX_ANSWER`] bytes.
@@ -261,7 +261,7 @@ impl LogClient {
             .json(&Submission::sign(entry, publisher))
             .send()
             .await;
-        let (_, body) = self.answer(url, sent, MAX_SMALL_ANSWER).await?;
+        let body = self.answer(url, sent, MAX_SMALL_ANSWER).await?;
         EntryStatus::parse(&body).map_err(|e| self.malformed(log_api::ENTRIES, e))
     }
 

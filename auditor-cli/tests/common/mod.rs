@@ -128,3 +128,23 @@ pub async fn add(
             .unwrap();
     }
 }
+
+/// A log in `dir/log` and a publisher allowed opaque entries: the server, its base URL, its
+/// verifier key text, the publisher and a client of the log.
+pub async fn log_with_writer(
+    dir: &Path,
+) -> (
+    arcane_log::RunningServer,
+    String,
+    String,
+    NoteSigner,
+    arcane_log::client::LogClient,
+) {
+    let data = dir.join("log");
+    let (server, base) = start_log(&data).await;
+    let vkey = server.vkey().to_owned();
+    let writer = arcane_log::keys::generate_signer("writer").unwrap();
+    allow(&data, &writer, "opaque");
+    let client = arcane_log::client::LogClient::new(&base).unwrap();
+    (server, base, vkey, writer, client)
+}
