@@ -1,8 +1,13 @@
 //! # arcane-audit
 //!
-//! The auditors' toolkit behind the `arcane-audit` command. The library part holds what is worth
-//! reusing or measuring on its own: [`replay`], which recomputes a whole log from its entry
-//! bundles with memory bounded by the tree's frontier.
+//! The auditors' toolkit behind the `arcane-audit` command, whose `main` only parses arguments
+//! and prints:
+//! - [`log_commands`]: `checkpoint`, `inclusion`, `consistency` and `monitor` (the timeline check
+//!   of [`arcane_verifier::timeline`], fork evidence), `releases`, `keys`, `replay`;
+//! - [`replay`]: recomputes a whole log from its entry bundles with memory bounded by the tree's
+//!   frontier;
+//! - [`witness_server`]: a C2SP tlog-witness deciding with [`arcane_verifier::witness::decide`];
+//! - [`http`]: the way to the log (`arcane-log-client`, `http://` or `https://`).
 //!
 //! ```
 //! use arcane_audit::replay::{BundleSource, Progress, replay};
@@ -25,4 +30,7 @@
 //! assert_eq!(progress.kinds["opaque"], 300);
 //! ```
 
+pub mod http;
+pub mod log_commands;
 pub mod replay;
+pub mod witness_server;

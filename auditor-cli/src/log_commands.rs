@@ -2,7 +2,7 @@
 //! evidence), `releases` and `keys`. Every answer is checked against the log's verifier key before
 //! it is printed.
 
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -15,29 +15,23 @@ use arcane_verifier::cosignature::WitnessPolicy;
 use arcane_verifier::entry::{EntryBody, EntryPolicy, SignedEntry};
 use arcane_verifier::merkle::leaf_hash;
 use arcane_verifier::note::VerifierKey;
-use arcane_verifier::proof::{verify_consistency, verify_inclusion};
+use arcane_verifier::proof::verify_inclusion;
+use arcane_verifier::timeline::{Fork, Step, Timeline, TreeHead};
 
 use crate::http::Http;
 
 /// Why an audit failed, mapped to the exit status.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     /// The log's answer does not verify, or the log forked: exit 1.
+    #[error("verification failed: {0}")]
     Failed(String),
     /// The log could not be reached or read: exit 3.
+    #[error("log unreachable: {0}")]
     Unreachable(String),
     /// Bad local input (files, keys): exit 1.
+    #[error("{0}")]
     Input(String),
-}
-
-impl std::fmt::Display for AuditError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            AuditError::Failed(m) => write!(f, "verification failed: {m}"),
-            AuditError::Unreachable(m) => write!(f, "log unreachable: {m}"),
-            AuditError::Input(m) => write!(f, "{m}"),
-        }
-    }
 }
 
 type Result<T> = std::result::Result<T, AuditError>;
@@ -94,6 +88,12 @@ impl Log {
     fn get_json(&self, path: &str) -> Result<serde_json::Value> {
         serde_json::from_slice(&self.get(path)?)
             .map_err(|e| failed(format!("{path}: not JSON: {e}")))
+    }
+
+    /// The log's consistency proof from tree size `old` to `new`.
+    fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>> {
+        let reply = self.get_json(&format!("/v1/proof/consistency?old={old}&new={new}"))?;
+        hashes(&reply["proof"])
     }
 
     /// The current checkpoint, verified against the log key and the witness policy.
@@ -257,16 +257,7 @@ impl State {
     }
 
     fn write(&self, path: &Path, text: &str) -> Result<()> {
-        use std::io::Write;
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|e| AuditError::Input(format!("{}: {e}", path.display())))?;
-        file.write_all(text.as_bytes())
-            .and_then(|()| file.sync_all())
+        crate::replay::write_atomically(path, text.as_bytes())
             .map_err(|e| AuditError::Input(format!("{}: {e}", path.display())))
     }
 
@@ -303,85 +294,88 @@ impl State {
         Ok(Some((verified.checkpoint, note)))
     }
 
-    /// Keeps both signed checkpoints as evidence; returns the folder.
-    fn evidence(&self, old: &str, new: &str) -> Result<PathBuf> {
-        let stamp = std::time::SystemTime::now()
+    /// Keeps the evidence of `fork` in the one layout every holder uses
+    /// ([`Fork::evidence`]); returns the folder.
+    fn evidence(&self, fork: &Fork, saved: &str, shown: &str) -> Result<PathBuf> {
+        let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let folder = self.dir.join("evidence").join(stamp.to_string());
+            .unwrap_or_default();
+        let folder =
+            self.dir
+                .join("evidence")
+                .join(format!("{}-{:09}", now.as_secs(), now.subsec_nanos()));
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&folder)
-            .map_err(|e| AuditError::Input(e.to_string()))?;
-        self.write(&folder.join("saved.note"), old)?;
-        self.write(&folder.join("current.note"), new)?;
+            .map_err(|e| AuditError::Input(format!("{}: {e}", folder.display())))?;
+        for (name, bytes) in fork.evidence(saved, shown) {
+            crate::replay::write_atomically(&folder.join(name), &bytes)
+                .map_err(|e| AuditError::Input(format!("{}: {e}", folder.display())))?;
+        }
         Ok(folder)
     }
 }
 
-/// Whether `new` extends `old` (same root at the same size, or a verified consistency proof);
-/// `Some(reason)` when it does not.
-fn extends(log: &Log, old: &Checkpoint, new: &Checkpoint) -> Result<Option<String>> {
-    if old.size > new.size {
-        return Ok(Some(format!(
-            "the log shrank from {} to {}",
-            old.size, new.size
-        )));
-    }
-    if old.size == new.size {
-        return Ok(
-            (old.root != new.root).then(|| format!("two different roots for size {}", new.size))
-        );
-    }
-    if old.size == 0 {
-        return Ok(None);
-    }
-    let reply = log.get_json(&format!(
-        "/v1/proof/consistency?old={}&new={}",
-        old.size, new.size
-    ))?;
-    Ok(verify_consistency(
-        old.size,
-        new.size,
-        &old.root,
-        &new.root,
-        &hashes(&reply["proof"])?,
-    )
-    .err()
-    .map(|e| format!("checkpoint {} does not extend {}: {e}", new.size, old.size)))
+/// What the timeline check of the log's current checkpoint found.
+enum Timelined {
+    /// Nothing was saved before: the first checkpoint.
+    First,
+    /// Compared with the newest saved checkpoint, of this size: extends it, is it, or is older
+    /// and a proven prefix of it.
+    Consistent(u64, Step),
+    /// Not consistent with the saved checkpoint: why, and where the evidence is.
+    Forked(String),
 }
 
-/// `consistency`: the log's current checkpoint must extend the newest one saved in `state`.
+/// The timeline check ([`arcane_verifier::timeline`]) of `shown` (signed note `note`) against the
+/// newest checkpoint saved in `state`, the log answering the consistency question; a fork's
+/// evidence is kept in `state`.
+fn check_timeline(log: &Log, state: &State, shown: &Checkpoint, note: &str) -> Result<Timelined> {
+    let Some((saved, saved_note)) = state.latest(&log.key)? else {
+        return Ok(Timelined::First);
+    };
+    let mut timeline = Timeline::new(Some(TreeHead::from(&saved)));
+    let step = match timeline.observe(TreeHead::from(shown)) {
+        Ok(Step::Prove(question)) => {
+            let proof = log.consistency_proof(question.old.size, question.new.size)?;
+            timeline.settle(&question, &proof)
+        }
+        other => other,
+    };
+    match step {
+        Ok(step) => Ok(Timelined::Consistent(saved.size, step)),
+        Err(fork) => {
+            let folder = state.evidence(&fork, &saved_note, note)?;
+            Ok(Timelined::Forked(format!(
+                "{fork}; both signed checkpoints saved in {}",
+                folder.display()
+            )))
+        }
+    }
+}
+
+/// `consistency`: the log's current checkpoint must be consistent with the newest one saved in
+/// `state` (extend it, be it, or be an older prefix of it); every checkpoint seen is saved.
 pub fn consistency(log: &Log, state: &Path, json: bool) -> Result<()> {
     let state = State::open(state)?;
     let (current, note) = log.checkpoint()?;
     let new = &current.checkpoint;
-    let outcome = match state.latest(&log.key)? {
-        None => Ok("first checkpoint saved; nothing to compare yet".to_owned()),
-        Some((old, old_note)) => {
-            let check = match extends(log, &old, new)? {
-                None => Ok(()),
-                Some(why) => Err(why),
-            };
-            match check {
-                Ok(()) => Ok(format!(
-                    "size {} extends the saved size {}",
-                    new.size, old.size
-                )),
-                Err(why) => {
-                    let folder = state.evidence(&old_note, &note)?;
-                    return Err(failed(format!(
-                        "possible fork: {why}; both signed checkpoints saved in {}",
-                        folder.display()
-                    )));
-                }
-            }
+    let message = match check_timeline(log, &state, new, &note)? {
+        Timelined::First => "first checkpoint saved; nothing to compare yet".to_owned(),
+        Timelined::Consistent(saved, Step::Adopt) => {
+            format!("size {} extends the saved size {saved}", new.size)
         }
+        Timelined::Consistent(saved, _) if saved == new.size => {
+            format!("size {} is the saved checkpoint", new.size)
+        }
+        Timelined::Consistent(saved, _) => format!(
+            "the log shows size {}, older than the saved size {saved}, which extends it",
+            new.size
+        ),
+        Timelined::Forked(why) => return Err(failed(format!("possible fork: {why}"))),
     };
     state.save(new, &note, log.http.base())?;
-    let message = outcome?;
     let value = serde_json::json!({"consistent": true, "size": new.size, "root": BASE64.encode(new.root.0), "message": message});
     print(json, &value, || message.clone());
     Ok(())
@@ -498,7 +492,7 @@ pub fn current_entries(
 /// Entry bundles fetched from the log.
 struct HttpSource<'a>(&'a Log);
 
-impl arcane_audit::replay::BundleSource for HttpSource<'_> {
+impl crate::replay::BundleSource for HttpSource<'_> {
     fn bundle(
         &mut self,
         coord: &arcane_verifier::tiles::TileCoord,
@@ -510,7 +504,7 @@ impl arcane_audit::replay::BundleSource for HttpSource<'_> {
 /// `replay`: recompute the whole log from its entry bundles and compare with the checkpoint;
 /// resumable through `state`.
 pub fn replay(log: &Log, state: Option<&Path>, json: bool) -> Result<()> {
-    use arcane_audit::replay::{Progress, replay};
+    use crate::replay::{Progress, replay};
     let (current, _) = log.checkpoint()?;
     let size = current.checkpoint.size;
     let progress_file = match state {
@@ -636,7 +630,7 @@ pub fn monitor_once(
     state_dir: &Path,
     options: &MonitorOptions<'_>,
 ) -> Result<(u64, Vec<Anomaly>)> {
-    use arcane_audit::replay::{Progress, replay_entries};
+    use crate::replay::{Progress, replay_entries};
     let state = State::open(state_dir)?;
     let mut anomalies = Vec::new();
     let (current, note) = log.checkpoint()?;
@@ -644,15 +638,14 @@ pub fn monitor_once(
     // Entries below the last checkpoint seen were reported on before; a partial bundle is read
     // again, but only what is new is reported.
     let mut reported_below = 0;
-    if let Some((old, old_note)) = state.latest(&log.key)? {
-        reported_below = old.size;
-        let why = extends(log, &old, new)?;
-        if let Some(why) = why {
-            let folder = state.evidence(&old_note, &note)?;
+    match check_timeline(log, &state, new, &note)? {
+        Timelined::First => {}
+        Timelined::Consistent(saved, _) => reported_below = saved.min(new.size),
+        Timelined::Forked(why) => {
             anomalies.push(Anomaly {
                 kind: "fork",
                 index: None,
-                detail: format!("{why}; evidence in {}", folder.display()),
+                detail: why,
             });
             return Ok((new.size, anomalies));
         }

@@ -14,11 +14,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-mod http;
-mod log_commands;
-mod witness_server;
-
-use http::Http;
+use arcane_audit::http::Http;
+use arcane_audit::{log_commands, witness_server};
 
 use arcane_verifier::bundle::{TrustAnchors, verify_bundle};
 use arcane_verifier::cosignature::WitnessPolicy;

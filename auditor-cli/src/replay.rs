@@ -89,10 +89,29 @@ impl Progress {
 
     /// Saves progress atomically.
     pub fn save(&self, path: &Path) -> Result<(), String> {
-        let temporary = path.with_extension("tmp");
-        std::fs::write(&temporary, self.to_text()).map_err(|e| e.to_string())?;
-        std::fs::rename(&temporary, path).map_err(|e| e.to_string())
+        write_atomically(path, self.to_text().as_bytes()).map_err(|e| e.to_string())
     }
+}
+
+/// Replaces `path` with `bytes` so that a crash leaves the old or the new contents, never a mix:
+/// written beside (0600), synced, renamed over, and the folder synced.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let temporary = path.with_extension("tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temporary)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)?;
+    if let Some(folder) = path.parent() {
+        std::fs::File::open(folder)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// Replays entries `progress.range.size() .. size` from `source`, calling `after_bundle` after

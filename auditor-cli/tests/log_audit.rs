@@ -112,8 +112,8 @@ async fn checkpoint_inclusion_consistency_and_forks() {
         .map(|e| e.unwrap().path())
         .collect();
     assert_eq!(evidence.len(), 1);
-    let saved = std::fs::read_to_string(evidence[0].join("saved.note")).unwrap();
-    let current = std::fs::read_to_string(evidence[0].join("current.note")).unwrap();
+    let saved = std::fs::read_to_string(evidence[0].join("saved.checkpoint")).unwrap();
+    let current = std::fs::read_to_string(evidence[0].join("shown.checkpoint")).unwrap();
     assert!(saved.contains("\n40\n") && current.contains("\n41\n"));
 
     // Unreachable is its own exit status.

@@ -7,6 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use arcane_verifier::note::VerifierKey;
+use arcane_verifier::timeline::Fork;
 
 use crate::error::{ClientError, Result};
 
@@ -126,8 +127,10 @@ impl StateDir {
         write_private(&self.file(CHECKPOINT_FILE), note.as_bytes())
     }
 
-    /// Saves two signed checkpoints that do not extend each other; returns their folder.
-    pub fn save_evidence(&self, saved: &str, shown: &str, reason: &str) -> Result<PathBuf> {
+    /// Keeps the evidence of a fork (the saved and the shown signed note, and why they
+    /// conflict) in the layout of [`arcane_verifier::timeline::Fork::evidence`]; returns its
+    /// folder.
+    pub fn save_evidence(&self, fork: &Fork, saved: &str, shown: &str) -> Result<PathBuf> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
@@ -137,9 +140,9 @@ impl StateDir {
             now.subsec_nanos()
         ));
         create_private_dir(&dir)?;
-        write_private(&dir.join("saved.checkpoint"), saved.as_bytes())?;
-        write_private(&dir.join("shown.checkpoint"), shown.as_bytes())?;
-        write_private(&dir.join("reason.txt"), format!("{reason}\n").as_bytes())?;
+        for (name, bytes) in fork.evidence(saved, shown) {
+            write_private(&dir.join(name), &bytes)?;
+        }
         Ok(dir)
     }
 
@@ -187,10 +190,27 @@ mod tests {
             std::fs::read_to_string(state.file("log.jsonl")).unwrap(),
             "a\nb\n"
         );
-        let evidence = state.save_evidence("old", "new", "why").unwrap();
+        let head = |size| arcane_verifier::timeline::TreeHead {
+            size,
+            root: arcane_verifier::Hash([size as u8; 32]),
+        };
+        let fork = Fork {
+            accepted: head(3),
+            shown: arcane_verifier::timeline::TreeHead {
+                root: arcane_verifier::Hash([9; 32]),
+                ..head(3)
+            },
+            reason: arcane_verifier::timeline::ForkReason::TwoRoots,
+        };
+        let evidence = state.save_evidence(&fork, "old", "new").unwrap();
         assert_eq!(
             std::fs::read_to_string(evidence.join("shown.checkpoint")).unwrap(),
             "new"
+        );
+        assert!(
+            std::fs::read_to_string(evidence.join("reason.txt"))
+                .unwrap()
+                .starts_with("two different roots for tree size 3")
         );
         #[cfg(unix)]
         {

@@ -3,14 +3,11 @@
 //! gateway — is consistent with that view. A checkpoint that is not is evidence of a split view:
 //! both signed notes are saved and the client stops.
 
-use std::collections::HashSet;
-
 use arcane_log_client::{LogClient, LogClientError};
 use arcane_verifier::bundle::LogTrust;
 use arcane_verifier::checkpoint::{VerifiedCheckpoint, verify_checkpoint};
 use arcane_verifier::cosignature::WitnessPolicy;
-use arcane_verifier::merkle::Hash;
-use arcane_verifier::proof::verify_consistency;
+use arcane_verifier::timeline::{Step, Timeline, TreeHead};
 
 use crate::error::{Check, ClientError, Result};
 use crate::state::StateDir;
@@ -30,14 +27,12 @@ pub fn check_checkpoint(note: &[u8], trust: &LogTrust) -> Result<VerifiedCheckpo
     })
 }
 
-/// A consistency question whose answer was verified: (old size, old root, new size, new root).
-type ProvenPair = (u64, Hash, u64, Hash);
-
-/// The newest verified checkpoint and the proofs already checked against it.
+/// The newest verified checkpoint (its signed note is what evidence keeps) and the timeline
+/// check over it ([`arcane_verifier::timeline`]).
 #[derive(Debug, Default)]
 pub struct LogView {
     latest: Option<VerifiedCheckpoint>,
-    proven: HashSet<ProvenPair>,
+    timeline: Timeline,
 }
 
 /// A log that could not be asked, or refused: what the caller reports.
@@ -84,6 +79,7 @@ impl LogView {
                     path: state.path().to_path_buf(),
                     reason: format!("the saved checkpoint no longer verifies: {e}"),
                 })?;
+            self.timeline.adopt(TreeHead::from(&saved.checkpoint));
             self.latest = Some(saved);
         }
         self.adopt(log, shown, state).await
@@ -100,77 +96,55 @@ impl LogView {
         self.adopt(log, shown.clone(), state).await.map(|_| ())
     }
 
+    /// The timeline check for `shown`, with the log answering the consistency question: saves
+    /// `shown` when it extends the view, keeps evidence and stops on a fork.
     async fn adopt(
         &mut self,
         log: &LogClient,
         shown: VerifiedCheckpoint,
         state: &StateDir,
     ) -> Result<String> {
-        let Some(latest) = self.latest.clone() else {
-            let message = format!("first checkpoint (size {}) saved", shown.checkpoint.size);
-            state.save_checkpoint(&shown.note.to_text())?;
-            self.latest = Some(shown);
-            return Ok(message);
-        };
-        let (old, new) = if shown.checkpoint.size >= latest.checkpoint.size {
-            (&latest, &shown)
-        } else {
-            (&shown, &latest)
-        };
-        if let Err(reason) = self.consistent(log, old, new).await? {
-            let evidence =
-                state.save_evidence(&latest.note.to_text(), &shown.note.to_text(), &reason)?;
-            return Err(ClientError::SplitView { reason, evidence });
-        }
-        if shown.checkpoint.size > latest.checkpoint.size {
-            let message = format!(
-                "size {} extends the saved size {}",
-                shown.checkpoint.size, latest.checkpoint.size
-            );
-            state.save_checkpoint(&shown.note.to_text())?;
-            self.latest = Some(shown);
-            Ok(message)
-        } else {
-            Ok(format!("size {} as saved", latest.checkpoint.size))
-        }
-    }
-
-    /// Whether `new` extends `old` (`old.size <= new.size`): `Ok(Err(why))` when it provably does
-    /// not, `Err` when the log cannot be asked.
-    async fn consistent(
-        &mut self,
-        log: &LogClient,
-        old: &VerifiedCheckpoint,
-        new: &VerifiedCheckpoint,
-    ) -> Result<std::result::Result<(), String>> {
-        let (o, n) = (&old.checkpoint, &new.checkpoint);
-        if o.size == n.size {
-            return Ok(if o.root == n.root {
-                Ok(())
-            } else {
-                Err(format!("two different roots for tree size {}", n.size))
-            });
-        }
-        if o.size == 0 {
-            return Ok(Ok(()));
-        }
-        let pair = (o.size, o.root, n.size, n.root);
-        if self.proven.contains(&pair) {
-            return Ok(Ok(()));
-        }
-        let proof = log.consistency(o.size, n.size).await.map_err(log_failure)?;
-        match verify_consistency(o.size, n.size, &o.root, &n.root, &proof) {
-            Ok(()) => {
-                if self.proven.len() > 4096 {
-                    self.proven.clear();
-                }
-                self.proven.insert(pair);
-                Ok(Ok(()))
+        let head = TreeHead::from(&shown.checkpoint);
+        let step = match self.timeline.observe(head) {
+            Ok(Step::Prove(question)) => {
+                let proof = log
+                    .consistency(question.old.size, question.new.size)
+                    .await
+                    .map_err(log_failure)?;
+                self.timeline.settle(&question, &proof)
             }
-            Err(e) => Ok(Err(format!(
-                "tree size {} does not extend tree size {}: {e}",
-                n.size, o.size
-            ))),
+            other => other,
+        };
+        match step {
+            Ok(Step::Adopt) => {
+                let message = match &self.latest {
+                    None => format!("first checkpoint (size {}) saved", head.size),
+                    Some(latest) => format!(
+                        "size {} extends the saved size {}",
+                        head.size, latest.checkpoint.size
+                    ),
+                };
+                state.save_checkpoint(&shown.note.to_text())?;
+                self.timeline.adopt(head);
+                self.latest = Some(shown);
+                Ok(message)
+            }
+            Ok(_) => Ok(format!(
+                "size {} as saved",
+                self.timeline.accepted().map_or(0, |h| h.size)
+            )),
+            Err(fork) => {
+                let saved = self
+                    .latest
+                    .as_ref()
+                    .map(|l| l.note.to_text())
+                    .unwrap_or_default();
+                let evidence = state.save_evidence(&fork, &saved, &shown.note.to_text())?;
+                Err(ClientError::SplitView {
+                    reason: fork.to_string(),
+                    evidence,
+                })
+            }
         }
     }
 }

@@ -12,6 +12,8 @@
 //!   parse.
 //! - [`cosignature`]: C2SP `cosignature/v1` witness cosignatures and the k-of-n policy.
 //! - [`tiles`]: C2SP tlog-tiles paths, entry bundles and subtree hashes from tiles.
+//! - [`timeline`]: "is this checkpoint consistent with what I saw" — the one fork check, as a
+//!   state machine (observe → prove → adopt, keep, or fork with evidence).
 //! - [`witness`]: the C2SP tlog-witness add-checkpoint protocol, as pure decisions.
 //! - [`entry`]: typed, canonically encoded, publisher-signed log entries.
 //! - [`bundle`]: proof bundles (C2SP tlog-proof plus the entry), verified in one call.
@@ -63,6 +65,7 @@ pub mod pem;
 pub mod proof;
 pub mod sealed;
 pub mod tiles;
+pub mod timeline;
 pub mod tokens;
 pub mod witness;
 

@@ -9,7 +9,7 @@ use crate::checkpoint::{Checkpoint, verify_checkpoint};
 use crate::cosignature::{WitnessPolicy, cosign};
 use crate::merkle::Hash;
 use crate::note::{NoteSigner, VerifierKey};
-use crate::proof::verify_consistency;
+use crate::timeline::{Step, Timeline, TreeHead};
 use crate::{Error, Result};
 
 /// Most consistency proof lines a request may carry.
@@ -145,32 +145,34 @@ pub fn decide(
             "old size above the checkpoint size".into(),
         ));
     }
-    let (latest_size, latest_root) = latest.unwrap_or((0, Hash([0; 32])));
+    let latest_size = latest.map_or(0, |(size, _)| size);
     if request.old_size != latest_size {
         return Err(Refusal::Conflict {
             latest: latest_size,
         });
     }
-    if request.old_size == 0 {
-        if !request.proof.is_empty() {
-            return Err(Refusal::BadProof);
-        }
-    } else if request.old_size == verified.size {
-        if verified.root != latest_root || !request.proof.is_empty() {
+    // The rest is the timeline check every party runs; the protocol only adds which status each
+    // outcome gets, and that a proof where none is needed is refused.
+    let timeline = Timeline::new(latest.map(|(size, root)| TreeHead { size, root }));
+    match timeline.observe(TreeHead::from(&verified)) {
+        Ok(Step::Adopt) if !request.proof.is_empty() => return Err(Refusal::BadProof),
+        Ok(Step::Keep) if !request.proof.is_empty() => {
             return Err(Refusal::Conflict {
                 latest: latest_size,
             });
         }
-    } else if verify_consistency(
-        request.old_size,
-        verified.size,
-        &latest_root,
-        &verified.root,
-        &request.proof,
-    )
-    .is_err()
-    {
-        return Err(Refusal::BadProof);
+        Ok(Step::Adopt | Step::Keep) => {}
+        Ok(Step::Prove(question)) => {
+            let mut timeline = timeline;
+            timeline
+                .settle(&question, &request.proof)
+                .map_err(|_| Refusal::BadProof)?;
+        }
+        Err(_) => {
+            return Err(Refusal::Conflict {
+                latest: latest_size,
+            });
+        }
     }
     Ok(verified)
 }
