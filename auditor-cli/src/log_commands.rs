@@ -13,6 +13,9 @@ use arcane_verifier::bundle::ProofBundle;
 use arcane_verifier::checkpoint::{Checkpoint, VerifiedCheckpoint, verify_checkpoint};
 use arcane_verifier::cosignature::WitnessPolicy;
 use arcane_verifier::entry::{EntryBody, EntryPolicy, SignedEntry};
+use arcane_verifier::log_api::{
+    self, BundleList, ConsistencyReply, EntryReply, InclusionReply, Leaf,
+};
 use arcane_verifier::merkle::leaf_hash;
 use arcane_verifier::note::VerifierKey;
 use arcane_verifier::proof::verify_inclusion;
@@ -85,15 +88,10 @@ impl Log {
         self.http.get(path).map_err(AuditError::Unreachable)
     }
 
-    fn get_json(&self, path: &str) -> Result<serde_json::Value> {
-        serde_json::from_slice(&self.get(path)?)
-            .map_err(|e| failed(format!("{path}: not JSON: {e}")))
-    }
-
     /// The log's consistency proof from tree size `old` to `new`.
     fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>> {
-        let reply = self.get_json(&format!("/v1/proof/consistency?old={old}&new={new}"))?;
-        hashes(&reply["proof"])
+        ConsistencyReply::parse(&self.get(&log_api::consistency(old, new))?, old, new)
+            .map_err(failed)
     }
 
     /// The current checkpoint, verified against the log key and the witness policy.
@@ -104,20 +102,6 @@ impl Log {
             verify_checkpoint(text.as_bytes(), &self.key, &self.policy).map_err(failed)?;
         Ok((verified, text))
     }
-}
-
-fn hashes(value: &serde_json::Value) -> Result<Vec<Hash>> {
-    value
-        .as_array()
-        .ok_or_else(|| failed("proof is not a list"))?
-        .iter()
-        .map(|h| {
-            let raw = BASE64
-                .decode(h.as_str().unwrap_or_default())
-                .map_err(|_| failed("proof hash is not base64"))?;
-            Hash::from_slice(&raw).map_err(failed)
-        })
-        .collect()
 }
 
 fn print(json: bool, value: &serde_json::Value, human: impl FnOnce() -> String) {
@@ -172,46 +156,49 @@ pub enum Target {
 /// `inclusion`: prove that an entry is in the log at `size` (default: the latest), print its
 /// proof bundle.
 pub fn inclusion(log: &Log, target: Target, size: Option<u64>, json: bool) -> Result<()> {
-    let size_query = size.map(|s| format!("&size={s}")).unwrap_or_default();
-    let (query, known_entry) = match &target {
+    let (leaf, known_entry) = match &target {
         Target::File(path) => {
             let entry = std::fs::read(path)
                 .map_err(|e| AuditError::Input(format!("{}: {e}", path.display())))?;
-            (
-                format!("leaf_hash={}", leaf_hash(&entry).to_hex()),
-                Some(entry),
-            )
+            (Leaf::Hash(leaf_hash(&entry)), Some(entry))
         }
-        Target::LeafHash(hex) => (format!("leaf_hash={hex}"), None),
-        Target::Index(i) => (format!("index={i}"), None),
+        Target::LeafHash(hex) => (
+            Leaf::Hash(
+                Hash::from_hex(hex)
+                    .map_err(|_| AuditError::Input("--leaf-hash: not 64 hex digits".into()))?,
+            ),
+            None,
+        ),
+        Target::Index(i) => (Leaf::Index(*i), None),
     };
-    let reply = log.get_json(&format!("/v1/proof/inclusion?{query}{size_query}"))?;
-    let note = reply["checkpoint"]
-        .as_str()
+    let (reply, proof) =
+        InclusionReply::parse(&log.get(&log_api::inclusion(leaf, size))?).map_err(failed)?;
+    let note = reply
+        .checkpoint
         .ok_or_else(|| failed("no checkpoint signed for that size"))?;
     let verified =
         verify_checkpoint(note.as_bytes(), &log.key, &WitnessPolicy::none()).map_err(failed)?;
-    let index = reply["index"].as_u64().ok_or_else(|| failed("no index"))?;
-    let proof = hashes(&reply["proof"])?;
+    let index = reply.index;
     let entry = match known_entry {
         Some(entry) => entry,
-        None => {
-            let e = log.get_json(&format!("/v1/entries/{index}"))?;
-            BASE64
-                .decode(e["entry"].as_str().unwrap_or_default())
-                .map_err(|_| failed("entry is not base64"))?
-        }
+        None => EntryReply::parse(&log.get(&log_api::entry_at(index))?, index).map_err(failed)?,
     };
-    let leaf = leaf_hash(&entry);
-    if let Target::LeafHash(hex) = &target
-        && !leaf.to_hex().eq_ignore_ascii_case(hex)
-    {
-        return Err(failed("the log returned an entry with another leaf hash"));
+    let hash = leaf_hash(&entry);
+    match leaf {
+        Leaf::Hash(asked) if asked != hash => {
+            return Err(failed("the log returned an entry with another leaf hash"));
+        }
+        Leaf::Index(asked) if asked != index => {
+            return Err(failed(
+                "the log proved another index than the one asked for",
+            ));
+        }
+        _ => {}
     }
     verify_inclusion(
         index,
         verified.checkpoint.size,
-        &leaf,
+        &hash,
         &proof,
         &verified.checkpoint.root,
     )
@@ -227,7 +214,7 @@ pub fn inclusion(log: &Log, target: Target, size: Option<u64>, json: bool) -> Re
         "included": true,
         "index": index,
         "tree_size": verified.checkpoint.size,
-        "leaf_hash": leaf.to_hex(),
+        "leaf_hash": hash.to_hex(),
         "bundle": bundle,
     });
     print(json, &value, || {
@@ -393,12 +380,14 @@ pub fn current_entries(
     let policy = EntryPolicy::default();
     let mut rows = Vec::new();
     for kind in kinds {
-        let reply = log.get_json(&format!(
-            "/v1/bundles?kind={kind}&size={}",
-            current.checkpoint.size
-        ))?;
-        for bundle in reply["bundles"].as_array().cloned().unwrap_or_default() {
-            let text = bundle.as_str().unwrap_or_default();
+        let reply = BundleList::parse(
+            &log.get(&log_api::bundles_of_kind_at(kind, current.checkpoint.size))?,
+        )
+        .map_err(failed)?;
+        if reply.tree_size != current.checkpoint.size {
+            return Err(failed("the bundle list is for another tree size"));
+        }
+        for text in &reply.bundles {
             let parsed = ProofBundle::parse(text.as_bytes()).map_err(failed)?;
             let against = verify_checkpoint(
                 parsed.checkpoint.as_bytes(),

@@ -12,14 +12,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
 use arcane_verifier::Hash;
 use arcane_verifier::bundle::ProofBundle;
 use arcane_verifier::entry::{EntryPolicy, kind_code};
 use arcane_verifier::log_api::{
-    BundleList, ConsistencyReply, EntryStatus, InclusionReply, MAX_BUNDLES, encode_hashes,
+    BundleList, ConsistencyReply, EntryReply, EntryStatus, InclusionReply, MAX_BUNDLES,
+    encode_hashes,
 };
 use arcane_verifier::merkle::leaf_hash;
 use arcane_verifier::proof::{consistency_proof, inclusion_proof};
@@ -386,14 +387,6 @@ fn parse_u64(name: &str, value: &str) -> Result<u64> {
     value
         .parse()
         .map_err(|_| LogError::BadRequest(format!("{name} is out of range")))
-}
-
-#[derive(Serialize)]
-struct EntryReply {
-    index: u64,
-    leaf_hash: String,
-    entry: String,
-    publisher: String,
 }
 
 async fn entry_by_index(

@@ -62,6 +62,12 @@ pub fn bundles_of_kind(kind: &str, pcr0: Option<&[u8; 48]>) -> String {
     }
 }
 
+/// `GET /v1/bundles?kind=…&size=…`: the entries of one kind valid now, proven in the tree of
+/// `size` leaves (an auditor pins the checkpoint it verified).
+pub fn bundles_of_kind_at(kind: &str, size: u64) -> String {
+    format!("/v1/bundles?kind={kind}&size={size}")
+}
+
 /// `GET /v1/bundles/by-hash/<hex>`: one entry's proof bundle at the newest checkpoint.
 pub fn bundle_by_hash(leaf_hash: &Hash) -> String {
     format!("/v1/bundles/by-hash/{}", leaf_hash.to_hex())
@@ -70,6 +76,33 @@ pub fn bundle_by_hash(leaf_hash: &Hash) -> String {
 /// `GET /v1/entries/by-hash/<hex>`: an entry's [`EntryStatus`].
 pub fn entry_by_hash(leaf_hash: &Hash) -> String {
     format!("/v1/entries/by-hash/{}", leaf_hash.to_hex())
+}
+
+/// `GET /v1/entries/<index>`: the entry at `index`, an [`EntryReply`].
+pub fn entry_at(index: u64) -> String {
+    format!("/v1/entries/{index}")
+}
+
+/// What an inclusion proof is asked for: a leaf by index or by hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Leaf {
+    /// The leaf at this index.
+    Index(u64),
+    /// The leaf with this hash.
+    Hash(Hash),
+}
+
+/// `GET /v1/proof/inclusion?…[&size=…]`: an [`InclusionReply`] for `leaf` in the tree of `size`
+/// (default: the newest).
+pub fn inclusion(leaf: Leaf, size: Option<u64>) -> String {
+    let leaf = match leaf {
+        Leaf::Index(index) => format!("index={index}"),
+        Leaf::Hash(hash) => format!("leaf_hash={}", hash.to_hex()),
+    };
+    match size {
+        None => format!("/v1/proof/inclusion?{leaf}"),
+        Some(size) => format!("/v1/proof/inclusion?{leaf}&size={size}"),
+    }
 }
 
 /// `GET /v1/proof/consistency?old=…&new=…`.
@@ -96,6 +129,39 @@ impl EntryStatus {
     /// Parses the reply.
     pub fn parse(bytes: &[u8]) -> Result<Self> {
         serde_json::from_slice(bytes).map_err(|_| Error::MalformedLogReply("entry status"))
+    }
+}
+
+/// `{"index", "leaf_hash", "entry", "publisher"}`: one entry of the log.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EntryReply {
+    /// The leaf's index.
+    pub index: u64,
+    /// Hex leaf hash.
+    pub leaf_hash: String,
+    /// The entry, standard base64.
+    pub entry: String,
+    /// The verifier key text of whoever submitted it.
+    pub publisher: String,
+}
+
+impl EntryReply {
+    /// Parses the reply to a request for the entry at `index` and returns the entry's bytes: the
+    /// index must be the one asked for and the entry base64 of at most [`MAX_ENTRY_BYTES`].
+    /// (Whether the bytes are the leaf is the caller's proof to check.)
+    pub fn parse(bytes: &[u8], index: u64) -> Result<Vec<u8>> {
+        let reply: EntryReply =
+            serde_json::from_slice(bytes).map_err(|_| Error::MalformedLogReply("entry"))?;
+        if reply.index != index {
+            return Err(Error::MalformedLogReply("entry at another index"));
+        }
+        let entry = base64::engine::general_purpose::STANDARD
+            .decode(&reply.entry)
+            .map_err(|_| Error::MalformedLogReply("entry is not base64"))?;
+        if entry.len() > MAX_ENTRY_BYTES {
+            return Err(Error::MalformedLogReply("entry over 65,535 bytes"));
+        }
+        Ok(entry)
     }
 }
 
@@ -255,6 +321,34 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn entry_replies_are_parsed_strictly() {
+        let reply = |index: u64, entry: &str| {
+            serde_json::to_vec(&EntryReply {
+                index,
+                leaf_hash: leaf_hash(b"e").to_hex(),
+                entry: entry.to_owned(),
+                publisher: "p+1+AA".into(),
+            })
+            .unwrap()
+        };
+        let e = base64::engine::general_purpose::STANDARD.encode(b"entry");
+        assert_eq!(EntryReply::parse(&reply(4, &e), 4).unwrap(), b"entry");
+        assert!(EntryReply::parse(&reply(5, &e), 4).is_err());
+        assert!(EntryReply::parse(&reply(4, "!!"), 4).is_err());
+        let big = base64::engine::general_purpose::STANDARD.encode(vec![0; MAX_ENTRY_BYTES + 1]);
+        assert!(EntryReply::parse(&reply(4, &big), 4).is_err());
+        assert!(EntryReply::parse(b"{}", 4).is_err());
+        assert_eq!(
+            inclusion(Leaf::Index(7), Some(10)),
+            "/v1/proof/inclusion?index=7&size=10"
+        );
+        assert_eq!(
+            inclusion(Leaf::Hash(leaf_hash(b"e")), None),
+            format!("/v1/proof/inclusion?leaf_hash={}", leaf_hash(b"e").to_hex())
+        );
     }
 
     #[test]
