@@ -18,6 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use arcane_verifier::attested::NodeRegistration;
 use arcane_verifier::entry::TokenRole;
 use arcane_verifier::envelope::{ChatEnvelope, MAX_CANDIDATES, NodeRequest, OttGrantRequest};
+use arcane_verifier::streamed_response;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
@@ -377,16 +378,6 @@ fn bhttp_response(status: u16, content_type: &str, content: &[u8]) -> Vec<u8> {
     out
 }
 
-/// QUIC variable-length integer (RFC 9000 §16), as BHTTP uses.
-fn varint(v: u64, out: &mut Vec<u8>) {
-    match v {
-        0..=63 => out.push(v as u8),
-        64..=16383 => out.extend_from_slice(&((v as u16) | 0x4000).to_be_bytes()),
-        16384..=1_073_741_823 => out.extend_from_slice(&((v as u32) | 0x8000_0000).to_be_bytes()),
-        _ => out.extend_from_slice(&(v | 0xc000_0000_0000_0000).to_be_bytes()),
-    }
-}
-
 /// A futures `AsyncWrite` that hands each write to a channel (the HTTP body).
 struct ChannelWriter(mpsc::UnboundedSender<Result<Bytes, std::io::Error>>);
 
@@ -442,25 +433,22 @@ async fn chunked_ohttp(g: Arc<Gateway>, key: ohttp::KeyConfig, body: Bytes) -> R
             InnerAnswer::Full(s, t, _) => (*s, *t),
             InnerAnswer::Stream(_) => (200, crate::SEALED_STREAM_TYPE),
         };
-        let mut head = Vec::new();
-        varint(3, &mut head); // indeterminate-length response
-        varint(u64::from(status), &mut head);
-        varint(12, &mut head);
-        head.extend_from_slice(b"content-type");
-        varint(content_type.len() as u64, &mut head);
-        head.extend_from_slice(content_type.as_bytes());
-        varint(0, &mut head); // end of header fields
-        if writer.write_all(&head).await.is_err() {
+        if writer
+            .write_all(&streamed_response::head(status, content_type))
+            .await
+            .is_err()
+        {
             return;
         }
         let mut write_chunk = async |data: &[u8]| -> bool {
             if data.is_empty() {
                 return true;
             }
-            let mut chunk = Vec::with_capacity(data.len() + 8);
-            varint(data.len() as u64, &mut chunk);
-            chunk.extend_from_slice(data);
-            writer.write_all(&chunk).await.is_ok() && writer.flush().await.is_ok()
+            writer
+                .write_all(&streamed_response::chunk(data))
+                .await
+                .is_ok()
+                && writer.flush().await.is_ok()
         };
         match answer {
             InnerAnswer::Full(_, _, content) => {
@@ -474,8 +462,7 @@ async fn chunked_ohttp(g: Arc<Gateway>, key: ohttp::KeyConfig, body: Bytes) -> R
                 }
             }
         }
-        // End of content, empty trailer.
-        let _ = writer.write_all(&[0, 0]).await;
+        let _ = writer.write_all(&streamed_response::END).await;
         let _ = writer.close().await;
     });
     let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));

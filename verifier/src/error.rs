@@ -138,6 +138,8 @@ pub enum Error {
     // --- inner requests -----------------------------------------------------------------------
     #[error("malformed inner request: {0}")]
     MalformedInner(&'static str),
+    #[error("malformed streamed Binary HTTP response: {0}")]
+    MalformedBhttp(&'static str),
     #[error("the inner request's path is not /v1/chat/completions")]
     InnerPathNotFound,
 

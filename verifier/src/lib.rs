@@ -24,6 +24,8 @@
 //!   request), one encoder and one parser each.
 //! - [`tokens`]: Privacy Pass publicly verifiable tokens (RFC 9578 type 2) and the TGT → OTT derivation.
 //! - [`inner`]: the BHTTP inner request (OpenAI-shaped chat body, token material) and chunk contents.
+//! - [`streamed_response`]: the indeterminate-length BHTTP response a streamed answer travels in
+//!   (and the QUIC varint it frames with).
 //! - [`attested`]: a node's attestation bundle (document + release proof bundle), verified in one call.
 //! - [`eif`]: PCR0/1/2/8 of a Nitro Enclave Image File, as `nitro-cli describe-eif` computes them.
 //!
@@ -64,6 +66,7 @@ pub mod note;
 pub mod pem;
 pub mod proof;
 pub mod sealed;
+pub mod streamed_response;
 pub mod tiles;
 pub mod timeline;
 pub mod tokens;
