@@ -165,7 +165,7 @@ pub fn token_key_from_file(path: &Path, role: TokenRole) -> Result<EntryBody> {
     let bytes = std::fs::read(path).map_err(|e| LogError::io(path, e))?;
     let der = match std::str::from_utf8(&bytes) {
         Ok(text) if text.contains("-----BEGIN PUBLIC KEY-----") => {
-            arcane_verifier::pem::decode(text, "PUBLIC KEY")
+            arcane_verifier::pem::decode_public_key(text)
                 .ok_or_else(|| LogError::InvalidEntry(format!("{}: bad PEM", path.display())))?
         }
         _ => bytes,

@@ -216,7 +216,7 @@ fn signing_certificate_der(section: &[u8]) -> Result<Vec<u8>> {
         .ok_or_else(|| Error::MalformedEif("signature without a signing certificate".into()))?;
     let pem = std::str::from_utf8(&pem)
         .map_err(|_| Error::MalformedEif("certificate PEM is not text".into()))?;
-    crate::pem::decode(pem, "CERTIFICATE")
+    crate::pem::decode_certificate(pem)
         .ok_or_else(|| Error::MalformedEif("no valid PEM certificate".into()))
 }
 

@@ -746,48 +746,13 @@ const OID_RSA_ENCRYPTION: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x
 const OID_RSASSA_PSS: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0a];
 
 fn der_element<'a>(input: &mut &'a [u8], tag: u8) -> Result<&'a [u8]> {
-    let bad = || Error::MalformedEntry("RSA public key is not valid DER");
-    let &[t, first, ref rest @ ..] = *input else {
-        return Err(bad());
-    };
-    if t != tag {
-        return Err(bad());
-    }
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 2 || rest.len() < n {
-            return Err(bad());
-        }
-        let len = rest[..n]
-            .iter()
-            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
-        // DER: the shortest length form.
-        if len < 0x80 || (n == 2 && len < 0x100) {
-            return Err(bad());
-        }
-        (len, &rest[n..])
-    };
-    if rest.len() < len {
-        return Err(bad());
-    }
-    let (content, tail) = rest.split_at(len);
-    *input = tail;
-    Ok(content)
+    crate::der::expect(input, tag).ok_or(Error::MalformedEntry("RSA public key is not valid DER"))
 }
 
 fn der_unsigned(bytes: &[u8]) -> Result<&[u8]> {
-    let bad = || Error::MalformedEntry("RSA integer is not minimal positive DER");
-    match bytes {
-        // Empty, or the value zero: neither is a positive integer (and both would leave no
-        // significant byte to measure).
-        [] | [0] => Err(bad()),
-        [0, next, ..] if *next < 0x80 => Err(bad()),
-        [0, rest @ ..] => Ok(rest),
-        [first, ..] if *first >= 0x80 => Err(bad()),
-        _ => Ok(bytes),
-    }
+    crate::der::positive_integer(bytes).ok_or(Error::MalformedEntry(
+        "RSA integer is not minimal positive DER",
+    ))
 }
 
 /// Parses an RSA SubjectPublicKeyInfo; returns the modulus size in bits and whether the exponent

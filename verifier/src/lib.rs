@@ -18,6 +18,8 @@
 //! - [`entry`]: typed, canonically encoded, publisher-signed log entries.
 //! - [`bundle`]: proof bundles (C2SP tlog-proof plus the entry), verified in one call.
 //! - [`nitro`]: AWS Nitro Enclaves attestation documents, chain to a configured root, release policy.
+//! - [`der`]: the one strict DER reader (RSA public keys in entries, certificate validity).
+//! - [`pem`]: PEM certificates and public keys (decoded by `rustls-pki-types`).
 //! - [`cbor`]: the small strict CBOR reader and writer used for EIF sections and attestation payloads.
 //! - [`sealed`]: sealed requests (a DEK wrapped with HPKE to node REKs) and sealed streamed answers.
 //! - [`envelope`]: the bodies client → gateway → node carry (chat envelope, node request, OTT grant
@@ -54,6 +56,7 @@ pub mod bundle;
 pub mod cbor;
 pub mod checkpoint;
 pub mod cosignature;
+pub mod der;
 pub mod eif;
 pub mod entry;
 pub mod envelope;

@@ -12,8 +12,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use aws_nitro_enclaves_cose::CoseSign1;
-use aws_nitro_enclaves_cose::sign::SigStructure;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use rustls_pki_types::{CertificateDer, UnixTime};
@@ -53,7 +51,7 @@ pub struct NitroRoot {
 
 /// Decodes the first PEM certificate in `pem`.
 pub fn pem_certificate(pem: &str) -> Result<Vec<u8>> {
-    crate::pem::decode(pem, "CERTIFICATE")
+    crate::pem::decode_certificate(pem)
         .ok_or_else(|| Error::MalformedAttestation("no valid PEM certificate".into()))
 }
 
@@ -168,6 +166,19 @@ pub struct Envelope {
     pub signature: Vec<u8>,
 }
 
+impl Envelope {
+    /// What the signature covers (RFC 9052 §4.4): the CBOR array
+    /// `["Signature1", protected, external_aad = h'', payload]`.
+    pub fn to_be_signed(&self) -> Vec<u8> {
+        cbor::encode(&Value::Array(vec![
+            Value::Text("Signature1".into()),
+            Value::Bytes(self.protected.clone()),
+            Value::Bytes(Vec::new()),
+            Value::Bytes(self.payload.clone()),
+        ]))
+    }
+}
+
 /// The protected header of every Nitro document: `{1: -35}` (alg ES384).
 const PROTECTED_ES384: [u8; 4] = [0xa1, 0x01, 0x38, 0x22];
 
@@ -179,8 +190,7 @@ pub fn parse_document(bytes: &[u8]) -> Result<(Envelope, AttestationDocument)> {
     if bytes.first() != Some(&0x84) {
         return Err(malformed("not an untagged COSE_Sign1"));
     }
-    // The COSE crate validates the structure; the fields are read back exactly as received.
-    CoseSign1::from_bytes(bytes).map_err(|e| malformed(format!("COSE: {e}")))?;
+    // Decoded once, by the strict reader: the fields are kept exactly as received.
     let Value::Array(parts) = cbor::decode(bytes)? else {
         return Err(malformed("COSE_Sign1 is not an array"));
     };
@@ -348,9 +358,7 @@ pub fn verify_document(bytes: &[u8], root: &NitroRoot, now: u64) -> Result<Verif
         .ok_or_else(|| {
             Error::AttestationChain("leaf key is not an uncompressed P-384 point".into())
         })?;
-    let signed = SigStructure::new_sign1(&envelope.protected, &envelope.payload)
-        .and_then(|s| s.as_bytes())
-        .map_err(|e| malformed(format!("COSE: {e}")))?;
+    let signed = envelope.to_be_signed();
     ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P384_SHA384_FIXED, point)
         .verify(&signed, &envelope.signature)
         .map_err(|_| Error::AttestationSignature)?;
@@ -496,30 +504,7 @@ impl DocumentCache {
 // --- X.509 validity (just enough DER to read notBefore and notAfter) -------------------------
 
 fn der_take<'a>(input: &mut &'a [u8]) -> Result<(u8, &'a [u8])> {
-    let bad = || malformed("certificate is not valid DER");
-    let &[tag, first, ref rest @ ..] = *input else {
-        return Err(bad());
-    };
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 3 || rest.len() < n {
-            return Err(bad());
-        }
-        (
-            rest[..n]
-                .iter()
-                .fold(0usize, |a, b| (a << 8) | usize::from(*b)),
-            &rest[n..],
-        )
-    };
-    if rest.len() < len {
-        return Err(bad());
-    }
-    let (content, tail) = rest.split_at(len);
-    *input = tail;
-    Ok((tag, content))
+    crate::der::take(input).ok_or_else(|| malformed("certificate is not valid DER"))
 }
 
 /// (notBefore, notAfter) of a certificate, in seconds since the epoch.

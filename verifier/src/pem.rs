@@ -1,17 +1,24 @@
-//! PEM (RFC 7468) text: the first block with a given label, decoded; and encoding.
+//! PEM (RFC 7468) text: certificates and public keys read by `rustls-pki-types`' PEM decoder;
+//! and writing a block.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, SubjectPublicKeyInfoDer};
 
-/// The DER bytes of the first `-----BEGIN <label>-----` block in `text`, if it decodes.
-pub fn decode(text: &str, label: &str) -> Option<Vec<u8>> {
-    let body = text
-        .split(&format!("-----BEGIN {label}-----"))
-        .nth(1)?
-        .split(&format!("-----END {label}-----"))
-        .next()?;
-    let joined: String = body.chars().filter(|c| !c.is_whitespace()).collect();
-    BASE64.decode(joined).ok()
+/// The DER bytes of the first certificate (`-----BEGIN CERTIFICATE-----`) in `text`, decoded
+/// by `rustls-pki-types`.
+pub fn decode_certificate(text: &str) -> Option<Vec<u8>> {
+    CertificateDer::from_pem_slice(text.as_bytes())
+        .ok()
+        .map(|c| c.to_vec())
+}
+
+/// The DER bytes of the first SubjectPublicKeyInfo (`-----BEGIN PUBLIC KEY-----`) in `text`.
+pub fn decode_public_key(text: &str) -> Option<Vec<u8>> {
+    SubjectPublicKeyInfoDer::from_pem_slice(text.as_bytes())
+        .ok()
+        .map(|k| k.to_vec())
 }
 
 /// `der` as a PEM block with `label`, 64 characters a line.
@@ -33,12 +40,17 @@ mod tests {
         let der = vec![7u8; 100];
         let text = super::encode(&der, "CERTIFICATE");
         assert_eq!(
-            super::decode(&format!("junk\n{text}more"), "CERTIFICATE"),
-            Some(der)
+            super::decode_certificate(&format!("junk\n{text}more")),
+            Some(der.clone())
         );
-        assert_eq!(super::decode(&text, "PUBLIC KEY"), None);
+        assert_eq!(super::decode_public_key(&text), None);
+        // A public key block after another block is found.
+        let key = super::encode(&der, "PUBLIC KEY");
+        assert_eq!(super::decode_public_key(&format!("{text}{key}")), Some(der));
         assert_eq!(
-            super::decode("-----BEGIN X-----\n!!\n-----END X-----\n", "X"),
+            super::decode_certificate(
+                "-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----\n"
+            ),
             None
         );
     }
