@@ -9,11 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arcane_compute::attestation::{DeclaredMeasurements, SimulatedNsm};
-use arcane_compute::node::{Node, NodeConfig, NodeParts};
-use arcane_compute::registration::Registration;
-use arcane_compute::release::LogSource;
-use arcane_compute::tokens::LoggedTokenKeys;
-use arcane_engine::MistralEngine;
+use arcane_compute::node::NodeConfig;
+use arcane_compute::service::{NodeOptions, TokenCheck};
 use arcane_engine::gguf::{TinyLlama, write_tiny_llama};
 use arcane_engine::model::ModelFile;
 use arcane_gateway::proven::LogTrust;
@@ -200,22 +197,8 @@ impl StackOptions {
     }
 }
 
-/// A running node.
-pub struct RunningNode {
-    /// The node.
-    pub node: Arc<Node>,
-    /// Its URL.
-    pub url: String,
-    server: tokio::task::JoinHandle<()>,
-    refresher: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for RunningNode {
-    fn drop(&mut self) {
-        self.server.abort();
-        self.refresher.abort();
-    }
-}
+/// A running node (dropping it stops it at once, as a crash would).
+pub use arcane_compute::service::RunningNode;
 
 /// The running stack.
 pub struct Stack {
@@ -509,64 +492,32 @@ impl Stack {
             "compute node: loading {} with mistral.rs…",
             self.model.name
         ));
-        let engine = MistralEngine::load(&self.model, 2)
-            .await
-            .map_err(|e| demo_error("engine", e))?;
-        let log = LogSource::new(&self.log_url).map_err(|e| demo_error("log", e))?;
-        let trust = self.log_trust();
-        let now = arcane_client::session::now_ms() / 1000;
-        let keys = LoggedTokenKeys::fetch(&log, &trust, now)
-            .await
-            .map_err(|e| demo_error("token keys", e))?;
-        let token_keys = Arc::new(LoggedTokenKeys::new(
-            keys,
-            self.options.token_limits.otts_per_tgt,
-        ));
-        let node = Node::boot(NodeParts {
-            config: NodeConfig {
-                refresh_every: self.options.node_refresh,
-                ..NodeConfig::default()
-            },
-            provider: self.nsm.clone(),
-            engine: Arc::new(engine),
-            tokens: token_keys.clone(),
-            model: self.model.clone(),
-            log: log.clone(),
-            trust: trust.clone(),
-        })
-        .await
-        .map_err(|e| demo_error("node", e))?;
         let listener = tokio::net::TcpListener::bind(any_port())
             .await
             .map_err(|e| demo_error("node socket", e))?;
-        let url = format!(
-            "http://{}",
-            listener
-                .local_addr()
-                .map_err(|e| demo_error("node socket", e))?
-        );
-        let served = Arc::clone(&node);
-        let server = tokio::spawn(async move {
-            let _ = arcane_compute::server::serve_tcp(
-                listener,
-                served,
-                arcane_serve::ServeLimits::default(),
-                std::future::pending(),
-            )
-            .await;
-        });
-        let registration = Registration {
-            gateway: self.gateway.url(),
-            advertise: url.clone(),
-        };
+        let running = arcane_compute::service::start(
+            NodeOptions {
+                model: self.model.clone(),
+                provider: self.nsm.clone(),
+                log_url: self.log_url.clone(),
+                trust: self.log_trust(),
+                config: NodeConfig {
+                    refresh_every: self.options.node_refresh,
+                    ..NodeConfig::default()
+                },
+                tokens: TokenCheck::Logged {
+                    otts_per_tgt: self.options.token_limits.otts_per_tgt,
+                },
+                gateway: Some(self.gateway.url()),
+                advertise: None,
+            },
+            listener,
+        )
+        .await
+        .map_err(|e| demo_error("node", e))?;
+        let node = &running.node;
         // The refresher registers first thing (and again after every refresh); wait until the
         // gateway lists the node.
-        let refresher = tokio::spawn(arcane_compute::registration::keep_fresh(
-            Arc::clone(&node),
-            Some((token_keys, log, trust)),
-            Some(registration),
-            self.options.node_refresh,
-        ));
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while self
             .gateway_state
@@ -582,13 +533,11 @@ impl Stack {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        progress(&format!("compute node: {url} (simulated NSM), registered"));
-        Ok(RunningNode {
-            node,
-            url,
-            server,
-            refresher,
-        })
+        progress(&format!(
+            "compute node: {} (simulated NSM), registered",
+            running.url()
+        ));
+        Ok(running)
     }
 
     /// Stops the log (letting its sequencer finish its batch) and starts it again on the same

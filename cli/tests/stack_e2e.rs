@@ -621,7 +621,7 @@ async fn a_node_that_disappears_mid_stream_is_reported() {
     let dir = tempfile::tempdir().unwrap();
     let stack = stack(dir.path(), true).await;
     let node = stack.node.as_ref().unwrap();
-    let addr = node.url.trim_start_matches("http://").parse().unwrap();
+    let addr = node.addr();
     // Headers, the sealed head and a few chunks, then the connection is gone.
     let proxy = cutting_proxy(addr, 900).await;
     arcane_compute::registration::Registration {
@@ -678,7 +678,12 @@ async fn a_node_killed_mid_stream_is_reported_and_the_next_request_goes_to_anoth
         .filter(|n| n.in_flight.load(std::sync::atomic::Ordering::Relaxed) > 0)
         .collect();
     assert_eq!(serving.len(), 1, "one node is answering");
-    let killed = nodes.remove(nodes.iter().position(|n| n.url == serving[0].url).unwrap());
+    let killed = nodes.remove(
+        nodes
+            .iter()
+            .position(|n| n.url() == serving[0].url)
+            .unwrap(),
+    );
     let killed_rek = killed.node.rek().id();
     drop(killed);
     let error = loop {

@@ -12,6 +12,7 @@
 //!   on-device route.
 //! - [`release`]: finding and refreshing the node's release proof in the log.
 //! - [`node`]: REK, attested state, replay guard, the sealed request path.
+//! - [`service`]: the node as a library — [`service::start`] assembles, boots and serves one.
 //! - [`server`]: the HTTP API over TCP or vsock; [`registration`]: announcing the node to the gateway.
 //! - [`tokens`]: the token check interface.
 //!
@@ -36,4 +37,5 @@ pub mod node;
 pub mod registration;
 pub mod release;
 pub mod server;
+pub mod service;
 pub mod tokens;

@@ -12,11 +12,9 @@ use std::time::Duration;
 
 use arcane_compute::attestation::{AttestationProvider, DeclaredMeasurements, SimulatedNsm};
 use arcane_compute::error::ComputeError;
-use arcane_compute::node::{Node, NodeConfig, NodeParts, now_seconds};
-use arcane_compute::registration::Registration;
-use arcane_compute::release::{LogSource, LogTrust};
-use arcane_compute::tokens::{DevelopmentWithoutTokens, LoggedTokenKeys, TokenVerifier};
-use arcane_engine::MistralEngine;
+use arcane_compute::node::{NodeConfig, now_seconds};
+use arcane_compute::release::LogTrust;
+use arcane_compute::service::{self, NodeOptions, TokenCheck};
 use arcane_engine::gguf::{TinyLlama, write_tiny_llama};
 use arcane_engine::model::ModelFile;
 use arcane_verifier::cosignature::{WitnessPolicy, parse_policy_file};
@@ -261,24 +259,11 @@ async fn serve(args: ServeArgs) -> Result<(), ComputeError> {
              use this in production"
         );
     }
-    let provider = provider(&args)?;
-    let trust = trust(&args)?;
-    let log = LogSource::new(args.log.as_deref().expect("checked in merge_config"))?;
-    let logged_keys = if args.no_token_check {
-        tracing::warn!("DEVELOPMENT MODE: token material is not checked");
-        None
-    } else {
-        let keys = LoggedTokenKeys::fetch(&log, &trust, now_seconds()).await?;
-        Some(Arc::new(LoggedTokenKeys::new(keys, args.otts_per_tgt)))
-    };
-    let tokens: Arc<dyn TokenVerifier> = match &logged_keys {
-        Some(k) => Arc::clone(k) as Arc<dyn TokenVerifier>,
-        None => Arc::new(DevelopmentWithoutTokens::for_development()),
-    };
-    let model = ModelFile::open(args.model.as_deref().expect("checked in merge_config"))?;
-    tracing::info!(model = %model.name, sha256 = %hex::encode(model.sha256), "model file checked");
-    let engine = MistralEngine::load(&model, args.max_concurrent).await?;
-    let node = Node::boot(NodeParts {
+    let options = NodeOptions {
+        model: ModelFile::open(args.model.as_deref().expect("checked in merge_config"))?,
+        provider: provider(&args)?,
+        log_url: args.log.clone().expect("checked in merge_config"),
+        trust: trust(&args)?,
         config: NodeConfig {
             max_concurrent: args.max_concurrent,
             max_tokens: args.max_tokens,
@@ -286,43 +271,30 @@ async fn serve(args: ServeArgs) -> Result<(), ComputeError> {
             refresh_every: Duration::from_secs(args.refresh_secs.max(1)),
             ..NodeConfig::default()
         },
-        provider,
-        engine: Arc::new(engine),
-        tokens,
-        model,
-        log: log.clone(),
-        trust: trust.clone(),
-    })
-    .await?;
-    let registration = args.gateway.clone().map(|gateway| Registration {
-        gateway,
-        advertise: args.advertise.clone().unwrap_or_default(),
-    });
-    tokio::spawn(arcane_compute::registration::keep_fresh(
-        Arc::clone(&node),
-        logged_keys.map(|k| (k, log, trust)),
-        registration,
-        Duration::from_secs(args.refresh_secs.max(1)),
-    ));
+        tokens: if args.no_token_check {
+            TokenCheck::DevelopmentWithoutTokens
+        } else {
+            TokenCheck::Logged {
+                otts_per_tgt: args.otts_per_tgt,
+            }
+        },
+        gateway: args.gateway.clone(),
+        advertise: args.advertise.clone(),
+    };
     if let Some(port) = args.vsock_port {
         // The only peer on vsock is the parent instance, which can stop the enclave anyway.
-        return serve_vsock(arcane_compute::server::router(Arc::clone(&node)), port).await;
+        let (node, refresh) = service::boot(options, None).await?;
+        tokio::spawn(refresh);
+        return serve_vsock(arcane_compute::server::router(node), port).await;
     }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| ComputeError::Serve(format!("{}: {e}", args.listen)))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| ComputeError::Serve(e.to_string()))?;
-    println!("arcane-compute listening on http://{addr}");
-    arcane_compute::server::serve_tcp(
-        listener,
-        node,
-        arcane_serve::ServeLimits::default(),
-        shutdown_signal(),
-    )
-    .await
-    .map_err(|e| ComputeError::Serve(e.to_string()))
+    let running = service::start(options, listener).await?;
+    println!("arcane-compute listening on {}", running.url());
+    shutdown_signal().await;
+    running.shutdown().await;
+    Ok(())
 }
 
 #[cfg(feature = "vsock")]

@@ -1,0 +1,189 @@
+//! The compute node as a library: [`start`] assembles a node from its parts — model file,
+//! attestation provider, log and trust, token check, optional gateway registration — loads the
+//! model into mistral.rs, boots the node (release proof, REK, attestation), serves it on a TCP
+//! listener and keeps its proof, document and registration fresh. The `arcane-compute` binary
+//! and the demo stack both start nodes this way.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arcane_engine::MistralEngine;
+use arcane_engine::model::ModelFile;
+
+use crate::attestation::AttestationProvider;
+use crate::error::ComputeError;
+use crate::node::{Node, NodeConfig, NodeParts, now_seconds};
+use crate::registration::Registration;
+use crate::release::{LogSource, LogTrust};
+use crate::tokens::{DevelopmentWithoutTokens, LoggedTokenKeys, TokenVerifier};
+
+/// How the node checks the token material in each request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenCheck {
+    /// Against the token keys in the log; one TGT may derive this many OTT indices (the
+    /// gateway's `--otts-per-tgt`).
+    Logged {
+        /// OTT indices per TGT.
+        otts_per_tgt: u32,
+    },
+    /// Not at all: development only (the binary allows it only with `--development`).
+    DevelopmentWithoutTokens,
+}
+
+/// Everything [`start`] needs.
+pub struct NodeOptions {
+    /// The model file (already opened and hashed).
+    pub model: ModelFile,
+    /// The NSM, real or simulated.
+    pub provider: Arc<dyn AttestationProvider>,
+    /// Base URL of the transparency log.
+    pub log_url: String,
+    /// The log key, witnesses and publishers the node's proofs must verify under.
+    pub trust: LogTrust,
+    /// Limits, padding, refresh period.
+    pub config: NodeConfig,
+    /// The token check.
+    pub tokens: TokenCheck,
+    /// The gateway to register with, if any. With no `advertise` URL the node advertises the
+    /// address it listens on.
+    pub gateway: Option<String>,
+    /// The node's URL as the gateway reaches it.
+    pub advertise: Option<String>,
+}
+
+/// A node being served. Dropping it stops serving and refreshing at once, as a crashed process
+/// would; [`RunningNode::shutdown`] is the same, awaited.
+pub struct RunningNode {
+    /// The node.
+    pub node: Arc<Node>,
+    addr: SocketAddr,
+    server: tokio::task::JoinHandle<()>,
+    refresher: tokio::task::JoinHandle<()>,
+}
+
+impl RunningNode {
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://` + [`RunningNode::addr`].
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops serving and refreshing, and waits until both have ended.
+    pub async fn shutdown(mut self) {
+        self.server.abort();
+        self.refresher.abort();
+        let _ = (&mut self.server).await;
+        let _ = (&mut self.refresher).await;
+    }
+}
+
+impl Drop for RunningNode {
+    fn drop(&mut self) {
+        self.server.abort();
+        self.refresher.abort();
+    }
+}
+
+/// The token verifier `check` asks for, and the logged keys to keep fresh (none without a check).
+async fn token_verifier(
+    check: TokenCheck,
+    log: &LogSource,
+    trust: &LogTrust,
+) -> Result<(Arc<dyn TokenVerifier>, Option<Arc<LoggedTokenKeys>>), ComputeError> {
+    match check {
+        TokenCheck::Logged { otts_per_tgt } => {
+            let keys = LoggedTokenKeys::fetch(log, trust, now_seconds()).await?;
+            let keys = Arc::new(LoggedTokenKeys::new(keys, otts_per_tgt));
+            Ok((Arc::clone(&keys) as Arc<dyn TokenVerifier>, Some(keys)))
+        }
+        TokenCheck::DevelopmentWithoutTokens => {
+            tracing::warn!("DEVELOPMENT MODE: token material is not checked");
+            Ok((Arc::new(DevelopmentWithoutTokens::for_development()), None))
+        }
+    }
+}
+
+/// Loads the model, boots the node, and serves it on `listener` (with the default connection
+/// limits) until the returned [`RunningNode`] is dropped.
+pub async fn start(
+    options: NodeOptions,
+    listener: tokio::net::TcpListener,
+) -> Result<RunningNode, ComputeError> {
+    let addr = listener
+        .local_addr()
+        .map_err(|e| ComputeError::Serve(e.to_string()))?;
+    let (node, refresh) = boot(options, Some(format!("http://{addr}"))).await?;
+    let served = Arc::clone(&node);
+    let server = tokio::spawn(async move {
+        if let Err(e) = crate::server::serve_tcp(
+            listener,
+            served,
+            arcane_serve::ServeLimits::default(),
+            std::future::pending(),
+        )
+        .await
+        {
+            tracing::error!(error = %e, "the node's listener failed");
+        }
+    });
+    Ok(RunningNode {
+        node,
+        addr,
+        server,
+        refresher: tokio::spawn(refresh),
+    })
+}
+
+/// Boots the node from `options` and returns it with the task that keeps it fresh (and
+/// registered, advertising `options.advertise` or else `listening`). For shells that serve the
+/// node themselves (vsock); [`start`] is this plus a TCP listener.
+pub async fn boot(
+    options: NodeOptions,
+    listening: Option<String>,
+) -> Result<(Arc<Node>, impl Future<Output = ()> + Send + 'static), ComputeError> {
+    let NodeOptions {
+        model,
+        provider,
+        log_url,
+        trust,
+        config,
+        tokens,
+        gateway,
+        advertise,
+    } = options;
+    let log = LogSource::new(&log_url)?;
+    let (tokens, logged_keys) = token_verifier(tokens, &log, &trust).await?;
+    tracing::info!(model = %model.name, sha256 = %hex::encode(model.sha256), "model file checked");
+    let engine = MistralEngine::load(&model, config.max_concurrent).await?;
+    let refresh_every = config.refresh_every;
+    let node = Node::boot(NodeParts {
+        config,
+        provider,
+        engine: Arc::new(engine),
+        tokens,
+        model,
+        log: log.clone(),
+        trust: trust.clone(),
+    })
+    .await?;
+    let registration = match (gateway, advertise.or(listening)) {
+        (Some(gateway), Some(advertise)) => Some(Registration { gateway, advertise }),
+        (Some(_), None) => {
+            return Err(ComputeError::Config(
+                "registering with a gateway needs the node's advertised URL".into(),
+            ));
+        }
+        (None, _) => None,
+    };
+    let refresh = crate::registration::keep_fresh(
+        Arc::clone(&node),
+        logged_keys.map(|k| (k, log, trust)),
+        registration,
+        refresh_every,
+    );
+    Ok((node, refresh))
+}
