@@ -30,7 +30,7 @@ async fn the_node_binary_serves_a_verified_request_and_stops_on_sigterm() {
         .unwrap();
     assert_eq!(status["serving"], true);
     assert_eq!(status["model_sha256"], hex::encode(stack.model.sha256));
-    let pid = node.child.id().to_string();
+    let pid = node.process.0.id().to_string();
     assert!(
         std::process::Command::new("kill")
             .args(["-TERM", &pid])
@@ -38,7 +38,7 @@ async fn the_node_binary_serves_a_verified_request_and_stops_on_sigterm() {
             .unwrap()
             .success()
     );
-    let exit = node.child.wait().unwrap();
+    let exit = node.process.0.wait().unwrap();
     assert!(exit.success(), "exit status {exit:?}");
 }
 

@@ -1,9 +1,8 @@
 //! Helpers shared by the auditor's integration tests: a log server and witnesses on 127.0.0.1.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use arcane_log::keys::{AllowedKinds, PublisherPolicy};
@@ -36,18 +35,12 @@ pub fn allow(data: &Path, key: &NoteSigner, kinds: &str) {
 }
 
 /// A running `arcane-audit witness serve`, stopped when dropped; `.1` is its `host:port`.
-pub struct Witness(pub Child, pub String);
-
-impl Drop for Witness {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+pub use arcane_test_support::Spawned as Witness;
 
 /// Starts a witness of the log `log_vkey` listening on `listen` (`127.0.0.1:0` for any port).
 pub fn start_witness(key: &Path, state: &Path, log_vkey: &str, listen: &str) -> Witness {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_arcane-audit"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_arcane-audit"));
+    command
         .args([
             "witness",
             "serve",
@@ -56,16 +49,8 @@ pub fn start_witness(key: &Path, state: &Path, log_vkey: &str, listen: &str) -> 
             "--key",
             key.to_str().unwrap(),
         ])
-        .args(["--state", state.to_str().unwrap(), "--log", log_vkey])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line.trim().rsplit(' ').next().unwrap().to_owned();
-    Witness(child, addr)
+        .args(["--state", state.to_str().unwrap(), "--log", log_vkey]);
+    arcane_test_support::spawn_listening(command, "witness").unwrap()
 }
 
 /// Makes a witness key file in `dir`; returns its path and verifier key.

@@ -352,24 +352,19 @@ impl Client {
     }
 }
 
-/// A running `arcane-compute serve --development` process, killed when dropped.
+/// A running `arcane-compute serve --development` process (killed when dropped), its URL and the
+/// simulated NSM's root.
 pub struct NodeProcess {
-    pub child: std::process::Child,
+    pub process: arcane_test_support::Spawned,
     pub url: String,
     pub root: Vec<u8>,
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl NodeProcess {
     /// Peak resident set size of the node process so far, in KiB (`VmHWM`).
     pub fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.process.0.id())).unwrap();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmHWM:"))
@@ -382,7 +377,6 @@ impl Stack {
     /// Starts the `arcane-compute` binary in development mode on this stack's log, PCRs and
     /// model (the release must already be published); waits until it listens.
     pub fn spawn_node(&self, binary: &str, extra: &[&str]) -> NodeProcess {
-        use std::io::{BufRead, BufReader};
         let pcrs = self.dir.path().join("pcrs.json");
         std::fs::write(
             &pcrs,
@@ -414,7 +408,8 @@ impl Stack {
             ),
         )
         .unwrap();
-        let mut child = std::process::Command::new(binary)
+        let mut command = std::process::Command::new(binary);
+        command
             .args(["serve", "--development", "--no-token-check"])
             .args(if extra.contains(&"--listen") {
                 &[][..]
@@ -427,22 +422,12 @@ impl Stack {
             .arg(&pcrs)
             .arg("--simulated-root-out")
             .arg(&root_path)
-            .args(extra)
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("arcane-compute listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
+            .args(extra);
+        let process = arcane_test_support::spawn_listening(command, "arcane-compute").unwrap();
+        let url = process.1.clone();
         let pem = std::fs::read_to_string(&root_path).unwrap();
         let root = arcane_verifier::nitro::pem_certificate(&pem).unwrap();
-        NodeProcess { child, url, root }
+        NodeProcess { process, url, root }
     }
 
     /// A client for a node process (trusting its own development root).

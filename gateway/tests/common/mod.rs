@@ -2,7 +2,6 @@
 //! every kind, the gateway and relay binaries, and an OHTTP client (standard and chunked).
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -142,14 +141,7 @@ pub fn development_root_pem(dir: &Path) -> std::path::PathBuf {
 }
 
 /// A spawned gateway or relay process and its base URL, killed when dropped.
-pub struct Spawned(pub std::process::Child, pub String);
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+pub use arcane_test_support::Spawned;
 
 /// Limits small enough for a test to reach: 4 OTTs per TGT, 1 TGT per account and period, and
 /// a request body within 1 s.
@@ -173,7 +165,8 @@ pub fn spawn_gateway_with(
     root_pem: &Path,
     args: &[&str],
 ) -> Result<Spawned, String> {
-    let mut child = std::process::Command::new(BINARY)
+    let mut command = std::process::Command::new(BINARY);
+    command
         .args(["serve", "--listen", "127.0.0.1:0"])
         .args(args)
         .arg("--data-dir")
@@ -181,25 +174,8 @@ pub fn spawn_gateway_with(
         .args(log.args())
         .arg("--development-root")
         .arg(root_pem)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    match line.trim().strip_prefix("arcane-gateway listening on ") {
-        Some(url) => Ok(Spawned(child, url.to_owned())),
-        None => {
-            let out = child.wait_with_output().unwrap();
-            Err(format!(
-                "{:?}: {}",
-                out.status.code(),
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
-    }
+        .stderr(std::process::Stdio::piped());
+    arcane_test_support::spawn_listening(command, "arcane-gateway")
 }
 
 /// Starts `arcane-gateway relay` in front of `gateway`, its spent-token database in `dir`.
@@ -209,25 +185,14 @@ pub fn spawn_relay(dir: &Path, gateway: &str, log: &Log) -> Spawned {
 
 /// [`spawn_relay`] with more arguments.
 pub fn spawn_relay_with(dir: &Path, gateway: &str, log: &Log, extra: &[&str]) -> Spawned {
-    let mut child = std::process::Command::new(BINARY)
+    let mut command = std::process::Command::new(BINARY);
+    command
         .args(["relay", "--listen", "127.0.0.1:0", "--gateway", gateway])
         .args(extra)
         .arg("--data-dir")
         .arg(dir)
-        .args(log.args())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("arcane-relay listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    Spawned(child, url)
+        .args(log.args());
+    arcane_test_support::spawn_listening(command, "arcane-relay").unwrap()
 }
 
 /// Standard OHTTP call: returns the inner response's status and content.

@@ -1,0 +1,113 @@
+//! # arcane-test-support
+//!
+//! What the integration tests of several crates share (never published, never a dependency of
+//! anything but tests): starting a server binary and reading the line it prints once it listens
+//! (`<who> … listening on <address>`), with the process killed when the handle is dropped.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+/// A spawned server process and the address its listening line named; killed (and reaped) when
+/// dropped.
+pub struct Spawned(pub Child, pub String);
+
+impl Spawned {
+    /// The process.
+    pub fn child(&mut self) -> &mut Child {
+        &mut self.0
+    }
+
+    /// The address (or URL) it listens on.
+    pub fn address(&self) -> &str {
+        &self.1
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The address in a listening line: what follows the last `listening on `, if the line starts
+/// with `who`.
+pub fn listening_address<'a>(line: &'a str, who: &str) -> Option<&'a str> {
+    let line = line.trim();
+    if !line.starts_with(who) {
+        return None;
+    }
+    line.rsplit_once("listening on ")
+        .map(|(_, address)| address)
+}
+
+/// Starts `command` with its stdout piped and reads its first line, which must be `who`'s
+/// listening line. When it is not (the server failed to start), the process is waited for and
+/// the error is `<exit code>: <standard error>` (the latter when the caller piped it).
+pub fn spawn_listening(mut command: Command, who: &str) -> Result<Spawned, String> {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("spawning {who}: {e}"))?;
+    let mut line = String::new();
+    let read = BufReader::new(child.stdout.take().expect("stdout is piped")).read_line(&mut line);
+    match (read, listening_address(&line, who)) {
+        (Ok(_), Some(address)) => {
+            let address = address.to_owned();
+            Ok(Spawned(child, address))
+        }
+        _ => {
+            let out = child
+                .wait_with_output()
+                .map_err(|e| format!("waiting for {who}: {e}"))?;
+            Err(format!(
+                "{:?}: {}",
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listening_lines() {
+        assert_eq!(
+            listening_address(
+                "arcane-gateway listening on http://127.0.0.1:5\n",
+                "arcane-gateway"
+            ),
+            Some("http://127.0.0.1:5")
+        );
+        assert_eq!(
+            listening_address("witness w+1+AA listening on 127.0.0.1:7", "witness"),
+            Some("127.0.0.1:7")
+        );
+        assert_eq!(listening_address("error: no key", "witness"), None);
+        assert_eq!(
+            listening_address("arcane-relay listening on x", "arcane-gateway"),
+            None
+        );
+    }
+
+    #[test]
+    fn a_server_that_fails_to_start_is_reported_with_its_output() {
+        let mut command = Command::new("sh");
+        command
+            .args(["-c", "echo 'bad flag' >&2; exit 2"])
+            .stderr(Stdio::piped());
+        let e = spawn_listening(command, "server").err().unwrap();
+        assert_eq!(e, "Some(2): bad flag\n");
+        let mut command = Command::new("sh");
+        command.args(["-c", "echo 'server listening on 127.0.0.1:1'; sleep 30"]);
+        let mut spawned = spawn_listening(command, "server").unwrap();
+        assert_eq!(spawned.address(), "127.0.0.1:1");
+        let pid = spawned.child().id();
+        drop(spawned);
+        // Killed and reaped: no such process any more.
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+    }
+}
