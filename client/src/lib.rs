@@ -16,8 +16,8 @@
 //!
 //! Modules: [`trust`] (configuration), [`view`] (the client's view of the log), [`checks`]
 //! (the checks as functions over bytes), [`wallet`] (tokens), [`transport`] (OHTTP),
-//! [`session`] (the [`Client`]), [`receipts`] and `local` (on-device inference, feature
-//! `local`). The `arcane` command line and `arcane demo` are `arcane-cli`'s.
+//! [`session`] (the [`Client`]), [`answer`] (what a chat yields, whichever route), [`receipts`]
+//! and `local` (on-device inference, feature `local`). The `arcane` command line and `arcane demo` are `arcane-cli`'s.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), arcane_client::ClientError> {
@@ -43,6 +43,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod answer;
 pub mod checks;
 pub mod error;
 pub mod receipts;
@@ -56,6 +57,7 @@ pub mod wallet;
 #[cfg(feature = "local")]
 pub mod local;
 
+pub use answer::{ChatEvent, ChatStream, Route, Summary};
 pub use error::{Check, ClientError, Result};
-pub use session::{ChatEvent, ChatStream, Client, ClientConfig, Passed, Preflight, Route, Summary};
+pub use session::{Client, ClientConfig, Passed, Preflight};
 pub use trust::Trust;

@@ -9,8 +9,8 @@ use arcane_engine::{EngineEvent, InferenceEngine, MistralEngine};
 use arcane_verifier::inner::{ChatCompletionRequest, Usage};
 use tokio::sync::mpsc;
 
+use crate::answer::{ChatEvent, ChatStream, Route, Summary};
 use crate::error::{ClientError, Result};
-use crate::session::{ChatEvent, ChatStream, Route, Summary};
 
 /// Default `max_tokens` on the device.
 pub const DEFAULT_MAX_TOKENS: u32 = 256;

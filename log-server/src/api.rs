@@ -1,11 +1,11 @@
 //! The HTTP API: C2SP tlog-tiles reads, JSON conveniences, the write path, health and metrics.
-//! See `spec/log.md` for every route.
+//! See `spec/log.md` for every route. Writes go through [`crate::group_commit`], reads through
+//! [`crate::read_cache`]; this module is the routes.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -13,7 +13,6 @@ use axum::routing::get;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
-use tokio::sync::{mpsc, oneshot};
 
 use arcane_verifier::Hash;
 use arcane_verifier::bundle::ProofBundle;
@@ -24,76 +23,20 @@ use arcane_verifier::log_api::{
 };
 use arcane_verifier::merkle::leaf_hash;
 use arcane_verifier::proof::{consistency_proof, inclusion_proof};
-use arcane_verifier::tiles::{
-    TILE_WIDTH, TileCoord, TileKind, TileTree, encode_entry_bundle, parse_hash_tile, tile_width,
-};
+use arcane_verifier::tiles::{TILE_WIDTH, TileCoord, TileKind, tile_width};
 
 use crate::error::{LogError, Result};
+use crate::group_commit::Submitter;
 use crate::keys::PublisherPolicy;
 use crate::metrics::Metrics;
 use crate::proofs::prove;
-use crate::storage::{EntryRecord, NewEntry, Store, Stored};
+use crate::read_cache::ReadCache;
+use crate::storage::{EntryRecord, NewEntry, Store};
 use crate::submission::{MAX_ENTRY_BYTES, Submission};
 use crate::{Published, now_ms};
 
 /// Largest request body accepted (a base64 entry of the maximum size plus the JSON around it).
 pub const MAX_BODY_BYTES: usize = MAX_ENTRY_BYTES * 4 / 3 + 4096;
-const TILE_CACHE_ENTRIES: usize = 8192;
-
-type Reply = oneshot::Sender<Result<Stored>>;
-
-/// Groups concurrent submissions into one transaction each (group commit).
-#[derive(Clone, Debug)]
-pub struct Submitter {
-    queue: mpsc::Sender<(NewEntry, Reply)>,
-}
-
-impl Submitter {
-    /// Starts the writer task.
-    pub fn spawn(store: Store, metrics: Arc<Metrics>, wake: Arc<tokio::sync::Notify>) -> Self {
-        let (queue, mut rx) = mpsc::channel::<(NewEntry, Reply)>(4096);
-        tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                let mut batch = vec![first];
-                while batch.len() < 256 {
-                    match rx.try_recv() {
-                        Ok(next) => batch.push(next),
-                        Err(_) => break,
-                    }
-                }
-                let entries: Vec<NewEntry> = batch.iter().map(|(e, _)| e.clone()).collect();
-                match store.submit_batch(&entries, now_ms()).await {
-                    Ok(results) => {
-                        let dups = results.iter().filter(|r| r.duplicate).count() as u64;
-                        metrics.add_submitted(results.len() as u64 - dups, dups);
-                        wake.notify_one();
-                        for ((_, reply), result) in batch.into_iter().zip(results) {
-                            let _ = reply.send(Ok(result));
-                        }
-                    }
-                    Err(error) => {
-                        tracing::error!(%error, "storing a batch of submissions failed; none acknowledged");
-                        for (_, reply) in batch {
-                            let _ = reply
-                                .send(Err(LogError::Corrupt("storing the entry failed".into())));
-                        }
-                    }
-                }
-            }
-        });
-        Submitter { queue }
-    }
-
-    /// Stores one entry; returns once it is durable.
-    pub async fn submit(&self, entry: NewEntry) -> Result<Stored> {
-        let (reply, answer) = oneshot::channel();
-        self.queue
-            .send((entry, reply))
-            .await
-            .map_err(|_| LogError::ShuttingDown)?;
-        answer.await.map_err(|_| LogError::ShuttingDown)?
-    }
-}
 
 /// Shared state of the handlers.
 #[derive(Clone)]
@@ -108,118 +51,8 @@ struct Inner {
     policy: PublisherPolicy,
     vkey: String,
     submitter: Submitter,
-    /// Hash tiles, the widest version seen: a tile's first W hashes never change once written.
-    hash_tiles: Mutex<HashMap<(u8, u64), Bytes>>,
-    /// Tiles with their inner nodes, for proofs: the widest version seen of each.
-    tile_trees: Mutex<HashMap<(u8, u64), Arc<TileTree>>>,
-    /// Full entry bundles, which never change.
-    full_bundles: Mutex<HashMap<u64, Bytes>>,
-}
-
-impl Inner {
-    /// A hash tile at least `min_width` wide, from the cache or the database.
-    async fn hash_tile(&self, level: u8, index: u64, min_width: u16) -> Result<Bytes> {
-        let need = usize::from(min_width) * 32;
-        if let Some(bytes) = self
-            .hash_tiles
-            .lock()
-            .expect("tile cache")
-            .get(&(level, index))
-            && bytes.len() >= need
-        {
-            return Ok(bytes.clone());
-        }
-        let bytes = Bytes::from(
-            self.store
-                .tile(level, index)
-                .await?
-                .ok_or_else(|| LogError::Corrupt(format!("tile {level}/{index} not stored")))?,
-        );
-        if bytes.len() < need || bytes.len() % 32 != 0 {
-            return Err(LogError::Corrupt(format!(
-                "tile {level}/{index} stored too narrow"
-            )));
-        }
-        let mut cache = self.hash_tiles.lock().expect("tile cache");
-        if cache.len() >= TILE_CACHE_ENTRIES {
-            cache.clear();
-        }
-        let slot = cache.entry((level, index)).or_default();
-        if slot.len() < bytes.len() {
-            *slot = bytes.clone();
-        }
-        Ok(bytes)
-    }
-
-    /// A tile's inner nodes, at least `min_width` wide.
-    async fn tile_tree(&self, level: u8, index: u64, min_width: u16) -> Result<Arc<TileTree>> {
-        if let Some(tree) = self
-            .tile_trees
-            .lock()
-            .expect("tree cache")
-            .get(&(level, index))
-            && tree.width() >= usize::from(min_width)
-        {
-            return Ok(tree.clone());
-        }
-        let bytes = self.hash_tile(level, index, min_width).await?;
-        let hashes = parse_hash_tile(&bytes, (bytes.len() / 32) as u16)
-            .map_err(|e| LogError::Corrupt(e.to_string()))?;
-        let tree = Arc::new(TileTree::new(hashes));
-        let mut cache = self.tile_trees.lock().expect("tree cache");
-        if cache.len() >= TILE_CACHE_ENTRIES {
-            cache.clear();
-        }
-        let slot = cache.entry((level, index)).or_insert_with(|| tree.clone());
-        if slot.width() < tree.width() {
-            *slot = tree.clone();
-        }
-        Ok(tree)
-    }
-
-    /// The integrated entry at `index` (the caller has checked it is below the tree size).
-    async fn entry(&self, index: u64) -> Result<EntryRecord> {
-        self.store
-            .entries_range(index, index + 1)
-            .await?
-            .pop()
-            .ok_or_else(|| LogError::Corrupt(format!("entry {index} missing")))
-    }
-
-    /// An entry bundle of exactly `coord.width` entries.
-    async fn bundle(&self, coord: TileCoord) -> Result<Bytes> {
-        if let Some(bytes) = self
-            .full_bundles
-            .lock()
-            .expect("bundle cache")
-            .get(&coord.index)
-        {
-            return Ok(bytes.clone());
-        }
-        let width = usize::from(coord.width);
-        let start = coord.index * TILE_WIDTH;
-        let entries = self
-            .store
-            .entries_range(start, start + width as u64)
-            .await?;
-        if entries.len() != width {
-            return Err(LogError::Corrupt(format!(
-                "bundle {} incomplete",
-                coord.path()
-            )));
-        }
-        let bytes = Bytes::from(encode_entry_bundle(
-            entries.iter().map(|e| e.data.as_slice()),
-        )?);
-        if coord.is_full() {
-            let mut cache = self.full_bundles.lock().expect("bundle cache");
-            if cache.len() >= TILE_CACHE_ENTRIES {
-                cache.clear();
-            }
-            cache.insert(coord.index, bytes.clone());
-        }
-        Ok(bytes)
-    }
+    /// Tiles, their inner nodes, entries and bundles, cached where they cannot change.
+    reads: ReadCache,
 }
 
 impl AppState {
@@ -234,15 +67,13 @@ impl AppState {
     ) -> Self {
         AppState {
             inner: Arc::new(Inner {
-                store,
                 published,
                 metrics,
                 policy,
                 vkey,
                 submitter,
-                hash_tiles: Mutex::new(HashMap::new()),
-                tile_trees: Mutex::new(HashMap::new()),
-                full_bundles: Mutex::new(HashMap::new()),
+                reads: ReadCache::new(store.clone()),
+                store,
             }),
         }
     }
@@ -305,10 +136,11 @@ async fn tile(State(state): State<AppState>, Path(path): Path<String>) -> Result
     let bytes = match coord.kind {
         TileKind::Hashes(level) => state
             .inner
+            .reads
             .hash_tile(level, coord.index, coord.width)
             .await?
             .slice(..usize::from(coord.width) * 32),
-        TileKind::Entries => state.inner.bundle(coord).await?,
+        TileKind::Entries => state.inner.reads.bundle(coord).await?,
     };
     let mut response = Response::new(Body::from(bytes));
     let headers = response.headers_mut();
@@ -400,7 +232,7 @@ async fn entry_by_index(
             "index {index} is not below tree size {size}"
         )));
     }
-    let record = state.inner.entry(index).await?;
+    let record = state.inner.reads.entry(index).await?;
     Ok(axum::Json(EntryReply {
         index,
         leaf_hash: record.leaf_hash.to_hex(),
@@ -473,7 +305,7 @@ async fn inclusion(
             // The leaf hash is in the level-0 tile (usually cached), no entry read needed.
             let tile_index = index / TILE_WIDTH;
             let width = tile_width(TileKind::Hashes(0), tile_index, size);
-            let tile = state.inner.tile_tree(0, tile_index, width).await?;
+            let tile = state.inner.reads.tile_tree(0, tile_index, width).await?;
             let leaf = tile
                 .node(0, (index % TILE_WIDTH) as usize)
                 .ok_or_else(|| LogError::Corrupt(format!("leaf {index} missing from its tile")))?;
@@ -499,7 +331,7 @@ async fn inclusion(
     };
     let proof = prove(
         size,
-        |l, i, w| state.inner.tile_tree(l, i, w),
+        |l, i, w| state.inner.reads.tile_tree(l, i, w),
         |f| inclusion_proof(index, size, f),
     )
     .await?;
@@ -548,7 +380,7 @@ async fn consistency(
     }
     let proof = prove(
         new,
-        |l, i, w| state.inner.tile_tree(l, i, w),
+        |l, i, w| state.inner.reads.tile_tree(l, i, w),
         |f| consistency_proof(old, new, f),
     )
     .await?;
@@ -601,7 +433,7 @@ async fn bundle_reply(
     size: u64,
     checkpoint: String,
 ) -> Result<Response> {
-    let record = inner.entry(index).await?;
+    let record = inner.reads.entry(index).await?;
     Ok(bundle_response(
         bundle_of(inner, record, size, checkpoint).await?,
     ))
@@ -617,7 +449,7 @@ async fn bundle_of(
     let index = record.index;
     let proof = prove(
         size,
-        |l, i, w| inner.tile_tree(l, i, w),
+        |l, i, w| inner.reads.tile_tree(l, i, w),
         |f| inclusion_proof(index, size, f),
     )
     .await?;

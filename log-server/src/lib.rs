@@ -20,13 +20,16 @@
 pub mod api;
 pub mod client;
 pub mod error;
+pub mod group_commit;
 pub mod keys;
 pub mod metrics;
 pub mod proofs;
 pub mod publish;
+pub mod read_cache;
 pub mod sequencer;
 pub mod storage;
 pub mod submission;
+pub mod tree_state;
 pub mod trillian;
 pub mod witnessing;
 
@@ -309,7 +312,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer> {
         .map_err(|e| LogError::io("listener", e))?;
     let vkey = signer.verifier().to_text();
 
-    let submitter = api::Submitter::spawn(store.clone(), metrics.clone(), wake.clone());
+    let submitter = group_commit::Submitter::spawn(store.clone(), metrics.clone(), wake.clone());
     let state = api::AppState::new(
         store.clone(),
         published.clone(),

@@ -12,11 +12,12 @@ use std::sync::Mutex;
 use arcane_verifier::Hash;
 use arcane_verifier::merkle::leaf_hash;
 use arcane_verifier::proof::verify_consistency;
+use arcane_verifier::timeline::{Fork, Step, Timeline, TreeHead};
 
 use super::client::{RetryPolicy, TrillianClient};
 use crate::error::{LogError, Result};
-use crate::sequencer::TreeState;
 use crate::storage::Store;
+use crate::tree_state::TreeState;
 
 /// Where the Trillian log tree is.
 #[derive(Clone, Debug)]
@@ -86,36 +87,37 @@ impl TrillianFollower {
         let root = self.client.latest_root().await?;
         let trillian_root = root.root()?;
         let ours = current.size();
-        if root.tree_size < ours {
-            return Err(inconsistent(format!(
-                "Trillian's tree has {} leaves, fewer than the {ours} this log already signed (a rewind)",
-                root.tree_size
-            )));
-        }
-        if root.tree_size == ours {
-            if trillian_root != current.root() {
+        let target = root.tree_size.min(ours + MAX_LEAVES_PER_ROUND);
+        // The timeline check every party runs, with the log's own policy on top: Trillian is
+        // this log's storage, so a smaller tree is a rewind even when it is a prefix.
+        let mut timeline = Timeline::new(Some(TreeHead {
+            size: ours,
+            root: current.root(),
+        }));
+        let shown = TreeHead {
+            size: root.tree_size,
+            root: trillian_root,
+        };
+        let fork = |fork: Fork| {
+            inconsistent(format!(
+                "Trillian's tree disagrees with the one this log signed (a fork): {fork}"
+            ))
+        };
+        match timeline.observe(shown).map_err(fork)? {
+            _ if root.tree_size < ours => {
                 return Err(inconsistent(format!(
-                    "Trillian's root for size {ours} is not the one this log signed (a fork)"
+                    "Trillian's tree has {} leaves, fewer than the {ours} this log already signed (a rewind)",
+                    root.tree_size
                 )));
             }
-            return Ok(None);
-        }
-        let target = root.tree_size.min(ours + MAX_LEAVES_PER_ROUND);
-        if ours > 0 && target == root.tree_size {
-            let proof = self.client.consistency_proof(ours, root.tree_size).await?;
-            verify_consistency(
-                ours,
-                root.tree_size,
-                &current.root(),
-                &trillian_root,
-                &proof,
-            )
-            .map_err(|e| {
-                inconsistent(format!(
-                    "Trillian's tree of {} does not extend the {ours} this log signed: {e}",
-                    root.tree_size
-                ))
-            })?;
+            Step::Keep => return Ok(None),
+            Step::Adopt => {}
+            // A partial round is checked below, once its leaves are appended.
+            Step::Prove(_) if target < root.tree_size => {}
+            Step::Prove(question) => {
+                let proof = self.client.consistency_proof(ours, root.tree_size).await?;
+                timeline.settle(&question, &proof).map_err(fork)?;
+            }
         }
         let mut hashes = Vec::with_capacity((target - ours) as usize);
         while (hashes.len() as u64) < target - ours {
