@@ -237,17 +237,10 @@ pub fn parse_policy_file(text: &str) -> Result<(WitnessPolicy, Vec<PolicyWitness
         match fields.as_slice() {
             [] | ["log", ..] => {}
             ["witness", name, key, rest @ ..] if rest.len() <= 1 => {
-                let raw: Vec<u8> = (0..key.len())
-                    .step_by(2)
-                    .map(|i| {
-                        key.get(i..i + 2)
-                            .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    })
-                    .collect::<Option<_>>()
-                    .ok_or(bad("witness key must be hex"))?;
-                let raw: [u8; 32] = raw
-                    .try_into()
-                    .map_err(|_| bad("witness key must be 32 bytes"))?;
+                // 32 bytes in hex: the hash's strict hex form.
+                let raw: [u8; 32] = crate::merkle::Hash::from_hex(key)
+                    .map_err(|_| bad("witness key must be 32 bytes of hex"))?
+                    .0;
                 let key = ed25519_dalek::VerifyingKey::from_bytes(&raw)
                     .map_err(|_| bad("not an Ed25519 key"))?;
                 witnesses.push(PolicyWitness {
@@ -326,6 +319,12 @@ mod policy_file_tests {
         assert_eq!(witnesses[1].key, w2);
         assert!(parse_policy_file("quorum nobody\n").is_err());
         assert!(parse_policy_file("witness x zz\n").is_err());
+        // A sign is not a hex digit (the key parser once took "+f" for 0x0f).
+        let signed = format!(
+            "witness w1.example +f{}\nquorum w1.example\n",
+            &hex(&w1)[2..]
+        );
+        assert!(parse_policy_file(&signed).is_err());
         assert!(
             parse_policy_file("nonsense line\n")
                 .unwrap_err()

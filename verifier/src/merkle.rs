@@ -32,8 +32,12 @@ impl Hash {
 
     /// Parses the lower- or upper-case hexadecimal form (64 digits).
     pub fn from_hex(text: &str) -> crate::Result<Self> {
-        if text.len() != 64 || !text.is_ascii() {
+        if text.len() != 64 {
             return Err(crate::Error::BadHashLength(text.len() / 2));
+        }
+        // Hex digits only: `from_str_radix` alone would also take a sign ("+f").
+        if !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(crate::Error::BadHashLength(0));
         }
         let mut out = [0u8; 32];
         for (i, byte) in out.iter_mut().enumerate() {
@@ -186,5 +190,8 @@ mod tests {
         assert!(Hash::from_hex("zz").is_err());
         assert!(Hash::from_hex(&"g".repeat(64)).is_err());
         assert!(Hash::from_hex(&"é".repeat(32)).is_err());
+        // Either case is accepted; a sign is not a hex digit.
+        assert_eq!(Hash::from_hex(&h.to_hex().to_uppercase()).unwrap(), h);
+        assert!(Hash::from_hex(&format!("+f{}", &h.to_hex()[2..])).is_err());
     }
 }
