@@ -42,6 +42,24 @@ enum Command {
     Verify(VerifyArgs),
     /// Show the receipt log.
     Receipts(ReceiptArgs),
+    /// Serve an OpenAI-compatible endpoint (chat completions, models) on loopback: every request
+    /// runs every check first.
+    Proxy(ProxyArgs),
+}
+
+#[derive(Args)]
+struct ProxyArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// Where to listen (loopback unless --allow-remote).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// Callers must send `Authorization: Bearer <key>` (also $ARCANE_PROXY_API_KEY).
+    #[arg(long, env = "ARCANE_PROXY_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Listen beyond loopback (the proxy spends this user's tokens: set --api-key too).
+    #[arg(long)]
+    allow_remote: bool,
 }
 
 #[derive(Args)]
@@ -244,6 +262,24 @@ async fn chat(args: ChatArgs) -> Result<(), ClientError> {
     }
 }
 
+async fn proxy(args: ProxyArgs) -> Result<(), ClientError> {
+    let client = client(&args.client)?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| ClientError::Config(format!("{}: {e}", args.listen)))?;
+    let running = arcane_cli::proxy::start(
+        client,
+        listener,
+        arcane_cli::proxy::ProxyOptions {
+            api_key: args.api_key,
+            allow_remote: args.allow_remote,
+        },
+    )?;
+    println!("arcane proxy listening on {}/v1", running.url());
+    interrupted().await;
+    Ok(())
+}
+
 async fn verify(args: VerifyArgs) -> Result<(), ClientError> {
     let mut client = client(&args.client)?;
     if !args.json {
@@ -383,6 +419,7 @@ fn main() -> ExitCode {
                 Command::Chat(args) => chat(args).await,
                 Command::Verify(args) => verify(args).await,
                 Command::Receipts(args) => receipts(args),
+                Command::Proxy(args) => proxy(args).await,
             }
         };
         if demo_interrupt {

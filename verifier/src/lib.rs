@@ -24,6 +24,8 @@
 //! - [`sealed`]: sealed requests (a DEK wrapped with HPKE to node REKs) and sealed streamed answers.
 //! - [`envelope`]: the bodies client → gateway → node carry (chat envelope, node request, OTT grant
 //!   request), one encoder and one parser each.
+//! - [`openai`]: the OpenAI-compatible chat surface a local proxy offers: strict request reading,
+//!   replies and errors in OpenAI's shapes.
 //! - [`tokens`]: Privacy Pass publicly verifiable tokens (RFC 9578 type 2) and the TGT → OTT derivation.
 //! - [`inner`]: the BHTTP inner request (OpenAI-shaped chat body, token material) and chunk contents.
 //! - [`streamed_response`]: the indeterminate-length BHTTP response a streamed answer travels in
@@ -66,6 +68,7 @@ pub mod log_api;
 pub mod merkle;
 pub mod nitro;
 pub mod note;
+pub mod openai;
 pub mod pem;
 pub mod proof;
 pub mod sealed;
