@@ -9,12 +9,10 @@
 
 use std::path::{Path, PathBuf};
 
-use arcane_cli::demo::{Stack, StackOptions};
-use arcane_cli::proxy::{ProxyOptions, RunningProxy, start};
-use arcane_client::{Client, ClientConfig, Trust};
-use arcane_engine::gguf::{TinyLlama, write_tiny_llama};
+use arcane_cli::proxy::{ProxyOptions, RunningProxy};
 
-fn quiet(_: &str) {}
+mod common;
+use common::{impostor_log_key, proxy_with, stack};
 
 fn scripts() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../clients/openai")
@@ -36,20 +34,6 @@ fn python() -> Option<String> {
 
 fn node_package() -> bool {
     scripts().join("node_modules/openai/package.json").exists()
-}
-
-async fn proxy(stack: &Stack, edit: impl FnOnce(String) -> String) -> RunningProxy {
-    let text = edit(std::fs::read_to_string(&stack.trust_file).unwrap());
-    let trust = Trust::from_toml(&text, stack.trust_file.parent().unwrap()).unwrap();
-    let mut config = ClientConfig::new(trust);
-    config.state_root = stack.client_state.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    start(
-        Client::new(config).unwrap(),
-        listener,
-        ProxyOptions::default(),
-    )
-    .unwrap()
 }
 
 async fn run(program: &str, script: &str, proxy: &RunningProxy, refusing: &RunningProxy) {
@@ -89,22 +73,9 @@ async fn the_official_openai_clients_stream_through_the_proxy_and_see_refusals()
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("tiny.gguf");
-    write_tiny_llama(&model, &TinyLlama::default()).unwrap();
-    let stack = Stack::start(StackOptions::new(dir.path().join("stack"), model), &quiet)
-        .await
-        .unwrap();
-    let impostor = arcane_verifier::note::NoteSigner::from_seed(
-        stack.log_key.name(),
-        arcane_verifier::note::ALG_ED25519,
-        &[7; 32],
-    )
-    .unwrap()
-    .verifier()
-    .to_text();
-    let genuine = stack.log_key.to_text();
-    let honest = proxy(&stack, |t| t).await;
-    let refusing = proxy(&stack, |t| t.replace(&genuine, &impostor)).await;
+    let stack = stack(dir.path(), true).await;
+    let honest = proxy_with(&stack, |t| t, ProxyOptions::default()).await;
+    let refusing = proxy_with(&stack, impostor_log_key(&stack), ProxyOptions::default()).await;
     run(python.as_deref().unwrap(), "check.py", &honest, &refusing).await;
     run("node", "check.mjs", &honest, &refusing).await;
 }

@@ -3,36 +3,11 @@
 //! the models list; refusals arriving as OpenAI errors with the right status (a failed check is a
 //! 502 naming the check, an unsupported field a 400 naming the field, a missing key a 401).
 
-use std::path::Path;
-
-use arcane_cli::demo::{Stack, StackOptions};
-use arcane_cli::proxy::{ProxyOptions, RunningProxy, start};
-use arcane_client::{Client, ClientConfig, Trust};
-use arcane_engine::gguf::{TinyLlama, write_tiny_llama};
+use arcane_cli::proxy::{ProxyOptions, start};
 use serde_json::{Value, json};
 
-fn quiet(_: &str) {}
-
-async fn stack(dir: &Path) -> Stack {
-    let model = dir.join("tiny.gguf");
-    write_tiny_llama(&model, &TinyLlama::default()).unwrap();
-    Stack::start(StackOptions::new(dir.join("stack"), model), &quiet)
-        .await
-        .unwrap()
-}
-
-async fn proxy(
-    stack: &Stack,
-    edit: impl FnOnce(String) -> String,
-    options: ProxyOptions,
-) -> RunningProxy {
-    let text = edit(std::fs::read_to_string(&stack.trust_file).unwrap());
-    let trust = Trust::from_toml(&text, stack.trust_file.parent().unwrap()).unwrap();
-    let mut config = ClientConfig::new(trust);
-    config.state_root = stack.client_state.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    start(Client::new(config).unwrap(), listener, options).unwrap()
-}
+mod common;
+use common::{impostor_log_key, proxy_with as proxy, stack};
 
 fn chat(stream: bool) -> Value {
     json!({
@@ -46,7 +21,7 @@ fn chat(stream: bool) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_shaped_chats_streamed_and_whole_with_their_verification() {
     let dir = tempfile::tempdir().unwrap();
-    let stack = stack(dir.path()).await;
+    let stack = stack(dir.path(), true).await;
     let proxy = proxy(&stack, |t| t, ProxyOptions::default()).await;
     let http = reqwest::Client::new();
     let url = format!("{}/v1/chat/completions", proxy.url());
@@ -144,25 +119,11 @@ async fn openai_shaped_chats_streamed_and_whole_with_their_verification() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_arrive_as_openai_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let stack = stack(dir.path()).await;
+    let stack = stack(dir.path(), true).await;
     let http = reqwest::Client::new();
 
     // A checkpoint signed by another key: 502, naming the check, streamed or not.
-    let impostor = arcane_verifier::note::NoteSigner::from_seed(
-        stack.log_key.name(),
-        arcane_verifier::note::ALG_ED25519,
-        &[7; 32],
-    )
-    .unwrap()
-    .verifier()
-    .to_text();
-    let genuine = stack.log_key.to_text();
-    let refusing = proxy(
-        &stack,
-        |t| t.replace(&genuine, &impostor),
-        ProxyOptions::default(),
-    )
-    .await;
+    let refusing = proxy(&stack, impostor_log_key(&stack), ProxyOptions::default()).await;
     for stream in [false, true] {
         let response = http
             .post(format!("{}/v1/chat/completions", refusing.url()))
@@ -226,14 +187,10 @@ async fn refusals_arrive_as_openai_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_proxy_stays_on_loopback_unless_told() {
     let dir = tempfile::tempdir().unwrap();
-    let stack = stack(dir.path()).await;
-    let text = std::fs::read_to_string(&stack.trust_file).unwrap();
-    let trust = Trust::from_toml(&text, stack.trust_file.parent().unwrap()).unwrap();
-    let mut config = ClientConfig::new(trust);
-    config.state_root = stack.client_state.clone();
+    let stack = stack(dir.path(), true).await;
     let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
     let refused = start(
-        Client::new(config).unwrap(),
+        common::client_with(&stack, |t| t),
         listener,
         ProxyOptions::default(),
     );

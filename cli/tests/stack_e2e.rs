@@ -3,14 +3,12 @@
 //! it. The happy path streams a verified answer; every refusal happens before any DEK is wrapped,
 //! which the tests observe at the gateway: it never redeems a chat token.
 
-use std::path::Path;
 use std::time::Duration;
 
-use arcane_cli::demo::{Stack, StackOptions, release_entry};
+use arcane_cli::demo::{Stack, release_entry};
 use arcane_client::receipts::read_all;
 use arcane_client::{ChatEvent, Check, Client, ClientConfig, ClientError, Route, Trust};
 use arcane_compute::attestation::{DeclaredMeasurements, SimulatedNsm};
-use arcane_engine::gguf::{TinyLlama, write_tiny_llama};
 use arcane_gateway::proven::{Proven, bundles_of_kind};
 use arcane_verifier::attested::{NodeBundle, NodeRegistration};
 use arcane_verifier::inner::{ChatCompletionRequest, ChatMessage};
@@ -23,22 +21,8 @@ fn now_ms() -> u64 {
 
 fn quiet(_: &str) {}
 
-async fn stack(dir: &Path, with_node: bool) -> Stack {
-    let model = dir.join("tiny.gguf");
-    write_tiny_llama(&model, &TinyLlama::default()).unwrap();
-    let mut options = StackOptions::new(dir.join("stack"), model);
-    options.with_node = with_node;
-    Stack::start(options, &quiet).await.unwrap()
-}
-
-/// A client of `stack` whose trust file is the stack's, changed by `edit`.
-fn client_with(stack: &Stack, edit: impl FnOnce(String) -> String) -> Client {
-    let text = edit(std::fs::read_to_string(&stack.trust_file).unwrap());
-    let trust = Trust::from_toml(&text, stack.trust_file.parent().unwrap()).unwrap();
-    let mut config = ClientConfig::new(trust);
-    config.state_root = stack.client_state.clone();
-    Client::new(config).unwrap()
-}
+mod common;
+use common::{client_with, impostor_log_key, stack};
 
 fn client(stack: &Stack) -> Client {
     client_with(stack, |t| t)
@@ -430,16 +414,7 @@ async fn an_ohttp_key_that_is_not_in_the_log_is_refused() {
 async fn a_checkpoint_signed_by_another_key_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let stack = stack(dir.path(), true).await;
-    let impostor = arcane_verifier::note::NoteSigner::from_seed(
-        stack.log_key.name(),
-        arcane_verifier::note::ALG_ED25519,
-        &[7; 32],
-    )
-    .unwrap()
-    .verifier()
-    .to_text();
-    let genuine = stack.log_key.to_text();
-    let mut c = client_with(&stack, |t| t.replace(&genuine, &impostor));
+    let mut c = client_with(&stack, impostor_log_key(&stack));
     let result = c.chat(request("secret prompt", 8), Route::Cloud).await;
     assert_refused_before_wrap(&stack, result, Check::Checkpoint, "signature").await;
 }
