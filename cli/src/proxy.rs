@@ -152,16 +152,20 @@ async fn chat_completions(
         Err(e) => return reply(&e),
     };
     let model = request.model.clone();
-    let answer = {
+    // The checks this request passed are collected while it holds the client.
+    let (answer, passed) = {
         let mut client = proxy.client.lock().await;
         proxy.passed.lock().expect("passed").clear();
-        client.chat(request, Route::Cloud).await
+        let answer = client.chat(request, Route::Cloud).await;
+        (
+            answer,
+            std::mem::take(&mut *proxy.passed.lock().expect("passed")),
+        )
     };
     let mut answer = match answer {
         Ok(answer) => answer,
         Err(e) => return reply(&api_error(&e)),
     };
-    let passed = std::mem::take(&mut *proxy.passed.lock().expect("passed"));
     let (id, created) = (answer_id(), now_seconds());
     if !stream {
         let mut text = String::new();
@@ -252,7 +256,12 @@ async fn models(State(proxy): State<Arc<Proxy>>, headers: HeaderMap) -> Response
     if let Err(e) = authorized(&proxy, &headers) {
         return reply(&e);
     }
-    let preflight = proxy.client.lock().await.preflight(None).await;
+    let preflight = {
+        let mut client = proxy.client.lock().await;
+        let preflight = client.preflight(None).await;
+        proxy.passed.lock().expect("passed").clear();
+        preflight
+    };
     match preflight {
         Ok(p) => {
             let mut names: Vec<String> = p.candidates.iter().map(|c| c.model.clone()).collect();
