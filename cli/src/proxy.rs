@@ -131,12 +131,15 @@ fn answer_id() -> String {
     format!("chatcmpl-{}", hex::encode(bytes))
 }
 
-/// The verification record of one answer.
-fn verification(passed: &[Passed], summary: &Summary) -> Value {
-    json!({
+/// The verification record of one answer (the checks it passed and its receipt), kept as the
+/// latest.
+fn record_answer(proxy: &Proxy, passed: &[Passed], summary: &Summary) -> Value {
+    let record = json!({
         "checks": passed,
         "receipt": summary.receipt,
-    })
+    });
+    *proxy.latest.lock().expect("latest") = Some(record.clone());
+    record
 }
 
 async fn chat_completions(
@@ -173,8 +176,7 @@ async fn chat_completions(
             match event {
                 Ok(ChatEvent::Delta(d)) => text.push_str(&d),
                 Ok(ChatEvent::Done(summary)) => {
-                    let record = verification(&passed, &summary);
-                    *proxy.latest.lock().expect("latest") = Some(record.clone());
+                    let record = record_answer(&proxy, &passed, &summary);
                     let body = completion(
                         &id,
                         created,
@@ -215,8 +217,7 @@ async fn chat_completions(
                     .await
                 }
                 Ok(ChatEvent::Done(summary)) => {
-                    let record = verification(&passed, &summary);
-                    *proxy.latest.lock().expect("latest") = Some(record.clone());
+                    let record = record_answer(&proxy, &passed, &summary);
                     let last = chunk_event(
                         &id,
                         created,

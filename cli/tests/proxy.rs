@@ -95,23 +95,13 @@ async fn openai_shaped_chats_streamed_and_whole_with_their_verification() {
     );
 
     // The latest record, and the models the verified nodes serve.
-    let latest: Value = http
-        .get(format!("{}/v1/verification", proxy.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let get = |path: &str| {
+        let request = http.get(format!("{}{path}", proxy.url()));
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let latest = get("/v1/verification").await;
     assert_eq!(latest, last["arcane_verification"]);
-    let models: Value = http
-        .get(format!("{}/v1/models", proxy.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let models = get("/v1/models").await;
     assert_eq!(models["object"], "list");
     assert_eq!(models["data"][0]["id"], stack.model.name);
 }

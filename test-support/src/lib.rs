@@ -7,21 +7,9 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
-/// A spawned server process and the address its listening line named; killed (and reaped) when
-/// dropped.
+/// A spawned server process (`.0`) and the address its listening line named (`.1`); killed (and
+/// reaped) when dropped.
 pub struct Spawned(pub Child, pub String);
-
-impl Spawned {
-    /// The process.
-    pub fn child(&mut self) -> &mut Child {
-        &mut self.0
-    }
-
-    /// The address (or URL) it listens on.
-    pub fn address(&self) -> &str {
-        &self.1
-    }
-}
 
 impl Drop for Spawned {
     fn drop(&mut self) {
@@ -103,9 +91,9 @@ mod tests {
         assert_eq!(e, "Some(2): bad flag\n");
         let mut command = Command::new("sh");
         command.args(["-c", "echo 'server listening on 127.0.0.1:1'; sleep 30"]);
-        let mut spawned = spawn_listening(command, "server").unwrap();
-        assert_eq!(spawned.address(), "127.0.0.1:1");
-        let pid = spawned.child().id();
+        let spawned = spawn_listening(command, "server").unwrap();
+        assert_eq!(spawned.1, "127.0.0.1:1");
+        let pid = spawned.0.id();
         drop(spawned);
         // Killed and reaped: no such process any more.
         assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());

@@ -78,8 +78,9 @@ const IGNORED: [&str; 4] = ["user", "store", "metadata", "parallel_tool_calls"];
 struct Message {
     role: String,
     content: Content,
-    #[serde(default)]
-    name: Option<String>,
+    /// A participant's name: accepted, not used.
+    #[serde(default, rename = "name")]
+    _name: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -206,7 +207,6 @@ pub fn parse_chat_request(
     let messages = messages
         .into_iter()
         .map(|m| {
-            let _ = m.name;
             let content = match m.content {
                 Content::Text(t) => t,
                 Content::Parts(parts) => {

@@ -153,7 +153,7 @@ pub fn decide(
     }
     // The rest is the timeline check every party runs; the protocol only adds which status each
     // outcome gets, and that a proof where none is needed is refused.
-    let timeline = Timeline::new(latest.map(|(size, root)| TreeHead { size, root }));
+    let mut timeline = Timeline::new(latest.map(|(size, root)| TreeHead { size, root }));
     match timeline.observe(TreeHead::from(&verified)) {
         Ok(Step::Adopt) if !request.proof.is_empty() => return Err(Refusal::BadProof),
         Ok(Step::Keep) if !request.proof.is_empty() => {
@@ -163,7 +163,6 @@ pub fn decide(
         }
         Ok(Step::Adopt | Step::Keep) => {}
         Ok(Step::Prove(question)) => {
-            let mut timeline = timeline;
             timeline
                 .settle(&question, &request.proof)
                 .map_err(|_| Refusal::BadProof)?;
