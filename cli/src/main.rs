@@ -310,7 +310,7 @@ fn receipts(args: ReceiptArgs) -> Result<(), ClientError> {
             println!("{}", serde_json::to_string(r).expect("receipt JSON"));
         } else {
             println!(
-                "{} {:<11} model {} | checkpoint {} size {} root {}… | release entry {} ({}…) | document {}… | {} token(s)",
+                "{} {:<11} model {} | checkpoint {} size {} root {}… | release entry {} ({}…) | document {}… | {} token(s) | {} checks passed",
                 r.at_ms,
                 r.outcome,
                 r.model,
@@ -320,7 +320,8 @@ fn receipts(args: ReceiptArgs) -> Result<(), ClientError> {
                 r.release_index,
                 &r.release_leaf_hash[..16],
                 &r.document_sha256[..16],
-                r.completion_tokens
+                r.completion_tokens,
+                r.checks.len()
             );
         }
     }

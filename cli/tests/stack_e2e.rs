@@ -9,20 +9,15 @@ use arcane_cli::demo::{Stack, release_entry};
 use arcane_client::receipts::read_all;
 use arcane_client::{ChatEvent, Check, Client, ClientConfig, ClientError, Route, Trust};
 use arcane_compute::attestation::{DeclaredMeasurements, SimulatedNsm};
-use arcane_gateway::proven::{Proven, bundles_of_kind};
-use arcane_verifier::attested::{NodeBundle, NodeRegistration};
 use arcane_verifier::inner::{ChatCompletionRequest, ChatMessage};
-use arcane_verifier::nitro::binding_user_data;
-use arcane_verifier::sealed::RekSecret;
-
-fn now_ms() -> u64 {
-    arcane_client::session::now_ms()
-}
 
 fn quiet(_: &str) {}
 
 mod common;
-use common::{client_with, impostor_log_key, stack};
+use common::{
+    bundle_from, client_with, impostor_log_key, list_unverified, now_ms, random_measurements,
+    redeemed_at_gateway, releases, stack, trusting_root,
+};
 
 fn client(stack: &Stack) -> Client {
     client_with(stack, |t| t)
@@ -38,117 +33,6 @@ fn request(prompt: &str, max_tokens: u32) -> ChatCompletionRequest {
         max_tokens: Some(max_tokens),
         temperature: None,
         stream: Some(true),
-    }
-}
-
-/// Chat tokens the gateway redeemed: a request that reached it spent one.
-async fn redeemed_at_gateway(stack: &Stack) -> i64 {
-    let db =
-        arcane_gateway::tokens::open_database(&stack.options.data_dir.join("gateway/gateway.db"))
-            .await
-            .unwrap();
-    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM spent_tokens WHERE scope = 'gateway'")
-        .fetch_one(&db)
-        .await
-        .unwrap();
-    db.close().await;
-    n
-}
-
-async fn releases(stack: &Stack) -> Vec<Proven> {
-    bundles_of_kind(
-        &arcane_log_client::LogClient::new(&stack.log_url).unwrap(),
-        &stack.log_trust(),
-        "release",
-        now_ms() / 1000,
-    )
-    .await
-    .unwrap()
-}
-
-/// A node bundle from `nsm`, bound to `release` and the stack's model, dated `timestamp_ms`.
-fn bundle_from(
-    nsm: &SimulatedNsm,
-    release: &Proven,
-    model_sha256: [u8; 32],
-    timestamp_ms: u64,
-) -> NodeBundle {
-    let rek = RekSecret::generate().public();
-    let user_data = binding_user_data(&model_sha256, &release.verified.leaf_hash.0);
-    NodeBundle {
-        document: nsm
-            .attest_at(Some(&rek.0), Some(&user_data), None, timestamp_ms)
-            .unwrap(),
-        release: release.bundle.clone(),
-    }
-}
-
-/// Makes the gateway lie: it lists `bundle` without verifying it (as a compromised gateway
-/// would), under the verified identity of a genuine bundle.
-async fn list_unverified(stack: &Stack, bundle: &NodeBundle) {
-    let genuine = bundle_from(
-        &stack.nsm,
-        &releases(stack).await[0],
-        stack.model.sha256,
-        now_ms(),
-    );
-    let verified = stack
-        .gateway_state
-        .registry
-        .check(
-            &NodeRegistration::new(
-                "http://127.0.0.1:9".into(),
-                stack.model.name.clone(),
-                1,
-                &genuine,
-            ),
-            now_ms(),
-        )
-        .unwrap();
-    stack
-        .gateway_state
-        .registry
-        .list(
-            &NodeRegistration::new(
-                "http://127.0.0.1:9".into(),
-                stack.model.name.clone(),
-                1,
-                bundle,
-            ),
-            verified,
-        )
-        .unwrap();
-}
-
-fn random_measurements() -> DeclaredMeasurements {
-    let mut m = DeclaredMeasurements {
-        pcr0: [0; 48],
-        pcr1: [0; 48],
-        pcr2: [0; 48],
-        pcr8: None,
-    };
-    for pcr in [&mut m.pcr0, &mut m.pcr1, &mut m.pcr2] {
-        getrandom::fill(pcr).unwrap();
-    }
-    m
-}
-
-/// The trust file edited to trust `nsm`'s root instead of the stack's.
-fn trusting_root(stack: &Stack, nsm: &SimulatedNsm) -> impl FnOnce(String) -> String {
-    let path = stack
-        .options
-        .data_dir
-        .join(format!("other-root-{}.pem", now_ms()));
-    std::fs::write(
-        &path,
-        arcane_verifier::nitro::certificate_pem(nsm.root_der()),
-    )
-    .unwrap();
-    move |t: String| {
-        t.replace(
-            "development_nitro_root = \"nsm-root.pem\"",
-            &format!("development_nitro_root = {:?}", path.display().to_string()),
-        )
     }
 }
 
@@ -213,6 +97,11 @@ async fn a_verified_request_streams_its_answer_and_leaves_a_receipt() {
     assert_eq!(
         receipt.release_leaf_hash,
         attested.release.verified.leaf_hash.to_hex()
+    );
+    assert_eq!(
+        receipt.checks.iter().map(|p| p.check).collect::<Vec<_>>(),
+        Check::ALL.to_vec(),
+        "the receipt records every check passed"
     );
     assert_eq!(read_all(c.state()).unwrap(), vec![receipt.clone()]);
     assert_eq!(redeemed_at_gateway(&stack).await, 1);

@@ -23,6 +23,15 @@ use crate::view::check_checkpoint;
 /// Most entries any one cache holds before it is emptied.
 const CACHE_CAPACITY: usize = 4096;
 
+/// A check that passed, as it is reported.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Passed {
+    /// Which check.
+    pub check: Check,
+    /// What it established, in a few words.
+    pub detail: String,
+}
+
 /// The gateway's keys, each proven by a verified entry.
 #[derive(Clone, Debug)]
 pub struct GatewayKeys {

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 /// The checks run before every request, in order. A refusal names the one that failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Check {
     /// The checkpoint's log signature.

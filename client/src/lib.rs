@@ -47,6 +47,7 @@ pub mod answer;
 pub mod checks;
 pub mod error;
 pub mod receipts;
+#[cfg(feature = "net")]
 pub mod session;
 pub mod state;
 pub mod transport;
@@ -57,7 +58,11 @@ pub mod wallet;
 #[cfg(feature = "local")]
 pub mod local;
 
-pub use answer::{ChatEvent, ChatStream, Route, Summary};
+#[cfg(feature = "net")]
+pub use answer::ChatStream;
+pub use answer::{ChatEvent, Route, Summary};
+pub use checks::Passed;
 pub use error::{Check, ClientError, Result};
-pub use session::{Client, ClientConfig, Passed, Preflight};
+#[cfg(feature = "net")]
+pub use session::{Client, ClientConfig, Preflight};
 pub use trust::Trust;

@@ -39,6 +39,10 @@ pub struct Receipt {
     pub outcome: String,
     /// Tokens generated, as the node reported.
     pub completion_tokens: u64,
+    /// Every check this request passed before it was sealed, in order (the verification
+    /// record; absent in receipts written before it was kept).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<crate::checks::Passed>,
 }
 
 /// Appends a receipt.

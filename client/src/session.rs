@@ -7,17 +7,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arcane_verifier::checkpoint::VerifiedCheckpoint;
-use arcane_verifier::envelope::ChatEnvelope;
-use arcane_verifier::inner::{
-    ChatCompletionRequest, ChunkContent, InnerRequest, encode_inner_request,
-};
-use arcane_verifier::sealed::{self, ResponseReader};
+use arcane_verifier::inner::ChatCompletionRequest;
 use tokio::sync::mpsc;
 
+use crate::answer::{AnswerOpener, ReceiptContext, prepare_chat, seal_chat};
 pub use crate::answer::{ChatEvent, ChatStream, Route, Summary};
+pub use crate::checks::Passed;
 use crate::checks::{Candidate, Checks, GatewayKeys, ModelListing, NodeList};
 use crate::error::{Check, ClientError, Result};
-use crate::receipts::{self, Receipt};
+use crate::receipts;
 use crate::state::StateDir;
 use crate::transport::{self, Hop, InnerHttp};
 use crate::trust::Trust;
@@ -36,15 +34,6 @@ pub fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-/// A check that passed, as it is reported.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct Passed {
-    /// Which check.
-    pub check: Check,
-    /// What it established, in a few words.
-    pub detail: String,
 }
 
 /// What the checks established before a request.
@@ -255,10 +244,10 @@ impl Client {
                 &trust.gateway_url,
                 &keys.ohttp_config,
                 TokenKeys {
-                    tgt: &keys.tgt_key,
-                    ott: &keys.ott_key,
-                    valid_tgt_ids: &keys.tgt_key_ids,
-                    valid_ott_ids: &keys.ott_key_ids,
+                    tgt: keys.tgt_key.clone(),
+                    ott: keys.ott_key.clone(),
+                    valid_tgt_ids: keys.tgt_key_ids.clone(),
+                    valid_ott_ids: keys.ott_key_ids.clone(),
                 },
                 api_key,
             )
@@ -456,20 +445,9 @@ impl Client {
         self.chat_private(request).await
     }
 
-    async fn chat_private(&mut self, mut request: ChatCompletionRequest) -> Result<ChatStream> {
-        // A malformed request is refused before anything is fetched or spent (the model name,
-        // when left empty, is filled in from the verified candidates).
-        let asked = std::mem::take(&mut request.model);
-        request.model = if asked.is_empty() {
-            "any".into()
-        } else {
-            asked.clone()
-        };
-        request.stream = Some(true);
-        request
-            .validate()
-            .map_err(|e| ClientError::Config(format!("the request: {e}")))?;
-        let model = (!asked.is_empty()).then_some(asked);
+    async fn chat_private(&mut self, request: ChatCompletionRequest) -> Result<ChatStream> {
+        // A malformed request is refused before anything is fetched or spent.
+        let (mut request, model) = prepare_chat(request)?;
         let preflight = self.preflight(model.as_deref()).await?;
         request.model = preflight.candidates[0].model.clone();
         // Two OTTs: one admits the request at the relay, one is redeemed by the gateway (and
@@ -479,24 +457,14 @@ impl Client {
         let relay_ott = otts.pop().expect("two");
         let material = self.wallet.material(&gateway_ott)?;
         let model = request.model.clone();
-        let mut inner_request = InnerRequest {
-            chat: request,
-            token: Some(material.encode().to_vec()),
-            badge: None,
-        };
-        let encoded = encode_inner_request(&inner_request);
-        // The plaintext copies end here: the messages and the token material are erased.
-        for message in &mut inner_request.chat.messages {
-            zeroize::Zeroize::zeroize(&mut message.content);
-        }
-        if let Some(token) = &mut inner_request.token {
-            zeroize::Zeroize::zeroize(token);
-        }
-        let inner = zeroize::Zeroizing::new(encoded?);
         // Only now, with every check passed: a fresh DEK, wrapped to each verified REK.
-        let reks: Vec<_> = preflight.candidates.iter().map(|c| c.node.rek).collect();
-        let (wrapped, ciphertext, opener) = sealed::seal_request(&inner, &reks, now_ms() / 1000)?;
-        let envelope = ChatEnvelope::encode(&gateway_ott.token.encode(), &wrapped, &ciphertext)?;
+        let (envelope, opener) = seal_chat(
+            request,
+            &preflight.candidates,
+            &gateway_ott.token,
+            &material,
+            now_ms() / 1000,
+        )?;
         let trust = Arc::clone(self.checks.trust());
         let mut answer = transport::call_streaming(
             &self.http,
@@ -534,159 +502,61 @@ impl Client {
         }
         let (tx, rx) = mpsc::channel(64);
         let context = ReceiptContext {
-            state: self.state.clone(),
             model,
             checkpoint: preflight.checkpoint.clone(),
             candidates: preflight.candidates,
+            checks: preflight.report,
         };
         tokio::spawn(read_answer(
             answer,
-            ResponseReader::new(opener),
-            context,
+            AnswerOpener::new(opener, context),
+            self.state.clone(),
             tx,
         ));
         Ok(ChatStream::from_channel(rx))
     }
 }
 
-struct ReceiptContext {
-    state: StateDir,
-    model: String,
-    checkpoint: VerifiedCheckpoint,
-    candidates: Vec<Candidate>,
-}
-
-impl ReceiptContext {
-    fn receipt(
-        &self,
-        answered_by: usize,
-        outcome: &str,
-        completion_tokens: u64,
-    ) -> Option<Receipt> {
-        let c = self.candidates.get(answered_by)?;
-        let node = &c.node;
-        Some(Receipt {
-            at_ms: now_ms(),
-            model: self.model.clone(),
-            log_origin: self.checkpoint.checkpoint.origin.clone(),
-            checkpoint_size: self.checkpoint.checkpoint.size,
-            checkpoint_root: hex::encode(self.checkpoint.checkpoint.root.0),
-            release_index: node.release.index,
-            release_leaf_hash: hex::encode(node.release.leaf_hash.0),
-            model_sha256: hex::encode(node.model_sha256),
-            document_sha256: hex::encode(node.document_hash),
-            rek_id: hex::encode(node.rek.id()),
-            attested_at_ms: node.attested_at_ms,
-            candidates: self.candidates.len(),
-            outcome: outcome.to_owned(),
-            completion_tokens,
-        })
-    }
-}
-
-/// Opens the sealed answer as it arrives and forwards text deltas; the final chunk writes the
-/// receipt and ends the stream with a summary.
+/// Opens the sealed answer as it arrives and forwards its events; the receipt of an answer that
+/// ended (or broke) is written to the state folder.
 async fn read_answer(
     mut answer: transport::StreamedAnswer,
-    mut reader: ResponseReader,
-    context: ReceiptContext,
+    mut opener: AnswerOpener,
+    state: StateDir,
     tx: mpsc::Sender<Result<ChatEvent>>,
 ) {
-    let mut chunks = 0usize;
-    let mut usage = None;
-    let mut finish_reason = None;
-    let interrupted = |chunks: usize, reason: String| ClientError::Interrupted { chunks, reason };
     loop {
-        // Drain every complete chunk before reading more bytes.
-        loop {
-            match reader.next_chunk() {
-                Ok(Some(chunk)) => {
-                    chunks += 1;
-                    match ChunkContent::parse(&chunk.content) {
-                        Ok(ChunkContent::Completion(c)) => {
-                            if let Some(u) = c.usage {
-                                usage = Some(u);
-                            }
-                            for choice in &c.choices {
-                                if let Some(r) = &choice.finish_reason {
-                                    finish_reason = Some(r.clone());
-                                }
-                                if let Some(text) = &choice.delta.content
-                                    && !text.is_empty()
-                                    && tx.send(Ok(ChatEvent::Delta(text.clone()))).await.is_err()
-                                {
-                                    return;
-                                }
-                            }
-                        }
-                        Ok(ChunkContent::Error(e)) => {
-                            let _ = tx
-                                .send(Err(ClientError::Node {
-                                    kind: e.kind,
-                                    message: e.message,
-                                }))
-                                .await;
-                            return;
-                        }
-                        Err(e) => {
-                            let _ = tx.send(Err(ClientError::Answer(e.to_string()))).await;
-                            return;
-                        }
-                    }
-                    if chunk.last {
-                        let receipt = reader.answered_by().and_then(|i| {
-                            context.receipt(i, "answered", usage.map_or(0, |u| u.completion_tokens))
-                        });
-                        if let Some(r) = &receipt
-                            && let Err(e) = receipts::append(&context.state, r)
-                        {
-                            tracing::warn!(error = %e, "the receipt could not be written");
-                        }
-                        let _ = tx
-                            .send(Ok(ChatEvent::Done(Box::new(Summary {
-                                route: Route::Cloud,
-                                usage,
-                                finish_reason,
-                                receipt,
-                            }))))
-                            .await;
-                        return;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    let _ = tx.send(Err(ClientError::Answer(e.to_string()))).await;
-                    return;
-                }
+        // Every complete chunk before more bytes are read.
+        while let Some(event) = opener.next_event(now_ms()) {
+            if let Ok(ChatEvent::Done(summary)) = &event
+                && let Some(r) = &summary.receipt
+                && let Err(e) = receipts::append(&state, r)
+            {
+                tracing::warn!(error = %e, "the receipt could not be written");
             }
-        }
-        match answer.content.recv().await {
-            Some(Ok(bytes)) => reader.push(&bytes),
-            Some(Err(e)) => {
-                let reason = format!("the connection broke: {e}");
-                record_interruption(&context, &reader, chunks);
-                let _ = tx.send(Err(interrupted(chunks, reason))).await;
-                return;
-            }
-            None => {
-                let reason = match reader.finish() {
-                    Err(e) => format!("the stream ended early: {e}"),
-                    Ok(()) => "the stream ended without its final chunk".to_owned(),
-                };
-                record_interruption(&context, &reader, chunks);
-                let _ = tx.send(Err(interrupted(chunks, reason))).await;
+            if tx.send(event).await.is_err() {
                 return;
             }
         }
-    }
-}
-
-fn record_interruption(context: &ReceiptContext, reader: &ResponseReader, chunks: usize) {
-    if let Some(r) = reader
-        .answered_by()
-        .and_then(|i| context.receipt(i, "interrupted", chunks as u64))
-        && let Err(e) = receipts::append(&context.state, &r)
-    {
-        tracing::warn!(error = %e, "the receipt could not be written");
+        if opener.is_ended() {
+            return;
+        }
+        let broke = match answer.content.recv().await {
+            Some(Ok(bytes)) => {
+                opener.push(&bytes);
+                continue;
+            }
+            Some(Err(e)) => Some(e),
+            None => None,
+        };
+        if let Some((error, receipt)) = opener.interrupted(broke, now_ms()) {
+            if let Some(r) = &receipt
+                && let Err(e) = receipts::append(&state, r)
+            {
+                tracing::warn!(error = %e, "the receipt could not be written");
+            }
+            let _ = tx.send(Err(error)).await;
+        }
+        return;
     }
 }

@@ -2,14 +2,9 @@
 //! configuration, sent to the gateway (token issuance) or through the relay with a one-time token
 //! (everything else), and answers read back — whole, or as a stream for chat answers.
 
-use std::pin::Pin;
-
-use arcane_verifier::tokens::Token;
-use base64::Engine as _;
-use futures::TryStreamExt;
-use futures::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-
 use crate::error::{ClientError, Result};
+#[cfg(feature = "net")]
+pub use exchange::*;
 
 /// Media type of a standard encapsulated request.
 pub const OHTTP_REQ: &str = "message/ohttp-req";
@@ -17,24 +12,6 @@ pub const OHTTP_REQ: &str = "message/ohttp-req";
 pub const OHTTP_CHUNKED_REQ: &str = "message/ohttp-chunked-req";
 /// Largest whole answer read into memory.
 pub const MAX_ANSWER: usize = 4 << 20;
-
-/// Where an encapsulated request goes.
-#[derive(Clone, Copy, Debug)]
-pub enum Hop<'a> {
-    /// Straight to the gateway (token issuance: the gateway learns the address anyway).
-    Gateway(&'a str),
-    /// Through the relay, admitted with a one-time token.
-    Relay(&'a str, &'a Token),
-}
-
-impl Hop<'_> {
-    fn service(&self) -> &'static str {
-        match self {
-            Hop::Gateway(_) => "gateway",
-            Hop::Relay(..) => "relay",
-        }
-    }
-}
 
 /// An inner request.
 #[derive(Clone, Debug)]
@@ -70,88 +47,22 @@ impl InnerHttp<'_> {
     }
 }
 
-/// Reads a whole answer body, refusing one larger than `limit` bytes as it arrives (a hostile
-/// server cannot make the client buffer without bound).
-pub async fn read_limited(
-    reply: reqwest::Response,
-    limit: usize,
-    service: &'static str,
-) -> Result<Vec<u8>> {
-    arcane_log_client::read_limited(reply, limit)
-        .await
-        .map_err(|e| unreachable(service, e))
-}
-
-/// The first 300 characters of an error answer, for messages.
-async fn error_text(reply: reqwest::Response, service: &'static str) -> String {
-    match read_limited(reply, 4096, service).await {
-        Ok(body) => String::from_utf8_lossy(&body).chars().take(300).collect(),
-        Err(e) => e.to_string(),
-    }
-}
-
-fn unreachable(service: &'static str, e: impl std::fmt::Display) -> ClientError {
-    ClientError::Unreachable {
-        service,
-        reason: e.to_string(),
-    }
-}
-
-async fn post(
-    http: &reqwest::Client,
-    hop: Hop<'_>,
-    media_type: &str,
-    body: Vec<u8>,
-) -> Result<reqwest::Response> {
-    let (base, token) = match hop {
-        Hop::Gateway(base) => (base, None),
-        Hop::Relay(base, token) => (base, Some(token)),
-    };
-    let mut request = http
-        .post(format!("{base}/.well-known/ohttp-gateway"))
-        .header("content-type", media_type)
-        .body(body);
-    if let Some(token) = token {
-        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token.encode());
-        request = request.header("authorization", format!("PrivateToken token=\"{b64}\""));
-    }
-    let reply = request
-        .send()
-        .await
-        .map_err(|e| unreachable(hop.service(), e))?;
-    let status = reply.status().as_u16();
-    if status == 200 {
-        return Ok(reply);
-    }
-    let message = error_text(reply, hop.service()).await;
-    if status == 401 && matches!(hop, Hop::Relay(..)) {
-        return Err(ClientError::TokenRefused {
-            by: "relay",
-            reason: message,
-        });
-    }
-    Err(ClientError::Status {
-        service: hop.service(),
-        status,
-        message,
-    })
-}
-
-/// A standard OHTTP exchange: the inner answer's status and content.
-pub async fn call(
-    http: &reqwest::Client,
-    hop: Hop<'_>,
+/// Encapsulates `inner` to the key configuration `key_config` (a standard, not chunked, OHTTP
+/// request): the encapsulated request and what opens its answer.
+pub fn encapsulate(
     key_config: &[u8],
     inner: &InnerHttp<'_>,
-) -> Result<(u16, Vec<u8>)> {
+) -> Result<(Vec<u8>, ohttp::ClientResponse)> {
     let encoded = inner.encode()?;
-    let (encapsulated, response) = ohttp::ClientRequest::from_encoded_config(key_config)
+    ohttp::ClientRequest::from_encoded_config(key_config)
         .and_then(|r| r.encapsulate(&encoded))
-        .map_err(|e| ClientError::Answer(format!("OHTTP encapsulation: {e}")))?;
-    let reply = post(http, hop, OHTTP_REQ, encapsulated).await?;
-    let bytes = read_limited(reply, MAX_ANSWER, hop.service()).await?;
+        .map_err(|e| ClientError::Answer(format!("OHTTP encapsulation: {e}")))
+}
+
+/// Opens a standard OHTTP answer: the inner answer's status and content.
+pub fn decapsulate(response: ohttp::ClientResponse, bytes: &[u8]) -> Result<(u16, Vec<u8>)> {
     let plain = response
-        .decapsulate(&bytes)
+        .decapsulate(bytes)
         .map_err(|e| ClientError::Answer(format!("OHTTP answer does not open: {e}")))?;
     let answer = bhttp::Message::read_bhttp(&mut std::io::Cursor::new(&plain[..]))
         .map_err(|e| ClientError::Answer(format!("inner answer: {e}")))?;
@@ -163,133 +74,243 @@ pub async fn call(
     Ok((status, answer.content().to_vec()))
 }
 
-/// An in-memory `AsyncWrite` the chunked encapsulation writes into (the request is sent whole;
-/// only the answer streams).
-#[derive(Clone, Default)]
-struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+#[cfg(feature = "net")]
+mod exchange {
+    use std::pin::Pin;
 
-impl Sink {
-    fn take(&self) -> Vec<u8> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-}
+    use arcane_verifier::tokens::Token;
+    use base64::Engine as _;
+    use futures::TryStreamExt;
+    use futures::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-impl futures::io::AsyncWrite for Sink {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend_from_slice(buf);
-        std::task::Poll::Ready(Ok(buf.len()))
+    use super::*;
+
+    /// Where an encapsulated request goes.
+    #[derive(Clone, Copy, Debug)]
+    pub enum Hop<'a> {
+        /// Straight to the gateway (token issuance: the gateway learns the address anyway).
+        Gateway(&'a str),
+        /// Through the relay, admitted with a one-time token.
+        Relay(&'a str, &'a Token),
     }
 
-    fn poll_flush(
-        self: Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
+    impl Hop<'_> {
+        fn service(&self) -> &'static str {
+            match self {
+                Hop::Gateway(_) => "gateway",
+                Hop::Relay(..) => "relay",
+            }
+        }
     }
 
-    fn poll_close(
-        self: Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
+    /// Reads a whole answer body, refusing one larger than `limit` bytes as it arrives (a hostile
+    /// server cannot make the client buffer without bound).
+    pub async fn read_limited(
+        reply: reqwest::Response,
+        limit: usize,
+        service: &'static str,
+    ) -> Result<Vec<u8>> {
+        arcane_log_client::read_limited(reply, limit)
+            .await
+            .map_err(|e| unreachable(service, e))
     }
-}
 
-/// A streamed inner answer: its status, then its content as it arrives.
-pub struct StreamedAnswer {
-    /// The inner status.
-    pub status: u16,
-    /// Content pieces; an `Err` ends the stream (the connection broke or did not verify).
-    pub content: tokio::sync::mpsc::Receiver<Result<Vec<u8>, String>>,
-}
+    /// The first 300 characters of an error answer, for messages.
+    async fn error_text(reply: reqwest::Response, service: &'static str) -> String {
+        match read_limited(reply, 4096, service).await {
+            Ok(body) => String::from_utf8_lossy(&body).chars().take(300).collect(),
+            Err(e) => e.to_string(),
+        }
+    }
 
-/// A chunked OHTTP exchange whose answer is read as it streams.
-pub async fn call_streaming(
-    http: &reqwest::Client,
-    hop: Hop<'_>,
-    key_config: &[u8],
-    inner: &InnerHttp<'_>,
-) -> Result<StreamedAnswer> {
-    let encoded = inner.encode()?;
-    let sink = Sink::default();
-    let mut writer = ohttp::ClientRequest::from_encoded_config(key_config)
-        .and_then(|r| r.encapsulate_stream(sink.clone()))
-        .map_err(|e| ClientError::Answer(format!("OHTTP encapsulation: {e}")))?;
-    writer
-        .write_all(&encoded)
-        .await
-        .and(writer.close().await)
-        .map_err(|e| ClientError::Answer(format!("OHTTP encapsulation: {e}")))?;
-    let encapsulated = sink.take();
-    let reply = post(http, hop, OHTTP_CHUNKED_REQ, encapsulated).await?;
-    let service = hop.service();
-    let body = reply
-        .bytes_stream()
-        .map_err(std::io::Error::other)
-        .into_async_read();
-    let decrypted: Pin<Box<dyn AsyncRead + Send>> = Box::pin(
+    fn unreachable(service: &'static str, e: impl std::fmt::Display) -> ClientError {
+        ClientError::Unreachable {
+            service,
+            reason: e.to_string(),
+        }
+    }
+
+    async fn post(
+        http: &reqwest::Client,
+        hop: Hop<'_>,
+        media_type: &str,
+        body: Vec<u8>,
+    ) -> Result<reqwest::Response> {
+        let (base, token) = match hop {
+            Hop::Gateway(base) => (base, None),
+            Hop::Relay(base, token) => (base, Some(token)),
+        };
+        let mut request = http
+            .post(format!("{base}/.well-known/ohttp-gateway"))
+            .header("content-type", media_type)
+            .body(body);
+        if let Some(token) = token {
+            let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token.encode());
+            request = request.header("authorization", format!("PrivateToken token=\"{b64}\""));
+        }
+        let reply = request
+            .send()
+            .await
+            .map_err(|e| unreachable(hop.service(), e))?;
+        let status = reply.status().as_u16();
+        if status == 200 {
+            return Ok(reply);
+        }
+        let message = error_text(reply, hop.service()).await;
+        if status == 401 && matches!(hop, Hop::Relay(..)) {
+            return Err(ClientError::TokenRefused {
+                by: "relay",
+                reason: message,
+            });
+        }
+        Err(ClientError::Status {
+            service: hop.service(),
+            status,
+            message,
+        })
+    }
+
+    /// A standard OHTTP exchange: the inner answer's status and content.
+    pub async fn call(
+        http: &reqwest::Client,
+        hop: Hop<'_>,
+        key_config: &[u8],
+        inner: &InnerHttp<'_>,
+    ) -> Result<(u16, Vec<u8>)> {
+        let (encapsulated, response) = encapsulate(key_config, inner)?;
+        let reply = post(http, hop, OHTTP_REQ, encapsulated).await?;
+        let bytes = read_limited(reply, MAX_ANSWER, hop.service()).await?;
+        decapsulate(response, &bytes)
+    }
+
+    /// An in-memory `AsyncWrite` the chunked encapsulation writes into (the request is sent whole;
+    /// only the answer streams).
+    #[derive(Clone, Default)]
+    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Sink {
+        fn take(&self) -> Vec<u8> {
+            std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+        }
+    }
+
+    impl futures::io::AsyncWrite for Sink {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend_from_slice(buf);
+            std::task::Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_flush(
+            self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn poll_close(
+            self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    /// A streamed inner answer: its status, then its content as it arrives.
+    pub struct StreamedAnswer {
+        /// The inner status.
+        pub status: u16,
+        /// Content pieces; an `Err` ends the stream (the connection broke or did not verify).
+        pub content: tokio::sync::mpsc::Receiver<Result<Vec<u8>, String>>,
+    }
+
+    /// A chunked OHTTP exchange whose answer is read as it streams.
+    pub async fn call_streaming(
+        http: &reqwest::Client,
+        hop: Hop<'_>,
+        key_config: &[u8],
+        inner: &InnerHttp<'_>,
+    ) -> Result<StreamedAnswer> {
+        let encoded = inner.encode()?;
+        let sink = Sink::default();
+        let mut writer = ohttp::ClientRequest::from_encoded_config(key_config)
+            .and_then(|r| r.encapsulate_stream(sink.clone()))
+            .map_err(|e| ClientError::Answer(format!("OHTTP encapsulation: {e}")))?;
         writer
-            .response(body)
-            .map_err(|e| ClientError::Answer(format!("OHTTP answer: {e}")))?,
-    );
-    let (status_tx, status_rx) = tokio::sync::oneshot::channel();
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    tokio::spawn(async move {
-        use bhttp::stream::AsyncReadMessage as _;
-        let mut message = bhttp::Message::async_read(decrypted);
-        let header = match message.header().await {
-            Ok(h) => h,
-            Err(e) => {
-                let _ = status_tx.send(Err(format!("inner answer: {e}")));
-                return;
-            }
-        };
-        let Some(status) = header.control().status().map(|s| s.code()) else {
-            let _ = status_tx.send(Err("inner answer has no status".to_owned()));
-            return;
-        };
-        let _ = status_tx.send(Ok(status));
-        let mut body = match message.body() {
-            Ok(b) => b,
-            Err(e) => {
-                let _ = tx.send(Err(e.to_string())).await;
-                return;
-            }
-        };
-        let mut buf = vec![0u8; 16 * 1024];
-        loop {
-            match body.read(&mut buf).await {
-                Ok(0) => return,
-                Ok(n) => {
-                    if tx.send(Ok(buf[..n].to_vec())).await.is_err() {
-                        return;
-                    }
+            .write_all(&encoded)
+            .await
+            .and(writer.close().await)
+            .map_err(|e| ClientError::Answer(format!("OHTTP encapsulation: {e}")))?;
+        let encapsulated = sink.take();
+        let reply = post(http, hop, OHTTP_CHUNKED_REQ, encapsulated).await?;
+        let service = hop.service();
+        let body = reply
+            .bytes_stream()
+            .map_err(std::io::Error::other)
+            .into_async_read();
+        let decrypted: Pin<Box<dyn AsyncRead + Send>> = Box::pin(
+            writer
+                .response(body)
+                .map_err(|e| ClientError::Answer(format!("OHTTP answer: {e}")))?,
+        );
+        let (status_tx, status_rx) = tokio::sync::oneshot::channel();
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            use bhttp::stream::AsyncReadMessage as _;
+            let mut message = bhttp::Message::async_read(decrypted);
+            let header = match message.header().await {
+                Ok(h) => h,
+                Err(e) => {
+                    let _ = status_tx.send(Err(format!("inner answer: {e}")));
+                    return;
                 }
+            };
+            let Some(status) = header.control().status().map(|s| s.code()) else {
+                let _ = status_tx.send(Err("inner answer has no status".to_owned()));
+                return;
+            };
+            let _ = status_tx.send(Ok(status));
+            let mut body = match message.body() {
+                Ok(b) => b,
                 Err(e) => {
                     let _ = tx.send(Err(e.to_string())).await;
                     return;
                 }
+            };
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                match body.read(&mut buf).await {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        if tx.send(Ok(buf[..n].to_vec())).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e.to_string())).await;
+                        return;
+                    }
+                }
             }
-        }
-    });
-    let status = status_rx
-        .await
-        .map_err(|_| unreachable(service, "the answer ended before its status"))?
-        .map_err(|e| unreachable(service, e))?;
-    Ok(StreamedAnswer {
-        status,
-        content: rx,
-    })
+        });
+        let status = status_rx
+            .await
+            .map_err(|_| unreachable(service, "the answer ended before its status"))?
+            .map_err(|e| unreachable(service, e))?;
+        Ok(StreamedAnswer {
+            status,
+            content: rx,
+        })
+    }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "net"))]
 mod tests {
     use super::*;
     use tokio::io::AsyncWriteExt;

@@ -66,6 +66,13 @@ pub struct TrustFile {
     pub development_nitro_root: Option<PathBuf>,
 }
 
+impl TrustFile {
+    /// Parses a trust file's text.
+    pub fn parse(text: &str) -> Result<TrustFile> {
+        toml::from_str(text).map_err(|e| bad("trust file", e))
+    }
+}
+
 fn default_max_age() -> u64 {
     600
 }
@@ -114,12 +121,27 @@ impl Trust {
 
     /// Parses a trust file's text; relative paths resolve against `base`.
     pub fn from_toml(text: &str, base: &Path) -> Result<Trust> {
-        let file: TrustFile = toml::from_str(text).map_err(|e| bad("trust file", e))?;
-        Trust::from_file(file, base)
+        Trust::from_file(TrustFile::parse(text)?, base)
     }
 
-    /// Checks the file form.
+    /// Checks the file form; the files it names are read relative to `base`.
     pub fn from_file(file: TrustFile, base: &Path) -> Result<Trust> {
+        Trust::from_file_reading(file, |p: &Path| {
+            let path = if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            };
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))
+        })
+    }
+
+    /// Checks the file form; `read` gives the text of a file it names (where there is no file
+    /// system, as in a browser, the caller holds them).
+    pub fn from_file_reading(
+        file: TrustFile,
+        read: impl Fn(&Path) -> std::result::Result<String, String>,
+    ) -> Result<Trust> {
         let key =
             |what: &str, text: &str| VerifierKey::parse(text.trim()).map_err(|e| bad(what, e));
         let log_key = key("log_key", &file.log_key)?;
@@ -144,25 +166,14 @@ impl Trust {
             WitnessPolicy::new(witness_keys, file.witness_threshold)
                 .map_err(|e| bad("witnesses", e))?
         };
-        let resolve = |p: &Path| {
-            if p.is_absolute() {
-                p.to_path_buf()
-            } else {
-                base.join(p)
-            }
-        };
         let nitro_root = match &file.development_nitro_root {
             None => NitroRoot::aws(),
-            Some(p) => development_root(&resolve(p))?,
+            Some(p) => development_root(p, &read)?,
         };
         let api_key = match &file.api_key_file {
             None => None,
             Some(p) => {
-                let path = resolve(p);
-                let text = Zeroizing::new(
-                    std::fs::read_to_string(&path)
-                        .map_err(|e| bad("api_key_file", format!("{}: {e}", path.display())))?,
-                );
+                let text = Zeroizing::new(read(p).map_err(|e| bad("api_key_file", e))?);
                 Some(Zeroizing::new(text.trim().to_owned()))
             }
         };
@@ -210,9 +221,11 @@ impl Trust {
 /// The development root a trust file names: read only by a build with the `development`
 /// feature (the CLI's development build and the demo); every other build refuses the file.
 #[cfg(feature = "development")]
-fn development_root(path: &Path) -> Result<NitroRoot> {
-    let pem = std::fs::read_to_string(path)
-        .map_err(|e| bad("development_nitro_root", format!("{}: {e}", path.display())))?;
+fn development_root(
+    path: &Path,
+    read: &impl Fn(&Path) -> std::result::Result<String, String>,
+) -> Result<NitroRoot> {
+    let pem = read(path).map_err(|e| bad("development_nitro_root", e))?;
     Ok(NitroRoot::development(
         arcane_verifier::nitro::pem_certificate(&pem)
             .map_err(|e| bad("development_nitro_root", e))?,
@@ -222,7 +235,10 @@ fn development_root(path: &Path) -> Result<NitroRoot> {
 /// See the `development` build's version: this build cannot accept a simulated document,
 /// whatever a trust file says.
 #[cfg(not(feature = "development"))]
-fn development_root(path: &Path) -> Result<NitroRoot> {
+fn development_root(
+    path: &Path,
+    _read: &impl Fn(&Path) -> std::result::Result<String, String>,
+) -> Result<NitroRoot> {
     Err(bad(
         "development_nitro_root",
         format!(

@@ -1,8 +1,12 @@
 //! The token wallet: a TGT from the identity service, OTT batches from the token granting
-//! service, one OTT spent per hop. Tokens are removed from the wallet file *before* they are
-//! used, so a crash can lose a token but never spend one twice; the wallet file is locked while
-//! a process reads and rewrites it, so two processes sharing a state folder never hand out the
-//! same token.
+//! service, one OTT spent per hop.
+//!
+//! [`Tokens`] is the wallet without I/O — what it holds, its JSON form, and [`Refill`], the
+//! refill protocol as a state machine that asks its caller to post a request and hand back the
+//! answer. The file-backed [`Wallet`] (feature `net`) and the WebAssembly build are its shells.
+//! Tokens are removed from the wallet file *before* they are used, so a crash can lose a token
+//! but never spend one twice; the wallet file is locked while a process reads and rewrites it, so
+//! two processes sharing a state folder never hand out the same token.
 //!
 //! A TGT is renewed ahead of need (`spec/tokens.md` §3): when its OTT allotment runs out (the
 //! token granting service grants fewer than asked, or says it is used up), or when the gateway
@@ -11,21 +15,23 @@
 
 use arcane_verifier::envelope::OttGrantRequest;
 use arcane_verifier::tokens::{
-    IssuerKey, NK, OTT_ISSUER, TGT_ISSUER, Token, TokenChallenge, TokenMaterial, ott_nonce,
-    request_token, tgt_nonce,
+    IssuerKey, NK, OTT_ISSUER, PendingToken, TGT_ISSUER, Token, TokenChallenge, TokenMaterial,
+    ott_nonce, request_token, tgt_nonce,
 };
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::error::{ClientError, Result};
-use crate::state::{StateDir, WALLET_FILE, write_private};
-use crate::transport::{Hop, InnerHttp, call};
 
 /// OTTs asked for in one batch.
 pub const BATCH: u32 = 8;
 /// Below this many OTTs the wallet refills ahead of need.
 pub const LOW_WATER: usize = 4;
+/// Where the identity service issues TGTs (authenticated with the API key).
+pub const TGT_PATH: &str = "/v1/tokens/tgt";
+/// Where the token granting service issues OTT batches.
+pub const OTT_PATH: &str = "/v1/tokens/ott";
 
 #[derive(Default, Serialize, Deserialize)]
 struct WalletFile {
@@ -66,24 +72,17 @@ struct HeldTgt {
     used_up: bool,
 }
 
-/// The wallet.
-pub struct Wallet {
-    path: std::path::PathBuf,
-    tgt: Option<HeldTgt>,
-    otts: Vec<Ott>,
-}
-
 /// The keys the gateway currently offers for tokens (each with a verified entry).
-#[derive(Clone, Copy, Debug)]
-pub struct TokenKeys<'a> {
+#[derive(Clone, Debug)]
+pub struct TokenKeys {
     /// The current TGT key (new TGTs are blinded to it).
-    pub tgt: &'a IssuerKey,
+    pub tgt: IssuerKey,
     /// The current OTT key (new OTTs are blinded to it).
-    pub ott: &'a IssuerKey,
+    pub ott: IssuerKey,
     /// Every TGT key the gateway lists (a TGT under another is renewed).
-    pub valid_tgt_ids: &'a [[u8; 32]],
+    pub valid_tgt_ids: Vec<[u8; 32]>,
     /// Every OTT key the gateway lists (OTTs under others are dropped).
-    pub valid_ott_ids: &'a [[u8; 32]],
+    pub valid_ott_ids: Vec<[u8; 32]>,
 }
 
 /// Why the token granting service refused, as it says in its `reason` field.
@@ -95,112 +94,50 @@ fn refusal_reason(body: &[u8]) -> Option<String> {
         .map(str::to_owned)
 }
 
-impl std::fmt::Debug for Wallet {
+fn random_secret() -> Result<Zeroizing<[u8; 32]>> {
+    let mut secret = Zeroizing::new([0u8; 32]);
+    getrandom::fill(&mut secret[..]).map_err(|e| {
+        ClientError::TokensExhausted(format!("no randomness for a TGT secret: {e}"))
+    })?;
+    Ok(secret)
+}
+
+/// What a wallet holds: the TGT (with its secret) and the OTTs derived from it.
+#[derive(Default)]
+pub struct Tokens {
+    tgt: Option<HeldTgt>,
+    otts: Vec<Ott>,
+}
+
+impl std::fmt::Debug for Tokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Wallet")
+        f.debug_struct("Tokens")
             .field("has_tgt", &self.tgt.is_some())
             .field("otts", &self.otts.len())
             .finish()
     }
 }
 
-fn corrupt(path: &std::path::Path, why: &str) -> ClientError {
-    ClientError::State {
-        path: path.to_path_buf(),
-        reason: format!("wallet: {why}"),
-    }
-}
-
-fn random_secret() -> Zeroizing<[u8; 32]> {
-    let mut secret = Zeroizing::new([0u8; 32]);
-    getrandom::fill(&mut secret[..]).expect("operating system randomness");
-    secret
-}
-
-/// The lock on a wallet file, held while a process reads and rewrites it.
-struct WalletLock(std::fs::File);
-
-impl Drop for WalletLock {
-    fn drop(&mut self) {
-        let _ = self.0.unlock();
-    }
-}
-
-/// Longest a process waits for another one to finish with the wallet.
-const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
-
-impl Wallet {
-    /// Loads the wallet from `state` (empty when there is none).
-    pub fn load(state: &StateDir) -> Result<Wallet> {
-        let mut wallet = Wallet {
-            path: state.file(WALLET_FILE),
-            tgt: None,
-            otts: Vec::new(),
-        };
-        wallet.reload()?;
-        Ok(wallet)
-    }
-
-    /// Waits for, and takes, the lock on the wallet file (`wallet.lock` beside it), then reads
-    /// the file again: another process may have changed it meanwhile.
-    async fn lock(&mut self) -> Result<WalletLock> {
-        let path = self.path.with_extension("lock");
-        let mut options = std::fs::OpenOptions::new();
-        options.read(true).write(true).create(true).truncate(false);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let file = options
-            .open(&path)
-            .map_err(|e| corrupt(&path, &e.to_string()))?;
-        let deadline = std::time::Instant::now() + LOCK_WAIT;
-        loop {
-            match file.try_lock() {
-                Ok(()) => break,
-                Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                }
-                Err(std::fs::TryLockError::WouldBlock) => {
-                    return Err(corrupt(&path, "another process holds the wallet"));
-                }
-                Err(std::fs::TryLockError::Error(e)) => {
-                    return Err(corrupt(&path, &e.to_string()));
-                }
-            }
-        }
-        let lock = WalletLock(file);
-        self.reload()?;
-        Ok(lock)
-    }
-
-    fn reload(&mut self) -> Result<()> {
-        let path = &self.path;
-        let text = match std::fs::read(path) {
-            Ok(t) => Zeroizing::new(t),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                self.tgt = None;
-                self.otts.clear();
-                return Ok(());
-            }
-            Err(e) => return Err(corrupt(path, &e.to_string())),
-        };
-        let file: WalletFile =
-            serde_json::from_slice(&text).map_err(|e| corrupt(path, &e.to_string()))?;
+impl Tokens {
+    /// Reads the wallet's JSON form; the error says what is wrong with it.
+    pub fn from_json(bytes: &[u8]) -> std::result::Result<Tokens, String> {
+        let file: WalletFile = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
         let b64 = base64::engine::general_purpose::STANDARD;
         let token = |t: &str| {
             b64.decode(t)
                 .ok()
                 .and_then(|b| Token::decode(&b).ok())
-                .ok_or_else(|| corrupt(path, "a token does not decode"))
+                .ok_or_else(|| "a token does not decode".to_owned())
         };
         let tgt = match &file.tgt {
             None => None,
             Some(t) => {
                 let bytes = Zeroizing::new(
-                    hex::decode(&t.secret).map_err(|_| corrupt(path, "secret is not hex"))?,
+                    hex::decode(&t.secret).map_err(|_| "secret is not hex".to_owned())?,
                 );
                 let mut secret = Zeroizing::new([0u8; 32]);
                 if bytes.len() != 32 {
-                    return Err(corrupt(path, "secret is not 32 bytes"));
+                    return Err("secret is not 32 bytes".to_owned());
                 }
                 secret.copy_from_slice(&bytes);
                 Some(HeldTgt {
@@ -220,13 +157,12 @@ impl Wallet {
                     token: token(&o.token)?,
                 })
             })
-            .collect::<Result<Vec<_>>>()?;
-        self.tgt = tgt;
-        self.otts = otts;
-        Ok(())
+            .collect::<std::result::Result<Vec<_>, String>>()?;
+        Ok(Tokens { tgt, otts })
     }
 
-    fn save(&self) -> Result<()> {
+    /// The wallet's JSON form (it holds the TGT's secret: keep it private).
+    pub fn to_json(&self) -> Zeroizing<Vec<u8>> {
         let b64 = base64::engine::general_purpose::STANDARD;
         let file = WalletFile {
             tgt: self.tgt.as_ref().map(|t| StoredTgt {
@@ -244,19 +180,17 @@ impl Wallet {
                 })
                 .collect(),
         };
-        let json = Zeroizing::new(serde_json::to_vec_pretty(&file).expect("wallet JSON"));
-        write_private(&self.path, &json)
+        // Plain strings and numbers: serializing them cannot fail.
+        Zeroizing::new(serde_json::to_vec_pretty(&file).unwrap_or_default())
     }
 
-    /// OTTs on hand (as of the last time this process read the wallet).
+    /// OTTs on hand.
     pub fn available(&self) -> usize {
         self.otts.len()
     }
 
-    /// Takes `n` OTTs out, under the wallet's lock; they are gone from the file before they are
-    /// returned.
-    pub async fn take(&mut self, n: usize) -> Result<Vec<Ott>> {
-        let _lock = self.lock().await?;
+    /// Takes `n` OTTs out (the caller saves the wallet before it uses them).
+    pub fn take(&mut self, n: usize) -> Result<Vec<Ott>> {
         if self.otts.len() < n {
             return Err(ClientError::TokensExhausted(format!(
                 "{} needed, {} on hand",
@@ -264,9 +198,7 @@ impl Wallet {
                 self.otts.len()
             )));
         }
-        let taken: Vec<Ott> = self.otts.drain(..n).collect();
-        self.save()?;
-        Ok(taken)
+        Ok(self.otts.drain(..n).collect())
     }
 
     /// The material the node checks for `ott` (TGT, secret, index, OTT).
@@ -283,156 +215,118 @@ impl Wallet {
         })
     }
 
-    /// Refills to at least `LOW_WATER` OTTs when below it, under the wallet's lock: OTTs under
-    /// keys the gateway no longer lists are dropped; a new TGT is fetched first when there is
-    /// none, when it is used up, or when the gateway no longer lists its key (the identity
-    /// service, authenticated with `api_key`); then one batch of OTTs (the token granting
-    /// service), once more under a new TGT when the service says this one is used up or its key
-    /// is no longer valid. Both go straight to the gateway, encapsulated.
-    pub async fn refill(
-        &mut self,
-        http: &reqwest::Client,
-        gateway: &str,
-        key_config: &[u8],
-        keys: TokenKeys<'_>,
-        api_key: Option<&str>,
-    ) -> Result<usize> {
-        let _lock = self.lock().await?;
-        let before = self.otts.len();
+    /// Starts a refill against the keys the gateway offers now; `has_api_key` says whether the
+    /// caller can authenticate to the identity service (a new TGT needs it).
+    pub fn refill(&mut self, keys: TokenKeys, has_api_key: bool) -> Refill {
+        Refill {
+            keys,
+            has_api_key,
+            attempt: 0,
+            waiting: Waiting::Nothing,
+        }
+    }
+}
+
+/// A request the refill needs posted to the gateway, encapsulated (straight to it, not through
+/// the relay: token issuance learns the address anyway).
+#[derive(Debug)]
+pub struct TokenPost {
+    /// [`TGT_PATH`] or [`OTT_PATH`].
+    pub path: &'static str,
+    /// Send the API key as `authorization: Bearer …` (the identity service needs it).
+    pub with_api_key: bool,
+    /// The content.
+    pub body: Vec<u8>,
+}
+
+/// What a refill wants next.
+#[derive(Debug)]
+pub enum RefillStep {
+    /// Finished: this many OTTs were added (0: enough were on hand). Save the wallet.
+    Done(usize),
+    /// Post this, then call [`Refill::answer`] with the inner answer (save the wallet first: the
+    /// step may have changed it).
+    Post(TokenPost),
+}
+
+enum Waiting {
+    Nothing,
+    Tgt(Zeroizing<[u8; 32]>, Box<PendingToken>),
+    Otts(Vec<(u32, PendingToken)>),
+}
+
+/// The refill protocol without I/O: to at least [`LOW_WATER`] OTTs when below it. OTTs under
+/// keys the gateway no longer lists are dropped; a new TGT is asked for first when there is
+/// none, when it is used up, or when the gateway no longer lists its key; then one batch of OTTs,
+/// once more under a new TGT when the service says this one is used up or its key is no longer
+/// valid.
+pub struct Refill {
+    keys: TokenKeys,
+    has_api_key: bool,
+    attempt: u8,
+    waiting: Waiting,
+}
+
+impl std::fmt::Debug for Refill {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Refill")
+            .field("attempt", &self.attempt)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Refill {
+    /// The first step.
+    pub fn start(&mut self, tokens: &mut Tokens) -> Result<RefillStep> {
         // An OTT is unusable once the gateway no longer lists its key (the entry expired).
-        self.otts
-            .retain(|o| keys.valid_ott_ids.contains(&o.token.token_key_id));
-        if self.otts.len() != before {
-            self.save()?;
+        let valid = &self.keys.valid_ott_ids;
+        tokens
+            .otts
+            .retain(|o| valid.contains(&o.token.token_key_id));
+        if tokens.otts.len() >= LOW_WATER {
+            return Ok(RefillStep::Done(0));
         }
-        if self.otts.len() >= LOW_WATER {
-            return Ok(0);
-        }
-        let gateway_hop = Gateway {
-            http,
-            gateway,
-            key_config,
+        self.attempt_batch(tokens)
+    }
+
+    fn attempt_batch(&mut self, tokens: &mut Tokens) -> Result<RefillStep> {
+        let fresh_tgt_needed = match &tokens.tgt {
+            None => true,
+            Some(t) => t.used_up || !self.keys.valid_tgt_ids.contains(&t.token.token_key_id),
         };
-        for attempt in 0..2 {
-            let fresh_tgt_needed = match &self.tgt {
-                None => true,
-                Some(t) => t.used_up || !keys.valid_tgt_ids.contains(&t.token.token_key_id),
-            };
-            if fresh_tgt_needed {
-                let tgt = gateway_hop.new_tgt(keys.tgt, api_key).await?;
-                self.tgt = Some(tgt);
-                // OTTs derive from the TGT they were granted under: the old ones go with it.
-                self.otts.clear();
-                self.save()?;
-            }
-            match gateway_hop
-                .otts(self.tgt.as_ref().expect("set above"), keys.ott)
-                .await?
-            {
-                Batch::Granted(otts, short) => {
-                    let added = otts.len();
-                    let tgt = self.tgt.as_mut().expect("set above");
-                    tgt.next_index += added as u32;
-                    tgt.used_up = short;
-                    self.otts.extend(otts);
-                    self.save()?;
-                    return Ok(added);
-                }
-                Batch::NeedsNewTgt(why) => {
-                    if let Some(t) = self.tgt.as_mut() {
-                        t.used_up = true;
-                    }
-                    self.save()?;
-                    if attempt == 1 {
-                        return Err(ClientError::TokensExhausted(format!(
-                            "the token service refused a fresh TGT too: {why}"
-                        )));
-                    }
-                }
-            }
+        if !fresh_tgt_needed {
+            return self.ask_for_otts(tokens);
         }
-        unreachable!("the loop returns")
-    }
-}
-
-/// The token granting service's answer to one batch.
-enum Batch {
-    /// The OTTs granted (in index order), and whether fewer were granted than asked (the
-    /// allotment ran out).
-    Granted(Vec<Ott>, bool),
-    /// This TGT gets no more (used up, or its key is no longer valid).
-    NeedsNewTgt(String),
-}
-
-/// The identity and token granting services, reached straight at the gateway.
-struct Gateway<'a> {
-    http: &'a reqwest::Client,
-    gateway: &'a str,
-    key_config: &'a [u8],
-}
-
-impl Gateway<'_> {
-    async fn post(
-        &self,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> Result<(u16, Vec<u8>)> {
-        call(
-            self.http,
-            Hop::Gateway(self.gateway),
-            self.key_config,
-            &InnerHttp {
-                method: "POST",
-                path,
-                headers,
-                body,
-            },
-        )
-        .await
-    }
-
-    async fn new_tgt(&self, tgt_key: &IssuerKey, api_key: Option<&str>) -> Result<HeldTgt> {
-        let api_key = api_key.ok_or_else(|| {
-            ClientError::TokensExhausted(
+        if !self.has_api_key {
+            return Err(ClientError::TokensExhausted(
                 "a new TGT is needed, and no API key is configured for the identity service".into(),
-            )
-        })?;
-        let secret = random_secret();
+            ));
+        }
+        let secret = random_secret()?;
         let (request, pending) = request_token(
-            tgt_key,
+            &self.keys.tgt,
             &TokenChallenge::for_issuer(TGT_ISSUER),
             tgt_nonce(&secret),
         )?;
-        let bearer = Zeroizing::new(format!("Bearer {api_key}"));
-        let (status, body) = self
-            .post(
-                "/v1/tokens/tgt",
-                &[("authorization", &bearer)],
-                &request.encode(),
-            )
-            .await?;
-        if status != 200 {
-            return Err(ClientError::TokensExhausted(format!(
-                "the identity service answered {status}: {}",
-                String::from_utf8_lossy(&body[..body.len().min(200)])
-            )));
-        }
-        Ok(HeldTgt {
-            token: pending.finalize(&body)?,
-            secret,
-            next_index: 0,
-            used_up: false,
-        })
+        self.waiting = Waiting::Tgt(secret, Box::new(pending));
+        Ok(RefillStep::Post(TokenPost {
+            path: TGT_PATH,
+            with_api_key: true,
+            body: request.encode(),
+        }))
     }
 
-    async fn otts(&self, tgt: &HeldTgt, ott_key: &IssuerKey) -> Result<Batch> {
+    fn ask_for_otts(&mut self, tokens: &Tokens) -> Result<RefillStep> {
+        let tgt = tokens
+            .tgt
+            .as_ref()
+            .ok_or_else(|| ClientError::TokensExhausted("no TGT".into()))?;
         let first = tgt.next_index;
         let mut requests = Vec::new();
         let mut pendings = Vec::new();
         for i in first..first.saturating_add(BATCH) {
             let (request, pending) = request_token(
-                ott_key,
+                &self.keys.ott,
                 &TokenChallenge::for_issuer(OTT_ISSUER),
                 ott_nonce(&tgt.secret, i),
             )?;
@@ -440,18 +334,72 @@ impl Gateway<'_> {
             pendings.push((i, pending));
         }
         let body = OttGrantRequest::encode(&tgt.token.encode(), &requests)?;
-        let (status, answer) = self.post("/v1/tokens/ott", &[], &body).await?;
-        if status != 200 {
-            let reason = refusal_reason(&answer).unwrap_or_default();
-            let text = String::from_utf8_lossy(&answer[..answer.len().min(200)]).into_owned();
-            if reason == "tgt-used-up" || reason == "tgt-key-invalid" {
-                return Ok(Batch::NeedsNewTgt(text));
+        self.waiting = Waiting::Otts(pendings);
+        Ok(RefillStep::Post(TokenPost {
+            path: OTT_PATH,
+            with_api_key: false,
+            body,
+        }))
+    }
+
+    /// The inner answer (status and content) to the last [`RefillStep::Post`].
+    pub fn answer(&mut self, tokens: &mut Tokens, status: u16, body: &[u8]) -> Result<RefillStep> {
+        match std::mem::replace(&mut self.waiting, Waiting::Nothing) {
+            Waiting::Nothing => Err(ClientError::TokensExhausted(
+                "a token answer arrived that nothing asked for".into(),
+            )),
+            Waiting::Tgt(secret, pending) => {
+                if status != 200 {
+                    return Err(ClientError::TokensExhausted(format!(
+                        "the identity service answered {status}: {}",
+                        String::from_utf8_lossy(&body[..body.len().min(200)])
+                    )));
+                }
+                tokens.tgt = Some(HeldTgt {
+                    token: pending.finalize(body)?,
+                    secret,
+                    next_index: 0,
+                    used_up: false,
+                });
+                // OTTs derive from the TGT they were granted under: the old ones go with it.
+                tokens.otts.clear();
+                self.ask_for_otts(tokens)
             }
-            return Err(ClientError::TokensExhausted(format!(
-                "the token service answered {status}: {text}"
-            )));
+            Waiting::Otts(pendings) => self.batch_answer(tokens, pendings, status, body),
         }
-        if answer.is_empty() || answer.len() % NK != 0 || answer.len() / NK > pendings.len() {
+    }
+
+    fn batch_answer(
+        &mut self,
+        tokens: &mut Tokens,
+        pendings: Vec<(u32, PendingToken)>,
+        status: u16,
+        answer: &[u8],
+    ) -> Result<RefillStep> {
+        if status != 200 {
+            let reason = refusal_reason(answer).unwrap_or_default();
+            let text = String::from_utf8_lossy(&answer[..answer.len().min(200)]).into_owned();
+            if reason != "tgt-used-up" && reason != "tgt-key-invalid" {
+                return Err(ClientError::TokensExhausted(format!(
+                    "the token service answered {status}: {text}"
+                )));
+            }
+            // This TGT gets no more (used up, or its key is no longer valid).
+            if let Some(t) = tokens.tgt.as_mut() {
+                t.used_up = true;
+            }
+            if self.attempt == 1 {
+                return Err(ClientError::TokensExhausted(format!(
+                    "the token service refused a fresh TGT too: {text}"
+                )));
+            }
+            self.attempt = 1;
+            return self.attempt_batch(tokens);
+        }
+        if answer.is_empty()
+            || !answer.len().is_multiple_of(NK)
+            || answer.len() / NK > pendings.len()
+        {
             return Err(ClientError::Answer(
                 "the token service's answer has the wrong length".into(),
             ));
@@ -465,15 +413,328 @@ impl Gateway<'_> {
                 token: pending.finalize(response)?,
             });
         }
-        Ok(Batch::Granted(otts, granted < BATCH as usize))
+        let tgt = tokens
+            .tgt
+            .as_mut()
+            .ok_or_else(|| ClientError::TokensExhausted("no TGT".into()))?;
+        tgt.next_index += granted as u32;
+        // Fewer than asked: the allotment ran out.
+        tgt.used_up = granted < BATCH as usize;
+        tokens.otts.extend(otts);
+        Ok(RefillStep::Done(granted))
+    }
+}
+
+#[cfg(feature = "net")]
+pub use file::Wallet;
+
+#[cfg(feature = "net")]
+mod file {
+    use super::*;
+    use crate::state::{StateDir, WALLET_FILE, write_private};
+    use crate::transport::{Hop, InnerHttp, call};
+
+    /// The wallet in a state folder, shared safely by the processes that use it.
+    pub struct Wallet {
+        pub(super) path: std::path::PathBuf,
+        pub(super) tokens: Tokens,
+    }
+
+    impl std::fmt::Debug for Wallet {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            self.tokens.fmt(f)
+        }
+    }
+
+    fn corrupt(path: &std::path::Path, why: &str) -> ClientError {
+        ClientError::State {
+            path: path.to_path_buf(),
+            reason: format!("wallet: {why}"),
+        }
+    }
+
+    /// The lock on a wallet file, held while a process reads and rewrites it.
+    pub(super) struct WalletLock(std::fs::File);
+
+    impl Drop for WalletLock {
+        fn drop(&mut self) {
+            let _ = self.0.unlock();
+        }
+    }
+
+    /// Longest a process waits for another one to finish with the wallet.
+    const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+    impl Wallet {
+        /// Loads the wallet from `state` (empty when there is none).
+        pub fn load(state: &StateDir) -> Result<Wallet> {
+            let mut wallet = Wallet {
+                path: state.file(WALLET_FILE),
+                tokens: Tokens::default(),
+            };
+            wallet.reload()?;
+            Ok(wallet)
+        }
+
+        /// Waits for, and takes, the lock on the wallet file (`wallet.lock` beside it), then
+        /// reads the file again: another process may have changed it meanwhile.
+        pub(super) async fn lock(&mut self) -> Result<WalletLock> {
+            let path = self.path.with_extension("lock");
+            let mut options = std::fs::OpenOptions::new();
+            options.read(true).write(true).create(true).truncate(false);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let file = options
+                .open(&path)
+                .map_err(|e| corrupt(&path, &e.to_string()))?;
+            let deadline = std::time::Instant::now() + LOCK_WAIT;
+            loop {
+                match file.try_lock() {
+                    Ok(()) => break,
+                    Err(std::fs::TryLockError::WouldBlock)
+                        if std::time::Instant::now() < deadline =>
+                    {
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    }
+                    Err(std::fs::TryLockError::WouldBlock) => {
+                        return Err(corrupt(&path, "another process holds the wallet"));
+                    }
+                    Err(std::fs::TryLockError::Error(e)) => {
+                        return Err(corrupt(&path, &e.to_string()));
+                    }
+                }
+            }
+            let lock = WalletLock(file);
+            self.reload()?;
+            Ok(lock)
+        }
+
+        fn reload(&mut self) -> Result<()> {
+            let path = &self.path;
+            self.tokens = match std::fs::read(path) {
+                Ok(t) => Tokens::from_json(&Zeroizing::new(t)).map_err(|e| corrupt(path, &e))?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Tokens::default(),
+                Err(e) => return Err(corrupt(path, &e.to_string())),
+            };
+            Ok(())
+        }
+
+        pub(super) fn save(&self) -> Result<()> {
+            write_private(&self.path, &self.tokens.to_json())
+        }
+
+        /// OTTs on hand (as of the last time this process read the wallet).
+        pub fn available(&self) -> usize {
+            self.tokens.available()
+        }
+
+        /// Takes `n` OTTs out, under the wallet's lock; they are gone from the file before they
+        /// are returned.
+        pub async fn take(&mut self, n: usize) -> Result<Vec<Ott>> {
+            let _lock = self.lock().await?;
+            let taken = self.tokens.take(n)?;
+            self.save()?;
+            Ok(taken)
+        }
+
+        /// The material the node checks for `ott` (TGT, secret, index, OTT).
+        pub fn material(&self, ott: &Ott) -> Result<TokenMaterial> {
+            self.tokens.material(ott)
+        }
+
+        /// Runs a [`Refill`] under the wallet's lock, posting what it asks for straight to the
+        /// gateway, encapsulated to `key_config`, and saving the wallet after every step.
+        pub async fn refill(
+            &mut self,
+            http: &reqwest::Client,
+            gateway: &str,
+            key_config: &[u8],
+            keys: TokenKeys,
+            api_key: Option<&str>,
+        ) -> Result<usize> {
+            let _lock = self.lock().await?;
+            let mut refill = self.tokens.refill(keys, api_key.is_some());
+            let mut step = refill.start(&mut self.tokens);
+            loop {
+                // Whatever the step did (dropped tokens, a new TGT, a refusal that marked
+                // the TGT used up) is on disk before anything more is asked.
+                self.save()?;
+                match step? {
+                    RefillStep::Done(added) => return Ok(added),
+                    RefillStep::Post(post) => {
+                        let bearer = Zeroizing::new(format!("Bearer {}", api_key.unwrap_or("")));
+                        let headers: &[(&str, &str)] = if post.with_api_key {
+                            &[("authorization", bearer.as_str())]
+                        } else {
+                            &[]
+                        };
+                        let (status, body) = call(
+                            http,
+                            Hop::Gateway(gateway),
+                            key_config,
+                            &InnerHttp {
+                                method: "POST",
+                                path: post.path,
+                                headers,
+                                body: &post.body,
+                            },
+                        )
+                        .await?;
+                        step = refill.answer(&mut self.tokens, status, &body);
+                    }
+                }
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arcane_verifier::tokens::IssuerSecret;
+    #[cfg(feature = "net")]
+    use crate::state::{StateDir, WALLET_FILE};
+    use arcane_verifier::tokens::{IssuerSecret, TokenRequest};
 
+    /// The identity and token granting services, answering a refill's posts: `allotment` OTTs
+    /// per TGT, then `tgt-used-up`.
+    struct Issuers {
+        tgt: IssuerSecret,
+        ott: IssuerSecret,
+        allotment: usize,
+        granted: std::collections::HashMap<Vec<u8>, usize>,
+        tgts_issued: usize,
+    }
+
+    impl Issuers {
+        fn new(allotment: usize) -> Self {
+            Issuers {
+                tgt: IssuerSecret::generate().unwrap(),
+                ott: IssuerSecret::generate().unwrap(),
+                allotment,
+                granted: Default::default(),
+                tgts_issued: 0,
+            }
+        }
+
+        fn keys(&self) -> TokenKeys {
+            TokenKeys {
+                tgt: self.tgt.public().clone(),
+                ott: self.ott.public().clone(),
+                valid_tgt_ids: vec![self.tgt.public().id()],
+                valid_ott_ids: vec![self.ott.public().id()],
+            }
+        }
+
+        fn answer(&mut self, post: &TokenPost) -> (u16, Vec<u8>) {
+            if post.path == TGT_PATH {
+                assert!(post.with_api_key, "the identity service needs the API key");
+                self.tgts_issued += 1;
+                let request = TokenRequest::decode(&post.body).unwrap();
+                return (200, self.tgt.issue(&request).unwrap());
+            }
+            assert!(
+                !post.with_api_key,
+                "the API key goes to the identity service only"
+            );
+            let grant = OttGrantRequest::parse(&post.body).unwrap();
+            let used = self.granted.entry(grant.tgt.to_vec()).or_default();
+            let n = grant.requests.len().min(self.allotment - *used);
+            if n == 0 {
+                return (429, br#"{"reason": "tgt-used-up"}"#.to_vec());
+            }
+            *used += n;
+            let mut body = Vec::new();
+            for r in &grant.requests[..n] {
+                body.extend(self.ott.issue(&TokenRequest::decode(r).unwrap()).unwrap());
+            }
+            (200, body)
+        }
+    }
+
+    fn run(tokens: &mut Tokens, issuers: &mut Issuers, api_key: bool) -> Result<usize> {
+        let mut refill = tokens.refill(issuers.keys(), api_key);
+        let mut step = refill.start(tokens)?;
+        loop {
+            match step {
+                RefillStep::Done(n) => return Ok(n),
+                RefillStep::Post(post) => {
+                    let (status, body) = issuers.answer(&post);
+                    step = refill.answer(tokens, status, &body)?;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_refill_gets_a_tgt_then_batches_and_renews_a_used_up_tgt() {
+        let mut issuers = Issuers::new(10);
+        let mut tokens = Tokens::default();
+        assert!(matches!(
+            run(&mut tokens, &mut issuers, false),
+            Err(ClientError::TokensExhausted(_))
+        ));
+        assert_eq!(
+            run(&mut tokens, &mut issuers, true).unwrap(),
+            BATCH as usize
+        );
+        assert_eq!(issuers.tgts_issued, 1);
+        // Above the low-water mark nothing is asked.
+        assert_eq!(run(&mut tokens, &mut issuers, true).unwrap(), 0);
+        let spent = tokens.take(BATCH as usize - 1).unwrap();
+        assert_eq!(
+            spent.iter().map(|o| o.index).collect::<Vec<_>>(),
+            (0..7).collect::<Vec<_>>()
+        );
+        // The allotment has 2 left: granted short, so the TGT is marked used up ...
+        assert_eq!(run(&mut tokens, &mut issuers, true).unwrap(), 2);
+        assert_eq!(issuers.tgts_issued, 1);
+        let json = tokens.to_json();
+        let mut tokens = Tokens::from_json(&json).unwrap();
+        assert_eq!(tokens.available(), 3);
+        // ... and the next refill starts with a fresh TGT, dropping the old one's OTTs.
+        assert_eq!(
+            run(&mut tokens, &mut issuers, true).unwrap(),
+            BATCH as usize
+        );
+        assert_eq!(issuers.tgts_issued, 2);
+        assert_eq!(tokens.available(), BATCH as usize);
+        let ott = tokens.take(1).unwrap().remove(0);
+        let material = tokens.material(&ott).unwrap();
+        assert_eq!(material.index, 0);
+        material
+            .verify(issuers.tgt.public(), issuers.ott.public(), 1000, None)
+            .unwrap();
+    }
+
+    #[test]
+    fn a_refusal_of_the_tgt_asks_for_a_new_one_once() {
+        let mut issuers = Issuers::new(8);
+        let mut tokens = Tokens::default();
+        assert_eq!(run(&mut tokens, &mut issuers, true).unwrap(), 8);
+        tokens.take(8).unwrap();
+        // The TGT is not marked used up (8 granted of 8 asked), but the service says it is:
+        // a new TGT, and its batch.
+        assert_eq!(run(&mut tokens, &mut issuers, true).unwrap(), 8);
+        assert_eq!(issuers.tgts_issued, 2);
+        // OTTs under an OTT key the gateway no longer lists are dropped, not spent.
+        let mut keys = issuers.keys();
+        keys.valid_ott_ids.clear();
+        let mut refill = tokens.refill(keys, true);
+        assert!(matches!(
+            refill.start(&mut tokens).unwrap(),
+            RefillStep::Post(_)
+        ));
+        assert_eq!(tokens.available(), 0);
+        // An answer nobody asked for is refused.
+        let mut idle = tokens.refill(issuers.keys(), true);
+        assert!(idle.answer(&mut tokens, 200, b"").is_err());
+        assert!(
+            Tokens::from_json(b"{\"tgt\": null, \"otts\": [{\"index\": 1, \"token\": \"AAAA\"}]}")
+                .is_err()
+        );
+    }
+
+    #[cfg(feature = "net")]
     fn token(issuer: &IssuerSecret, nonce: [u8; 32]) -> Token {
         let (request, pending) = request_token(
             issuer.public(),
@@ -486,33 +747,37 @@ mod tests {
 
     /// A state folder under `dir` whose wallet holds a TGT and its first `n` OTTs; returns the
     /// folder and the TGT's secret.
+    #[cfg(feature = "net")]
     fn saved_wallet(dir: &std::path::Path, n: u32) -> (StateDir, Zeroizing<[u8; 32]>) {
         let key = arcane_verifier::note::NoteSigner::from_seed("log.example", 1, &[1; 32])
             .unwrap()
             .verifier();
         let state = StateDir::open(dir, &key).unwrap();
         let issuer = IssuerSecret::generate().unwrap();
-        let secret = random_secret();
+        let secret = random_secret().unwrap();
         Wallet {
             path: state.file(WALLET_FILE),
-            tgt: Some(HeldTgt {
-                token: token(&issuer, tgt_nonce(&secret)),
-                secret: secret.clone(),
-                next_index: n,
-                used_up: false,
-            }),
-            otts: (0..n)
-                .map(|i| Ott {
-                    index: i,
-                    token: token(&issuer, ott_nonce(&secret, i)),
-                })
-                .collect(),
+            tokens: Tokens {
+                tgt: Some(HeldTgt {
+                    token: token(&issuer, tgt_nonce(&secret)),
+                    secret: secret.clone(),
+                    next_index: n,
+                    used_up: false,
+                }),
+                otts: (0..n)
+                    .map(|i| Ott {
+                        index: i,
+                        token: token(&issuer, ott_nonce(&secret, i)),
+                    })
+                    .collect(),
+            },
         }
         .save()
         .unwrap();
         (state, secret)
     }
 
+    #[cfg(feature = "net")]
     #[tokio::test]
     async fn tokens_leave_the_file_before_they_are_used() {
         let dir = tempfile::tempdir().unwrap();
@@ -541,6 +806,7 @@ mod tests {
         ));
     }
 
+    #[cfg(feature = "net")]
     #[tokio::test]
     async fn two_processes_sharing_a_wallet_never_get_the_same_token() {
         let dir = tempfile::tempdir().unwrap();
