@@ -7,15 +7,13 @@
 //! The package must be built first (`npm run build` in `sdk/js`, as `.ci/run` does). Without it
 //! the test is skipped, loudly, unless `ARCANE_REQUIRE_INTEROP=1` (as in CI).
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
-
-use arcane_cli::demo::{Stack, release_entry};
+use arcane_cli::demo::Stack;
 use arcane_compute::attestation::SimulatedNsm;
+use std::path::{Path, PathBuf};
 
 mod common;
 use common::{
-    bundle_from, impostor_log_key, list_unverified, now_ms, random_measurements,
+    bundle_from, forked_log, impostor_log_key, list_unverified, now_ms, random_measurements,
     redeemed_at_gateway, releases, stack, trusting_root,
 };
 
@@ -39,46 +37,6 @@ fn trust_variant(stack: &Stack, name: &str, edit: impl FnOnce(String) -> String)
     path
 }
 
-/// A log with the stack's signing key and other entries, one more than the honest log holds:
-/// a client that saw the honest log and is then shown this one sees a split view.
-async fn forked_log(stack: &Stack, dir: &Path) -> arcane_log::RunningServer {
-    let fork_dir = dir.join("fork");
-    std::fs::create_dir_all(&fork_dir).unwrap();
-    let log_dir = stack.options.data_dir.join("log");
-    for file in [arcane_log::LOG_KEY_FILE, arcane_log::POLICY_FILE] {
-        std::fs::copy(log_dir.join(file), fork_dir.join(file)).unwrap();
-    }
-    let mut config = arcane_log::ServeConfig::new(fork_dir);
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.sequencer.batch_delay = Duration::from_millis(5);
-    let fork = arcane_log::start(config).await.unwrap();
-    let honest = arcane_log_client::LogClient::new(&stack.log_url).unwrap();
-    let size = arcane_verifier::checkpoint::verify_checkpoint(
-        honest.checkpoint().await.unwrap().as_bytes(),
-        &stack.log_key,
-        &arcane_verifier::cosignature::WitnessPolicy::none(),
-    )
-    .unwrap()
-    .checkpoint
-    .size;
-    let fork_client =
-        arcane_log::client::LogClient::new(&format!("http://{}", fork.addr())).unwrap();
-    for i in 0..=size {
-        let mut m = random_measurements();
-        m.pcr0[0] = i as u8;
-        arcane_log::publish::publish(
-            &fork_client,
-            &stack.publisher,
-            &stack.log_key,
-            release_entry(&m, [1; 32]),
-            Duration::from_secs(3600),
-        )
-        .await
-        .unwrap();
-    }
-    fork
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_typescript_sdk_chats_verified_and_refuses_what_the_rust_client_refuses() {
     if !built() {
@@ -94,7 +52,18 @@ async fn the_typescript_sdk_chats_verified_and_refuses_what_the_rust_client_refu
     std::fs::create_dir_all(&main).unwrap();
     let stack = stack(&main, true).await;
     let impostor = trust_variant(&stack, "impostor.toml", impostor_log_key(&stack));
-    let fork = forked_log(&stack, dir.path()).await;
+    // One entry more than the honest log holds: a client that saw the honest log and is then
+    // shown this one sees a split view.
+    let honest = arcane_log_client::LogClient::new(&stack.log_url).unwrap();
+    let size = arcane_verifier::checkpoint::verify_checkpoint(
+        honest.checkpoint().await.unwrap().as_bytes(),
+        &stack.log_key,
+        &arcane_verifier::cosignature::WitnessPolicy::none(),
+    )
+    .unwrap()
+    .checkpoint
+    .size;
+    let fork = forked_log(&stack, dir.path(), size + 1).await;
     let honest_url = stack.log_url.clone();
     let fork_url = format!("http://{}", fork.addr());
     let forked = trust_variant(&stack, "forked.toml", |t| t.replace(&honest_url, &fork_url));

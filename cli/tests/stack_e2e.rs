@@ -15,8 +15,8 @@ fn quiet(_: &str) {}
 
 mod common;
 use common::{
-    bundle_from, client_with, impostor_log_key, list_unverified, now_ms, random_measurements,
-    redeemed_at_gateway, releases, stack, trusting_root,
+    bundle_from, client_with, forked_log, impostor_log_key, list_unverified, now_ms,
+    random_measurements, redeemed_at_gateway, releases, stack, trusting_root,
 };
 
 fn client(stack: &Stack) -> Client {
@@ -333,48 +333,9 @@ async fn a_forked_log_is_reported_as_a_split_view_with_evidence() {
     let stack = stack(dir.path(), true).await;
     let mut c = client(&stack);
     let saved = c.preflight(None).await.unwrap().checkpoint;
-    // The fork: the real log code, with the same signing key, holding other entries — as many
-    // as the honest log and more, so it can show this client a larger tree.
-    let fork_dir = dir.path().join("fork");
-    std::fs::create_dir_all(&fork_dir).unwrap();
-    std::fs::copy(
-        stack
-            .options
-            .data_dir
-            .join("log")
-            .join(arcane_log::LOG_KEY_FILE),
-        fork_dir.join(arcane_log::LOG_KEY_FILE),
-    )
-    .unwrap();
-    std::fs::copy(
-        stack
-            .options
-            .data_dir
-            .join("log")
-            .join(arcane_log::POLICY_FILE),
-        fork_dir.join(arcane_log::POLICY_FILE),
-    )
-    .unwrap();
-    let mut config = arcane_log::ServeConfig::new(fork_dir);
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.sequencer.batch_delay = Duration::from_millis(5);
-    let fork = arcane_log::start(config).await.unwrap();
+    let fork = forked_log(&stack, dir.path(), saved.checkpoint.size + 1).await;
     let fork_url = format!("http://{}", fork.addr());
     assert_eq!(fork.vkey(), stack.log_key.to_text(), "same key");
-    let fork_client = arcane_log::client::LogClient::new(&fork_url).unwrap();
-    for i in 0..=saved.checkpoint.size {
-        let mut m = random_measurements();
-        m.pcr0[0] = i as u8;
-        arcane_log::publish::publish(
-            &fork_client,
-            &stack.publisher,
-            &stack.log_key,
-            release_entry(&m, [1; 32]),
-            Duration::from_secs(3600),
-        )
-        .await
-        .unwrap();
-    }
     let honest = stack.log_url.clone();
     let mut forked = client_with(&stack, |t| t.replace(&honest, &fork_url));
     let e = forked

@@ -32,6 +32,85 @@ pub struct Passed {
     pub detail: String,
 }
 
+impl Passed {
+    fn new(check: Check, detail: String) -> Self {
+        Passed { check, detail }
+    }
+
+    /// The lines of a verified checkpoint: its signature and the witness policy.
+    pub fn checkpoint(shown: &VerifiedCheckpoint, trust: &Trust) -> [Passed; 2] {
+        let witnesses = if trust.log.witnesses.is_unwitnessed() {
+            "none required by this trust configuration".to_owned()
+        } else {
+            format!(
+                "{} of {} required cosigned",
+                shown.cosignatures.len(),
+                trust.log.witnesses.threshold()
+            )
+        };
+        [
+            Passed::new(
+                Check::Checkpoint,
+                format!(
+                    "size {}, signed by {}",
+                    shown.checkpoint.size,
+                    trust.log.log_key.name()
+                ),
+            ),
+            Passed::new(Check::Witnesses, witnesses),
+        ]
+    }
+
+    /// The lines of the gateway's verified keys.
+    pub fn keys(keys: &GatewayKeys) -> [Passed; 2] {
+        [
+            Passed::new(
+                Check::OhttpKeys,
+                format!(
+                    "key id {} logged in entry {}",
+                    keys.ohttp_config.first().copied().unwrap_or(0),
+                    keys.ohttp_entry.index
+                ),
+            ),
+            Passed::new(
+                Check::TokenKeys,
+                format!(
+                    "TGT and OTT issuer keys logged ({} keys checked)",
+                    keys.checked
+                ),
+            ),
+        ]
+    }
+
+    /// The line of the verified candidates (at least one), at `now_ms`.
+    pub fn nodes(candidates: &[Candidate], trust: &Trust, now_ms: u64) -> Passed {
+        let Some(first) = candidates.first() else {
+            return Passed::new(Check::Nodes, "none verified".into());
+        };
+        let node = &first.node;
+        let pcr0 = match &node.release.entry.entry.body {
+            EntryBody::Release(r) => hex::encode(&r.pcr0[..6]),
+            _ => String::new(),
+        };
+        Passed::new(
+            Check::Nodes,
+            format!(
+                "{} verified: PCR0 {pcr0}…, release entry {}, model {} ({}…), attested {} s ago{}",
+                candidates.len(),
+                node.release.index,
+                first.model,
+                &hex::encode(node.model_sha256)[..12],
+                now_ms.saturating_sub(node.attested_at_ms) / 1000,
+                if trust.is_development() {
+                    " (DEVELOPMENT root)"
+                } else {
+                    ""
+                }
+            ),
+        )
+    }
+}
+
 /// The gateway's keys, each proven by a verified entry.
 #[derive(Clone, Debug)]
 pub struct GatewayKeys {
@@ -54,6 +133,18 @@ pub struct GatewayKeys {
     /// When the first of these keys starts retiring: from then on the gateway offers its
     /// successor, and a list kept from before is stale.
     pub stale_at: u64,
+}
+
+impl GatewayKeys {
+    /// The keys the wallet blinds tokens to, and those whose tokens it keeps.
+    pub fn token_keys(&self) -> crate::wallet::TokenKeys {
+        crate::wallet::TokenKeys {
+            tgt: self.tgt_key.clone(),
+            ott: self.ott_key.clone(),
+            valid_tgt_ids: self.tgt_key_ids.clone(),
+            valid_ott_ids: self.ott_key_ids.clone(),
+        }
+    }
 }
 
 /// A candidate node that passed every check.

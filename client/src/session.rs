@@ -20,7 +20,7 @@ use crate::state::StateDir;
 use crate::transport::{self, Hop, InnerHttp};
 use crate::trust::Trust;
 use crate::view::LogView;
-use crate::wallet::{TokenKeys, Wallet};
+use crate::wallet::Wallet;
 
 /// How long a fetched key list is used before it is fetched again (its proofs are re-checked
 /// against the newest checkpoint on every request regardless).
@@ -162,7 +162,10 @@ impl Client {
     }
 
     fn passed(&self, report: &mut Vec<Passed>, check: Check, detail: String) {
-        let p = Passed { check, detail };
+        self.report(report, Passed { check, detail });
+    }
+
+    fn report(&self, report: &mut Vec<Passed>, p: Passed) {
         if let Some(o) = &self.observer {
             o(&p);
         }
@@ -190,51 +193,18 @@ impl Client {
         // 1. The checkpoint: signature, witnesses, consistency with the saved one.
         let consistency = self.view.update(&self.log, &trust.log, &self.state).await?;
         let checkpoint = self.view.latest().expect("set by update").clone();
-        self.passed(
-            &mut report,
-            Check::Checkpoint,
-            format!(
-                "size {}, signed by {}",
-                checkpoint.checkpoint.size,
-                trust.log.log_key.name()
-            ),
-        );
-        self.passed(
-            &mut report,
-            Check::Witnesses,
-            if trust.log.witnesses.is_unwitnessed() {
-                "none required by this trust configuration".to_owned()
-            } else {
-                format!(
-                    "{} of {} required cosigned",
-                    checkpoint.cosignatures.len(),
-                    trust.log.witnesses.threshold()
-                )
-            },
-        );
+        for p in Passed::checkpoint(&checkpoint, &trust) {
+            self.report(&mut report, p);
+        }
         self.passed(&mut report, Check::Consistency, consistency);
         // 2. The gateway's OHTTP and token keys, each with a proof.
         let keys = self.gateway_keys().await?;
         for c in keys.checkpoints.clone() {
             self.anchor(&c, Check::OhttpKeys).await?;
         }
-        self.passed(
-            &mut report,
-            Check::OhttpKeys,
-            format!(
-                "key id {} logged in entry {}",
-                keys.ohttp_config.first().copied().unwrap_or(0),
-                keys.ohttp_entry.index
-            ),
-        );
-        self.passed(
-            &mut report,
-            Check::TokenKeys,
-            format!(
-                "TGT and OTT issuer keys logged ({} keys checked)",
-                keys.checked
-            ),
-        );
+        for p in Passed::keys(&keys) {
+            self.report(&mut report, p);
+        }
         // 3. Tokens for the hops ahead (refilled ahead of need).
         let api_key = trust.api_key.as_deref().map(|k| k.as_str());
         let refilled = self
@@ -243,12 +213,7 @@ impl Client {
                 &self.http,
                 &trust.gateway_url,
                 &keys.ohttp_config,
-                TokenKeys {
-                    tgt: keys.tgt_key.clone(),
-                    ott: keys.ott_key.clone(),
-                    valid_tgt_ids: keys.tgt_key_ids.clone(),
-                    valid_ott_ids: keys.ott_key_ids.clone(),
-                },
+                keys.token_keys(),
                 api_key,
             )
             .await;
@@ -263,28 +228,8 @@ impl Client {
         }
         // 4. Candidate nodes, each bundle used at most once.
         let candidates = self.candidates(&keys, model).await?;
-        let first = &candidates[0].node;
-        let age_s = now_ms().saturating_sub(first.attested_at_ms) / 1000;
-        let pcr0 = match &first.release.entry.entry.body {
-            arcane_verifier::entry::EntryBody::Release(r) => hex::encode(&r.pcr0[..6]),
-            _ => String::new(),
-        };
-        self.passed(
-            &mut report,
-            Check::Nodes,
-            format!(
-                "{} verified: PCR0 {pcr0}…, release entry {}, model {} ({}…), attested {age_s} s ago{}",
-                candidates.len(),
-                first.release.index,
-                candidates[0].model,
-                &hex::encode(first.model_sha256)[..12],
-                if trust.is_development() {
-                    " (DEVELOPMENT root)"
-                } else {
-                    ""
-                }
-            ),
-        );
+        let line = Passed::nodes(&candidates, &trust, now_ms());
+        self.report(&mut report, line);
         Ok(Preflight {
             checkpoint: self.view.latest().expect("set").clone(),
             keys,
@@ -487,18 +432,7 @@ impl Client {
                 }
             }
             let message = String::from_utf8_lossy(&body).into_owned();
-            return Err(if answer.status == 403 {
-                ClientError::TokenRefused {
-                    by: "gateway",
-                    reason: message,
-                }
-            } else {
-                ClientError::Status {
-                    service: "gateway",
-                    status: answer.status,
-                    message,
-                }
-            });
+            return Err(transport::gateway_refusal(answer.status, message));
         }
         let (tx, rx) = mpsc::channel(64);
         let context = ReceiptContext {

@@ -2,6 +2,8 @@
 //! configuration, sent to the gateway (token issuance) or through the relay with a one-time token
 //! (everything else), and answers read back — whole, or as a stream for chat answers.
 
+use arcane_verifier::tokens::Token;
+
 use crate::error::{ClientError, Result};
 #[cfg(feature = "net")]
 pub use exchange::*;
@@ -74,12 +76,74 @@ pub fn decapsulate(response: ohttp::ClientResponse, bytes: &[u8]) -> Result<(u16
     Ok((status, answer.content().to_vec()))
 }
 
+/// An in-memory `AsyncWrite` the chunked encapsulation writes into (the request is sent whole;
+/// only the answer streams).
+#[derive(Clone, Default)]
+pub struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Sink {
+    /// Everything written so far (the sink is then empty).
+    pub fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl futures::io::AsyncWrite for Sink {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// The `authorization` header that spends `token` at the relay.
+pub fn token_authorization(token: &Token) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token.encode());
+    format!("PrivateToken token=\"{b64}\"")
+}
+
+/// The error of an inner answer that is not 200 from the gateway: a 403 is its refusal of the
+/// token, anything else its status.
+pub fn gateway_refusal(status: u16, message: String) -> ClientError {
+    if status == 403 {
+        ClientError::TokenRefused {
+            by: "gateway",
+            reason: message,
+        }
+    } else {
+        ClientError::Status {
+            service: "gateway",
+            status,
+            message,
+        }
+    }
+}
+
 #[cfg(feature = "net")]
 mod exchange {
     use std::pin::Pin;
 
-    use arcane_verifier::tokens::Token;
-    use base64::Engine as _;
     use futures::TryStreamExt;
     use futures::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
@@ -145,8 +209,7 @@ mod exchange {
             .header("content-type", media_type)
             .body(body);
         if let Some(token) = token {
-            let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token.encode());
-            request = request.header("authorization", format!("PrivateToken token=\"{b64}\""));
+            request = request.header("authorization", token_authorization(token));
         }
         let reply = request
             .send()
@@ -181,45 +244,6 @@ mod exchange {
         let reply = post(http, hop, OHTTP_REQ, encapsulated).await?;
         let bytes = read_limited(reply, MAX_ANSWER, hop.service()).await?;
         decapsulate(response, &bytes)
-    }
-
-    /// An in-memory `AsyncWrite` the chunked encapsulation writes into (the request is sent whole;
-    /// only the answer streams).
-    #[derive(Clone, Default)]
-    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl Sink {
-        fn take(&self) -> Vec<u8> {
-            std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
-        }
-    }
-
-    impl futures::io::AsyncWrite for Sink {
-        fn poll_write(
-            self: Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-            buf: &[u8],
-        ) -> std::task::Poll<std::io::Result<usize>> {
-            self.0
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .extend_from_slice(buf);
-            std::task::Poll::Ready(Ok(buf.len()))
-        }
-
-        fn poll_flush(
-            self: Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<std::io::Result<()>> {
-            std::task::Poll::Ready(Ok(()))
-        }
-
-        fn poll_close(
-            self: Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<std::io::Result<()>> {
-            std::task::Poll::Ready(Ok(()))
-        }
     }
 
     /// A streamed inner answer: its status, then its content as it arrives.

@@ -174,3 +174,33 @@ pub fn trusting_root(stack: &Stack, nsm: &SimulatedNsm) -> impl FnOnce(String) -
         )
     }
 }
+
+/// A log with `stack`'s signing key (the real log code) holding `entries` other release entries:
+/// a fork that can show a client a larger tree than the honest log's.
+pub async fn forked_log(stack: &Stack, dir: &Path, entries: u64) -> arcane_log::RunningServer {
+    let fork_dir = dir.join("fork");
+    std::fs::create_dir_all(&fork_dir).unwrap();
+    let log_dir = stack.options.data_dir.join("log");
+    for file in [arcane_log::LOG_KEY_FILE, arcane_log::POLICY_FILE] {
+        std::fs::copy(log_dir.join(file), fork_dir.join(file)).unwrap();
+    }
+    let mut config = arcane_log::ServeConfig::new(fork_dir);
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.sequencer.batch_delay = std::time::Duration::from_millis(5);
+    let fork = arcane_log::start(config).await.unwrap();
+    let client = arcane_log::client::LogClient::new(&format!("http://{}", fork.addr())).unwrap();
+    for i in 0..entries {
+        let mut m = random_measurements();
+        m.pcr0[0] = i as u8;
+        arcane_log::publish::publish(
+            &client,
+            &stack.publisher,
+            &stack.log_key,
+            arcane_cli::demo::release_entry(&m, [1; 32]),
+            std::time::Duration::from_secs(3600),
+        )
+        .await
+        .unwrap();
+    }
+    fork
+}

@@ -32,7 +32,7 @@ use arcane_client::checks::{Candidate, Checks, GatewayKeys, ModelListing, NodeLi
 use arcane_client::transport::{self, InnerHttp, OHTTP_CHUNKED_REQ, OHTTP_REQ};
 use arcane_client::trust::{Trust, TrustFile};
 use arcane_client::view::{LogView, SplitView, Verdict, check_checkpoint};
-use arcane_client::wallet::{Refill, RefillStep, TokenKeys, Tokens};
+use arcane_client::wallet::{Refill, RefillStep, Tokens};
 use arcane_client::{ChatEvent, Check, ClientError};
 use arcane_verifier::checkpoint::VerifiedCheckpoint;
 use arcane_verifier::inner::ChatCompletionRequest;
@@ -40,7 +40,6 @@ use arcane_verifier::log_api::{self, ConsistencyReply};
 use arcane_verifier::streamed_response::{self, Part};
 use arcane_verifier::timeline::{Question, Step};
 use arcane_verifier::tokens::Token;
-use base64::Engine as _;
 use futures::FutureExt as _;
 use futures::io::{AsyncRead, AsyncWriteExt};
 use serde_json::json;
@@ -173,11 +172,6 @@ fn keys_of(session: &Session) -> Result<&GatewayKeys, JsValue> {
     })
 }
 
-fn relay_authorization(token: &Token) -> String {
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token.encode());
-    format!("PrivateToken token=\"{b64}\"")
-}
-
 #[wasm_bindgen]
 impl Session {
     /// A session for the trust file `trust_toml`; `files_json` maps the file names it refers to
@@ -250,25 +244,8 @@ impl Session {
         self.report.clear();
         self.candidates.clear();
         let shown = self.checks.checkpoint(note).map_err(client_error)?;
-        let trust = std::sync::Arc::clone(self.checks.trust());
-        self.passed(
-            Check::Checkpoint,
-            format!(
-                "size {}, signed by {}",
-                shown.checkpoint.size,
-                trust.log.log_key.name()
-            ),
-        );
-        let witnesses = if trust.log.witnesses.is_unwitnessed() {
-            "none required by this trust configuration".to_owned()
-        } else {
-            format!(
-                "{} of {} required cosigned",
-                shown.cosignatures.len(),
-                trust.log.witnesses.threshold()
-            )
-        };
-        self.passed(Check::Witnesses, witnesses);
+        self.report
+            .extend(Passed::checkpoint(&shown, self.checks.trust()));
         self.to_anchor.push_back((shown, Check::Consistency));
         Ok(())
     }
@@ -330,22 +307,22 @@ impl Session {
         check: Check,
         step: Result<Step, arcane_verifier::timeline::Fork>,
     ) -> Result<(), JsValue> {
-        match self.view.conclude(shown, step) {
-            Ok(Verdict::Adopted { report, note }) => {
+        let report = match self
+            .view
+            .conclude(shown, step)
+            .map_err(|s| split_view(&s))?
+        {
+            Verdict::Adopted { report, note } => {
                 self.to_save = Some(note);
-                if check == Check::Consistency {
-                    self.passed(check, report);
-                }
-                Ok(())
+                report
             }
-            Ok(Verdict::Kept(report)) => {
-                if check == Check::Consistency {
-                    self.passed(check, report);
-                }
-                Ok(())
-            }
-            Err(split) => Err(split_view(&split)),
+            Verdict::Kept(report) => report,
+        };
+        // Checkpoints anchored for the keys and nodes report under those checks.
+        if check == Check::Consistency {
+            self.passed(check, report);
         }
+        Ok(())
     }
 
     /// The gateway's `/v1/keys` answer at `now_s` (seconds): every key with a verified entry;
@@ -359,21 +336,7 @@ impl Session {
         for c in &keys.checkpoints {
             self.to_anchor.push_back((c.clone(), Check::OhttpKeys));
         }
-        self.passed(
-            Check::OhttpKeys,
-            format!(
-                "key id {} logged in entry {}",
-                keys.ohttp_config.first().copied().unwrap_or(0),
-                keys.ohttp_entry.index
-            ),
-        );
-        self.passed(
-            Check::TokenKeys,
-            format!(
-                "TGT and OTT issuer keys logged ({} keys checked)",
-                keys.checked
-            ),
-        );
+        self.report.extend(Passed::keys(&keys));
         self.keys = Some(keys);
         Ok(())
     }
@@ -404,12 +367,7 @@ impl Session {
     #[wasm_bindgen(js_name = refillStart)]
     pub fn refill_start(&mut self) -> Result<Option<Outgoing>, JsValue> {
         let keys = keys_of(self)?;
-        let token_keys = TokenKeys {
-            tgt: keys.tgt_key.clone(),
-            ott: keys.ott_key.clone(),
-            valid_tgt_ids: keys.tgt_key_ids.clone(),
-            valid_ott_ids: keys.ott_key_ids.clone(),
-        };
+        let token_keys = keys.token_keys();
         let has_api_key = self.checks.trust().api_key.is_some();
         let mut refill = self.tokens.refill(token_keys, has_api_key);
         let step = refill.start(&mut self.tokens).map_err(client_error)?;
@@ -503,7 +461,7 @@ impl Session {
         Ok(Outgoing {
             url: format!("{}{OHTTP_PATH}", self.checks.trust().relay_url),
             content_type: OHTTP_REQ.into(),
-            authorization: Some(relay_authorization(&ott.token)),
+            authorization: Some(transport::token_authorization(&ott.token)),
             body,
             service: "relay".into(),
         })
@@ -566,33 +524,16 @@ impl Session {
                 }
             }
         }
-        let Some(first) = self.candidates.first() else {
+        if self.candidates.is_empty() {
             return Err(client_error(first_refusal.unwrap_or(
                 ClientError::Refused {
                     check: Check::Nodes,
                     reason: "the gateway lists no node".into(),
                 },
             )));
-        };
-        let node = &first.node;
-        let pcr0 = match &node.release.entry.entry.body {
-            arcane_verifier::entry::EntryBody::Release(r) => hex::encode(&r.pcr0[..6]),
-            _ => String::new(),
-        };
-        let detail = format!(
-            "{} verified: PCR0 {pcr0}…, release entry {}, model {} ({}…), attested {} s ago{}",
-            self.candidates.len(),
-            node.release.index,
-            first.model,
-            &hex::encode(node.model_sha256)[..12],
-            now_ms.saturating_sub(node.attested_at_ms) / 1000,
-            if self.checks.trust().is_development() {
-                " (DEVELOPMENT root)"
-            } else {
-                ""
-            }
-        );
-        self.passed(Check::Nodes, detail);
+        }
+        let line = Passed::nodes(&self.candidates, self.checks.trust(), now_ms);
+        self.report.push(line);
         Ok(self.candidates.len())
     }
 
@@ -649,7 +590,7 @@ impl Session {
         }
         .encode()
         .map_err(client_error)?;
-        let sink = Sink::default();
+        let sink = transport::Sink::default();
         let mut writer = ohttp::ClientRequest::from_encoded_config(&keys.ohttp_config)
             .and_then(|r| r.encapsulate_stream(sink.clone()))
             .map_err(|e| client_error(ClientError::Answer(format!("OHTTP encapsulation: {e}"))))?;
@@ -687,7 +628,7 @@ impl Session {
         Ok(Outgoing {
             url: format!("{}{OHTTP_PATH}", self.checks.trust().relay_url),
             content_type: OHTTP_CHUNKED_REQ.into(),
-            authorization: Some(relay_authorization(&relay_ott.token)),
+            authorization: Some(transport::token_authorization(&relay_ott.token)),
             body: sink.take(),
             service: "relay".into(),
         })
@@ -702,32 +643,6 @@ impl Session {
 
 fn toml_file(text: &str) -> Result<TrustFile, JsValue> {
     TrustFile::parse(text).map_err(client_error)
-}
-
-/// The in-memory writer the chunked encapsulation writes into (the request is sent whole; only
-/// the answer streams).
-#[derive(Clone, Default)]
-struct Sink(Rc<RefCell<Vec<u8>>>);
-
-impl Sink {
-    fn take(&self) -> Vec<u8> {
-        std::mem::take(&mut *self.0.borrow_mut())
-    }
-}
-
-impl futures::io::AsyncWrite for Sink {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<IoResult<usize>> {
-        self.0.borrow_mut().extend_from_slice(buf);
-        Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<IoResult<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<IoResult<()>> {
-        Poll::Ready(Ok(()))
-    }
 }
 
 /// The answer's bytes as they arrive: a reader that is pending until more are pushed, and ends
@@ -828,18 +743,7 @@ impl AnswerStream {
         if let Some(status) = self.status.filter(|s| *s != 200) {
             if self.response.is_complete() && !self.opener.is_ended() {
                 let message = String::from_utf8_lossy(&self.error_body).into_owned();
-                let error = if status == 403 {
-                    ClientError::TokenRefused {
-                        by: "gateway",
-                        reason: message,
-                    }
-                } else {
-                    ClientError::Status {
-                        service: "gateway",
-                        status,
-                        message,
-                    }
-                };
+                let error = transport::gateway_refusal(status, message);
                 // Nothing more comes from this answer.
                 let _ = self.opener.interrupted(None, now_ms);
                 events.push(error_event(error, None));
