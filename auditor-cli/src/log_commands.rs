@@ -13,6 +13,7 @@ use arcane_verifier::bundle::ProofBundle;
 use arcane_verifier::checkpoint::{Checkpoint, VerifiedCheckpoint, verify_checkpoint};
 use arcane_verifier::cosignature::WitnessPolicy;
 use arcane_verifier::entry::{EntryBody, EntryPolicy, SignedEntry};
+use arcane_verifier::key_windows::{KeyWindow, overlaps};
 use arcane_verifier::log_api::{
     self, BundleList, ConsistencyReply, EntryReply, InclusionReply, Leaf,
 };
@@ -578,15 +579,6 @@ pub struct Anomaly {
     pub detail: String,
 }
 
-/// A key entry's validity window, remembered across runs to find overlapping key sets.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct KeyWindow {
-    group: String,
-    index: u64,
-    not_before: u64,
-    not_after: u64,
-}
-
 fn load_windows(path: &Path) -> Vec<KeyWindow> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -661,35 +653,39 @@ pub fn monitor_once(
             let signed = match SignedEntry::decode(bytes) {
                 Ok(s) if !matches!(s.entry.body, EntryBody::Unknown { .. }) => s,
                 _ => {
-                    report(Anomaly { kind: "untyped_entry", index: Some(index), detail: "not a typed entry".into() });
+                    report(Anomaly {
+                        kind: "untyped_entry",
+                        index: Some(index),
+                        detail: "not a typed entry".into(),
+                    });
                     return;
                 }
             };
             if signed.verify_signature(options.publishers).is_err() {
-                report(Anomaly { kind: "unknown_publisher", index: Some(index), detail: format!("publisher {}", hex::encode(signed.entry.publisher.0)) });
+                report(Anomaly {
+                    kind: "unknown_publisher",
+                    index: Some(index),
+                    detail: format!("publisher {}", hex::encode(signed.entry.publisher.0)),
+                });
             }
             if let Err(e) = policy.validate(&signed.entry) {
-                report(Anomaly { kind: "invalid_entry", index: Some(index), detail: e.to_string() });
+                report(Anomaly {
+                    kind: "invalid_entry",
+                    index: Some(index),
+                    detail: e.to_string(),
+                });
             }
-            let group = match &signed.entry.body {
-                EntryBody::OhttpKeys(_) => Some("ohttp-keys".to_owned()),
-                EntryBody::TokenKey(k) => Some(format!("token-key-{}", k.role.as_str())),
-                _ => None,
-            };
-            if let Some(group) = group {
-                let window = KeyWindow { group, index, not_before: signed.entry.not_before, not_after: signed.entry.not_after };
-                let mut others: Vec<&KeyWindow> = windows.iter().chain(&seen_windows).filter(|w| w.group == window.group && w.index != index).collect();
-                others.sort_by_key(|w| w.index);
-                others.dedup_by_key(|w| w.index);
-                for other in others {
-                    let overlap = window.not_after.min(other.not_after).saturating_sub(window.not_before.max(other.not_before));
-                    if overlap > options.rotation_overlap {
-                        report(Anomaly {
-                            kind: "overlapping_keys",
-                            index: Some(index),
-                            detail: format!("{} entries {} and {} are both valid for {overlap} s (rotation overlap allows {} s): a sign of targeting", window.group, other.index, index, options.rotation_overlap),
-                        });
-                    }
+            if let Some(window) = KeyWindow::of(index, &signed) {
+                for overlap in overlaps(
+                    &window,
+                    windows.iter().chain(&seen_windows),
+                    options.rotation_overlap,
+                ) {
+                    report(Anomaly {
+                        kind: "overlapping_keys",
+                        index: Some(index),
+                        detail: overlap.to_string(),
+                    });
                 }
                 if !seen_windows.iter().any(|w| w.index == index) {
                     seen_windows.push(window);
@@ -697,7 +693,10 @@ pub fn monitor_once(
             }
         },
         |p| {
-            if p.range.size().is_multiple_of(arcane_verifier::tiles::TILE_WIDTH) {
+            if p.range
+                .size()
+                .is_multiple_of(arcane_verifier::tiles::TILE_WIDTH)
+            {
                 p.save(&progress_file)?;
             }
             Ok(())

@@ -177,6 +177,8 @@ pub struct StackOptions {
     /// A witness policy file for the log (it then publishes only cosigned checkpoints), with
     /// the witnesses' keys and the threshold clients require.
     pub witnesses: Option<(PathBuf, Vec<String>, usize)>,
+    /// A built verification center (`web/dist`) the log serves at `/ui/`.
+    pub ui: Option<PathBuf>,
 }
 
 impl StackOptions {
@@ -193,6 +195,7 @@ impl StackOptions {
             node_refresh: NodeConfig::default().refresh_every,
             token_limits: arcane_gateway::tokens::TokenLimits::default(),
             witnesses: None,
+            ui: None,
         }
     }
 }
@@ -260,7 +263,40 @@ fn publisher_key(path: &Path) -> Result<NoteSigner> {
     Ok(signer)
 }
 
+/// `text` percent-encoded for a URL fragment's query-style parameters (everything but
+/// unreserved characters: a key's `+` must not read as a space).
+fn fragment_value(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 impl Stack {
+    /// The verification center served by the log, set to this log, its key, witnesses and
+    /// publisher (in the fragment: the page takes nothing from the server), when it serves one.
+    pub fn verification_center_url(&self) -> Option<String> {
+        self.options.ui.as_ref()?;
+        let mut url = format!(
+            "{}/ui/#log={}&key={}&publisher={}",
+            self.log_url,
+            fragment_value(&self.log_url),
+            fragment_value(&self.log_key.to_text()),
+            fragment_value(&self.publisher.verifier().to_text())
+        );
+        if let Some((_, witnesses, threshold)) = &self.options.witnesses {
+            for w in witnesses {
+                url.push_str(&format!("&witness={}", fragment_value(w)));
+            }
+            url.push_str(&format!("&threshold={threshold}"));
+        }
+        Some(url)
+    }
+
     /// Starts everything; `progress` hears each step.
     pub async fn start(options: StackOptions, progress: Progress<'_>) -> Result<Stack> {
         let dir = &options.data_dir;
@@ -270,6 +306,7 @@ impl Stack {
         log_config.listen = any_port();
         log_config.sequencer.batch_delay = Duration::from_millis(5);
         log_config.witness_policy = options.witnesses.as_ref().map(|(p, _, _)| p.clone());
+        log_config.ui = options.ui.clone();
         let log = arcane_log::start(log_config.clone())
             .await
             .map_err(|e| demo_error("log", e))?;

@@ -134,6 +134,10 @@ struct DemoArgs {
     /// Keep the stack running after the answer, until interrupted.
     #[arg(long)]
     serve: bool,
+    /// The built verification center the log serves at `/ui/` (`npm run build` in web/);
+    /// `web/dist` when it exists.
+    #[arg(long)]
+    ui: Option<PathBuf>,
     #[arg(long, default_value_t = 64)]
     max_tokens: u32,
 }
@@ -337,7 +341,12 @@ async fn demo(args: DemoArgs) -> Result<(), ClientError> {
     let data_dir = std::path::absolute(&args.data_dir)
         .map_err(|e| ClientError::Config(format!("{}: {e}", args.data_dir.display())))?;
     let model = demo_model(args.model.as_deref(), &data_dir, &progress)?;
-    let stack = Stack::start(StackOptions::new(data_dir.clone(), model), &progress).await?;
+    let mut options = StackOptions::new(data_dir.clone(), model);
+    options.ui = args
+        .ui
+        .clone()
+        .or_else(|| Some(PathBuf::from("web/dist")).filter(|d| d.join("index.html").is_file()));
+    let stack = Stack::start(options, &progress).await?;
     eprintln!("[demo] client: verifying everything, then sending the prompt through the relay");
     let trust = Trust::load(&stack.trust_file)?;
     let mut config = ClientConfig::new(trust);
@@ -360,6 +369,12 @@ async fn demo(args: DemoArgs) -> Result<(), ClientError> {
         println!("gateway: {}", stack.gateway.url());
         println!("relay: {}", stack.relay.url());
         println!("trust: {}", stack.trust_file.display());
+        match stack.verification_center_url() {
+            Some(url) => println!("verification center: {url}"),
+            None => eprintln!(
+                "[demo] no verification center: build it with `npm install && npm run build` in web/"
+            ),
+        }
         eprintln!(
             "[demo] serving until interrupted; try: arcane chat --trust {} --state-dir {} \"your prompt\"",
             stack.trust_file.display(),

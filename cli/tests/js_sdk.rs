@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 mod common;
 use common::{
-    bundle_from, forked_log, impostor_log_key, list_unverified, now_ms, random_measurements,
-    redeemed_at_gateway, releases, stack, trusting_root,
+    bundle_from, forked_log, impostor_log_key, list_unverified, node_tests, now_ms,
+    random_measurements, redeemed_at_gateway, releases, stack, trusting_root,
 };
 
 fn package() -> PathBuf {
@@ -83,31 +83,18 @@ async fn the_typescript_sdk_chats_verified_and_refuses_what_the_rust_client_refu
         trusting_root(&unlogged_stack, &other),
     );
 
-    let output = tokio::process::Command::new("node")
-        .args(["--test", "--test-concurrency=1", "test/"])
-        .current_dir(package())
-        .env("ARCANE_SDK_TRUST", &stack.trust_file)
-        .env("ARCANE_SDK_IMPOSTOR_TRUST", &impostor)
-        .env("ARCANE_SDK_FORKED_TRUST", &forked)
-        .env("ARCANE_SDK_UNLOGGED_TRUST", &unlogged)
-        .env(
-            "ARCANE_VECTORS",
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/vectors"),
-        )
-        .output()
-        .await
-        .unwrap();
-    let report = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(output.status.success(), "node --test failed:\n{report}");
-    assert!(report.contains("# fail 0"), "{report}");
-    assert!(
-        !report.contains("# skipped") || report.contains("# skipped 0"),
-        "{report}"
-    );
+    let vectors = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/vectors");
+    let report = node_tests(
+        &package(),
+        &[
+            ("ARCANE_SDK_TRUST", stack.trust_file.as_os_str()),
+            ("ARCANE_SDK_IMPOSTOR_TRUST", impostor.as_os_str()),
+            ("ARCANE_SDK_FORKED_TRUST", forked.as_os_str()),
+            ("ARCANE_SDK_UNLOGGED_TRUST", unlogged.as_os_str()),
+            ("ARCANE_VECTORS", vectors.as_os_str()),
+        ],
+    )
+    .await;
     // The gateway redeemed exactly the chats that were answered (the happy path's two and the
     // first chat of the spent-token case): every refusal came before a DEK was wrapped.
     assert_eq!(redeemed_at_gateway(&stack).await, 3, "{report}");

@@ -15,14 +15,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use arcane_cli::demo::{Stack, StackOptions, release_entry};
+use arcane_cli::demo::{Stack, release_entry};
 use arcane_client::{Client, ClientConfig, ClientError, Route, Trust};
-use arcane_engine::gguf::{TinyLlama, write_tiny_llama};
 use arcane_verifier::entry::{EntryBody, TokenKey, TokenRole, decode_key_config};
 use arcane_verifier::inner::{ChatCompletionRequest, ChatMessage};
-use arcane_verifier::note::{ALG_COSIGNATURE_V1, ALG_ED25519, NoteSigner};
-use arcane_verifier::witness::{AddCheckpoint, Refusal, cosignature_response, decide};
-use tokio::sync::Mutex;
+
+mod common;
+use common::witnessed_options;
 
 // Keys are offered outside the first and last quarter of their window: with these, two keys of
 // each kind are on offer at any time, and a rotation may run up to 20 s late (a loaded machine
@@ -30,58 +29,7 @@ use tokio::sync::Mutex;
 const ENTRY_VALIDITY: Duration = Duration::from_secs(40);
 const ROTATE_EVERY: Duration = Duration::from_secs(10);
 
-fn now_s() -> u64 {
-    arcane_client::session::now_ms() / 1000
-}
-
 fn quiet(_: &str) {}
-
-/// A witness of one log, in memory: the same decision every witness takes
-/// (`arcane_verifier::witness::decide`), over HTTP.
-async fn start_witness(
-    log_key: Arc<std::sync::Mutex<Option<arcane_verifier::note::VerifierKey>>>,
-) -> (String, Arc<NoteSigner>) {
-    let signer = Arc::new(
-        NoteSigner::from_seed("soak-witness.example", ALG_COSIGNATURE_V1, &[9; 32]).unwrap(),
-    );
-    let state: Arc<Mutex<Option<(u64, arcane_verifier::Hash)>>> = Arc::default();
-    let app = axum::Router::new().route(
-        "/add-checkpoint",
-        axum::routing::post({
-            let signer = Arc::clone(&signer);
-            move |body: axum::body::Bytes| {
-                let (signer, state, log_key) = (signer.clone(), state.clone(), log_key.clone());
-                async move {
-                    let Ok(request) = AddCheckpoint::parse(&body) else {
-                        return (axum::http::StatusCode::BAD_REQUEST, String::new());
-                    };
-                    let Some(key) = log_key.lock().unwrap().clone() else {
-                        return (axum::http::StatusCode::NOT_FOUND, String::new());
-                    };
-                    let mut latest = state.lock().await;
-                    match decide(&request, &key, *latest) {
-                        Ok(checkpoint) => {
-                            *latest = Some((checkpoint.size, checkpoint.root));
-                            let line = cosignature_response(&signer, &checkpoint, now_s()).unwrap();
-                            (axum::http::StatusCode::OK, line)
-                        }
-                        Err(Refusal::Conflict { latest }) => {
-                            (axum::http::StatusCode::CONFLICT, format!("{latest}\n"))
-                        }
-                        Err(r) => (
-                            axum::http::StatusCode::from_u16(r.status()).unwrap(),
-                            String::new(),
-                        ),
-                    }
-                }
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, signer)
-}
 
 fn request(i: usize) -> ChatCompletionRequest {
     ChatCompletionRequest {
@@ -163,31 +111,11 @@ async fn the_stack_runs_through_rotations_expiries_and_restarts() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(180);
     let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("tiny.gguf");
-    write_tiny_llama(&model, &TinyLlama::default()).unwrap();
-    // The witness learns the log's key once the log exists (the policy names the witness first).
-    let witness_log_key = Arc::new(std::sync::Mutex::new(None));
-    let (witness_url, witness) = start_witness(witness_log_key.clone()).await;
-    let policy = dir.path().join("witness-policy");
-    std::fs::write(
-        &policy,
-        format!(
-            "witness soak-witness.example {} {witness_url}\nquorum soak-witness.example\n",
-            hex::encode(witness.verifier().public_key().as_bytes())
-        ),
-    )
-    .unwrap();
-    // The log's key is made before the log starts, so the witness can know it.
-    let data = dir.path().join("stack");
-    let log_signer = NoteSigner::from_seed("soak.arcane.local", ALG_ED25519, &[5; 32]).unwrap();
-    std::fs::create_dir_all(data.join("log")).unwrap();
-    arcane_log::keys::write_secret_key(&data.join("log").join("log.key"), &log_signer).unwrap();
-    *witness_log_key.lock().unwrap() = Some(log_signer.verifier());
-    let mut options = StackOptions::new(data, model);
+    // The log publishes only checkpoints its witness cosigned; clients require one.
+    let mut options = witnessed_options(dir.path()).await;
     options.validity = ENTRY_VALIDITY;
     options.key_refresh = Duration::from_secs(1);
     options.node_refresh = Duration::from_secs(2);
-    options.witnesses = Some((policy, vec![witness.verifier().to_text()], 1));
     // Token periods shortened like the keys (the TGT keys rotate every 10 s here, every few weeks
     // in production): the budget of TGTs per account renews every 10 s.
     options.token_limits.period_secs = 10;

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arcane_verifier::attested::{NodeBundle, NodeTrust, VerifiedNode, verify_node_document};
-use arcane_verifier::bundle::{VerifiedEntry, verify_bundle};
+use arcane_verifier::bundle::{LogTrust, VerifiedEntry, verify_bundle};
 use arcane_verifier::checkpoint::VerifiedCheckpoint;
 use arcane_verifier::entry::{EntryBody, TokenRole, encode_key_config};
 use arcane_verifier::nitro::DocumentCache;
@@ -38,14 +38,14 @@ impl Passed {
     }
 
     /// The lines of a verified checkpoint: its signature and the witness policy.
-    pub fn checkpoint(shown: &VerifiedCheckpoint, trust: &Trust) -> [Passed; 2] {
-        let witnesses = if trust.log.witnesses.is_unwitnessed() {
+    pub fn checkpoint(shown: &VerifiedCheckpoint, log: &LogTrust) -> [Passed; 2] {
+        let witnesses = if log.witnesses.is_unwitnessed() {
             "none required by this trust configuration".to_owned()
         } else {
             format!(
                 "{} of {} required cosigned",
                 shown.cosignatures.len(),
-                trust.log.witnesses.threshold()
+                log.witnesses.threshold()
             )
         };
         [
@@ -54,7 +54,7 @@ impl Passed {
                 format!(
                     "size {}, signed by {}",
                     shown.checkpoint.size,
-                    trust.log.log_key.name()
+                    log.log_key.name()
                 ),
             ),
             Passed::new(Check::Witnesses, witnesses),

@@ -31,6 +31,7 @@ pub mod storage;
 pub mod submission;
 pub mod tree_state;
 pub mod trillian;
+pub mod ui;
 pub mod witnessing;
 
 use std::net::SocketAddr;
@@ -143,6 +144,8 @@ pub struct ServeConfig {
     pub trillian: Option<trillian::follower::TrillianConfig>,
     /// Connection limits and timeouts of the HTTP server.
     pub limits: arcane_serve::ServeLimits,
+    /// A built verification center (`web/dist`) to serve at `/ui/`.
+    pub ui: Option<PathBuf>,
 }
 
 impl ServeConfig {
@@ -157,6 +160,7 @@ impl ServeConfig {
             witness_policy: None,
             trillian: None,
             limits: arcane_serve::ServeLimits::default(),
+            ui: None,
         }
     }
 
@@ -301,6 +305,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer> {
         }
     }
     let published = Arc::new(Published::new(initial, metrics.clone(), witnessing.clone()));
+    let ui = config.ui.as_deref().map(ui::UiFiles::load).transpose()?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let wake = Arc::new(tokio::sync::Notify::new());
 
@@ -321,7 +326,11 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer> {
         vkey.clone(),
         submitter,
     );
-    let router = api::router(state);
+    let router = match ui {
+        Some(ui) => api::router(state).merge(ui.routes()),
+        None => api::router(state),
+    }
+    .layer(axum::middleware::from_fn(ui::readable_anywhere));
     let mut shutdown_http = shutdown_rx.clone();
     let limits = config.limits;
     let http = tokio::spawn(async move {

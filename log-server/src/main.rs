@@ -55,6 +55,10 @@ enum Command {
         /// Witness policy (Sigsum policy format): witnesses to ask, quorum needed to publish.
         #[arg(long)]
         witness_policy: Option<PathBuf>,
+        /// Serve the built verification center (`web/dist`) at `/ui/`; the page verifies
+        /// everything itself.
+        #[arg(long)]
+        ui: Option<PathBuf>,
         /// Who sequences entries: this log (`local`) or a Trillian log tree (`trillian`; the
         /// database then holds the personality's state).
         #[arg(long, value_enum, default_value = "local")]
@@ -255,6 +259,7 @@ async fn run(cli: Cli) -> Result<(), LogError> {
             batch_size,
             batch_delay_ms,
             witness_policy,
+            ui,
             backend,
             trillian_addr,
             tree_id,
@@ -274,6 +279,7 @@ async fn run(cli: Cli) -> Result<(), LogError> {
             config.sequencer.batch_size = batch_size;
             config.sequencer.batch_delay = Duration::from_millis(batch_delay_ms);
             config.witness_policy = witness_policy;
+            config.ui = ui;
             if let (Some(addr), Some(tree_id)) = (trillian_addr, tree_id) {
                 config.trillian = Some(arcane_log::trillian::follower::TrillianConfig {
                     addr,

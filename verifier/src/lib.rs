@@ -16,6 +16,7 @@
 //!   state machine (observe → prove → adopt, keep, or fork with evidence).
 //! - [`witness`]: the C2SP tlog-witness add-checkpoint protocol, as pure decisions.
 //! - [`entry`]: typed, canonically encoded, publisher-signed log entries.
+//! - [`key_windows`]: key sets over time and the `overlapping_keys` anomaly.
 //! - [`bundle`]: proof bundles (C2SP tlog-proof plus the entry), verified in one call.
 //! - [`nitro`]: AWS Nitro Enclaves attestation documents, chain to a configured root, release policy.
 //! - [`der`]: the one strict DER reader (RSA public keys in entries, certificate validity).
@@ -64,6 +65,7 @@ pub mod entry;
 pub mod envelope;
 mod error;
 pub mod inner;
+pub mod key_windows;
 pub mod log_api;
 pub mod merkle;
 pub mod nitro;

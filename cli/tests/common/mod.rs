@@ -3,6 +3,10 @@
 #![allow(dead_code)]
 
 use std::path::Path;
+use std::sync::Arc;
+
+use arcane_verifier::note::{ALG_COSIGNATURE_V1, NoteSigner};
+use arcane_verifier::witness::{AddCheckpoint, Refusal, cosignature_response, decide};
 
 use arcane_cli::demo::{Stack, StackOptions};
 use arcane_cli::proxy::{ProxyOptions, RunningProxy};
@@ -203,4 +207,109 @@ pub async fn forked_log(stack: &Stack, dir: &Path, entries: u64) -> arcane_log::
         .unwrap();
     }
     fork
+}
+
+/// A witness of one log, in memory: the same decision every witness takes
+/// (`arcane_verifier::witness::decide`), over HTTP.
+pub async fn start_witness(
+    log_key: Arc<std::sync::Mutex<Option<arcane_verifier::note::VerifierKey>>>,
+) -> (String, Arc<NoteSigner>) {
+    let signer = Arc::new(
+        NoteSigner::from_seed("soak-witness.example", ALG_COSIGNATURE_V1, &[9; 32]).unwrap(),
+    );
+    let state: Arc<tokio::sync::Mutex<Option<(u64, arcane_verifier::Hash)>>> = Arc::default();
+    let app = axum::Router::new().route(
+        "/add-checkpoint",
+        axum::routing::post({
+            let signer = Arc::clone(&signer);
+            move |body: axum::body::Bytes| {
+                let (signer, state, log_key) = (signer.clone(), state.clone(), log_key.clone());
+                async move {
+                    let Ok(request) = AddCheckpoint::parse(&body) else {
+                        return (axum::http::StatusCode::BAD_REQUEST, String::new());
+                    };
+                    let Some(key) = log_key.lock().unwrap().clone() else {
+                        return (axum::http::StatusCode::NOT_FOUND, String::new());
+                    };
+                    let mut latest = state.lock().await;
+                    match decide(&request, &key, *latest) {
+                        Ok(checkpoint) => {
+                            *latest = Some((checkpoint.size, checkpoint.root));
+                            let line = cosignature_response(&signer, &checkpoint, now_ms() / 1000)
+                                .unwrap();
+                            (axum::http::StatusCode::OK, line)
+                        }
+                        Err(Refusal::Conflict { latest }) => {
+                            (axum::http::StatusCode::CONFLICT, format!("{latest}\n"))
+                        }
+                        Err(r) => (
+                            axum::http::StatusCode::from_u16(r.status()).unwrap(),
+                            String::new(),
+                        ),
+                    }
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, signer)
+}
+
+/// Options for the demo stack in `dir` on a tiny generated model whose log publishes only
+/// checkpoints cosigned by one witness (which clients require).
+pub async fn witnessed_options(dir: &Path) -> StackOptions {
+    // The witness learns the log's key once it is made (the policy names the witness first).
+    let log_key = Arc::new(std::sync::Mutex::new(None));
+    let (witness_url, witness) = start_witness(log_key.clone()).await;
+    let policy = dir.join("witness-policy");
+    std::fs::write(
+        &policy,
+        format!(
+            "witness soak-witness.example {} {witness_url}\nquorum soak-witness.example\n",
+            hex::encode(witness.verifier().public_key().as_bytes())
+        ),
+    )
+    .unwrap();
+    // The log's key is made before the log starts, so the witness can know it.
+    let data = dir.join("stack");
+    let signer = NoteSigner::from_seed(
+        "witnessed.arcane.local",
+        arcane_verifier::note::ALG_ED25519,
+        &[5; 32],
+    )
+    .unwrap();
+    std::fs::create_dir_all(data.join("log")).unwrap();
+    arcane_log::keys::write_secret_key(&data.join("log").join("log.key"), &signer).unwrap();
+    *log_key.lock().unwrap() = Some(signer.verifier());
+    let model = dir.join("tiny.gguf");
+    write_tiny_llama(&model, &TinyLlama::default()).unwrap();
+    let mut options = StackOptions::new(data, model);
+    options.witnesses = Some((policy, vec![witness.verifier().to_text()], 1));
+    options
+}
+
+/// Runs `node --test` (one file at a time) on `dir/test/` with `env`; the report, after
+/// asserting that it passed with no test failed or skipped.
+pub async fn node_tests(dir: &Path, env: &[(&str, &std::ffi::OsStr)]) -> String {
+    let output = tokio::process::Command::new("node")
+        .args(["--test", "--test-concurrency=1", "test/"])
+        .current_dir(dir)
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .unwrap();
+    let report = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "node --test failed:\n{report}");
+    assert!(report.contains("# fail 0"), "{report}");
+    assert!(
+        !report.contains("# skipped") || report.contains("# skipped 0"),
+        "{report}"
+    );
+    report
 }

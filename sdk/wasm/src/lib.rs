@@ -45,6 +45,9 @@ use futures::io::{AsyncRead, AsyncWriteExt};
 use serde_json::json;
 use wasm_bindgen::prelude::*;
 
+mod explorer;
+pub use explorer::Explorer;
+
 /// Where an OHTTP request is posted, on the gateway or the relay.
 const OHTTP_PATH: &str = "/.well-known/ohttp-gateway";
 /// Most bytes of an error answer kept for its message.
@@ -112,6 +115,28 @@ fn split_view(split: &SplitView) -> JsValue {
             "shown": split.shown,
         })),
     )
+}
+
+fn no_question() -> JsValue {
+    thrown(
+        "config",
+        None,
+        "no consistency question is open".into(),
+        None,
+    )
+}
+
+/// The log's answer to a consistency question: the proof's hashes, for the sizes asked.
+fn consistency_answer(
+    reply: &[u8],
+    question: &Question,
+) -> Result<Vec<arcane_verifier::Hash>, JsValue> {
+    ConsistencyReply::parse(reply, question.old.size, question.new.size).map_err(|e| {
+        client_error(ClientError::Unreachable {
+            service: "log",
+            reason: e.to_string(),
+        })
+    })
 }
 
 fn refused(check: Check, reason: impl std::fmt::Display) -> JsValue {
@@ -245,7 +270,7 @@ impl Session {
         self.candidates.clear();
         let shown = self.checks.checkpoint(note).map_err(client_error)?;
         self.report
-            .extend(Passed::checkpoint(&shown, self.checks.trust()));
+            .extend(Passed::checkpoint(&shown, &self.checks.trust().log));
         self.to_anchor.push_back((shown, Check::Consistency));
         Ok(())
     }
@@ -282,21 +307,8 @@ impl Session {
     /// The log's answer to the consistency question `viewStep` asked.
     #[wasm_bindgen(js_name = viewProof)]
     pub fn view_proof(&mut self, reply: &[u8]) -> Result<(), JsValue> {
-        let (shown, check, question) = self.asking.take().ok_or_else(|| {
-            thrown(
-                "config",
-                None,
-                "no consistency question is open".into(),
-                None,
-            )
-        })?;
-        let proof =
-            ConsistencyReply::parse(reply, question.old.size, question.new.size).map_err(|e| {
-                client_error(ClientError::Unreachable {
-                    service: "log",
-                    reason: e.to_string(),
-                })
-            })?;
+        let (shown, check, question) = self.asking.take().ok_or_else(no_question)?;
+        let proof = consistency_answer(reply, &question)?;
         let step = self.view.settle(&question, &proof);
         self.conclude(shown, check, step)
     }
