@@ -33,7 +33,7 @@ interface CheckpointView {
   root: string;
   rootHex: string;
   signatures: SignatureLine[];
-  policy: { threshold: number; witnesses: number; cosigned: number; met: boolean; report: string[] };
+  policy: { threshold: number; witnesses: number; cosigned: number };
 }
 
 interface EntryRow {
@@ -45,7 +45,6 @@ interface EntryRow {
   valid: boolean;
   invalidReason?: string | null;
   current: boolean;
-  overlaps: { message: string }[];
 }
 
 interface Timeline {
@@ -264,7 +263,6 @@ function renderCheckpoint(cp: CheckpointView) {
   $("cp-size").textContent = String(cp.size);
   $("cp-root").textContent = cp.rootHex;
   const policy = $("cp-policy");
-  policy.dataset.met = String(cp.policy.met);
   policy.textContent =
     cp.policy.witnesses === 0
       ? "no witnesses configured (set them in Log and keys to require cosignatures)"

@@ -12,13 +12,12 @@
 //! 4. `inclusionPath(i)` / `proveEntry(i, reply)`: each entry's inclusion proof;
 //! 5. `receiptPlan(receipt)` / `recheckReceipt(...)`: a receipt re-checked against the log.
 
-use arcane_client::checks::Passed;
 use arcane_client::receipts::{LogEvidence, Receipt, recheck};
 use arcane_client::view::{LogView, Verdict, check_checkpoint};
 use arcane_verifier::bundle::LogTrust;
 use arcane_verifier::checkpoint::VerifiedCheckpoint;
 use arcane_verifier::cosignature::{WitnessPolicy, verify_cosignature};
-use arcane_verifier::entry::{EntryBody, EntryPolicy, SignedEntry};
+use arcane_verifier::entry::{EntryPolicy, SignedEntry};
 use arcane_verifier::key_windows::{KeyWindow, overlaps};
 use arcane_verifier::log_api::{self, ConsistencyReply, EntryReply, InclusionReply, Leaf};
 use arcane_verifier::merkle::{CompactRange, leaf_hash};
@@ -51,12 +50,6 @@ struct ExplorerConfig {
     rotation_overlap_secs: Option<u64>,
 }
 
-/// One entry read from the log, as the page shows it.
-struct Read {
-    index: u64,
-    leaf: Hash,
-}
-
 /// A log read and verified in the page.
 #[wasm_bindgen]
 pub struct Explorer {
@@ -67,7 +60,8 @@ pub struct Explorer {
     shown: Option<VerifiedCheckpoint>,
     asking: Option<Question>,
     range: CompactRange,
-    read: Vec<Read>,
+    /// The leaf hash of each entry read, by index.
+    leaves: Vec<Hash>,
     windows: Vec<KeyWindow>,
 }
 
@@ -129,7 +123,7 @@ impl Explorer {
             shown: None,
             asking: None,
             range: CompactRange::default(),
-            read: Vec::new(),
+            leaves: Vec::new(),
             windows: Vec::new(),
         })
     }
@@ -140,7 +134,7 @@ impl Explorer {
     pub fn checkpoint(&mut self, note: &[u8]) -> Result<String, JsValue> {
         self.shown = None;
         self.range = CompactRange::default();
-        self.read.clear();
+        self.leaves.clear();
         self.windows.clear();
         let signatures = self.signature_lines(note);
         let verified = check_checkpoint(note, &self.trust).map_err(|e| {
@@ -159,9 +153,6 @@ impl Explorer {
                 "threshold": self.trust.witnesses.threshold(),
                 "witnesses": self.witness_keys.len(),
                 "cosigned": verified.cosignatures.len(),
-                "met": true,
-                "report": Passed::checkpoint(&verified, &self.trust).iter()
-                    .map(|p| format!("{}: {}", p.check, p.detail)).collect::<Vec<_>>(),
             },
         });
         self.shown = Some(verified);
@@ -296,7 +287,7 @@ impl Explorer {
 
     /// The bundle `nextBundle` named, at `now_s` (seconds): its entries, each `{index, leafHash,
     /// kind, entry (the entry's JSON view), publisher, publisherTrusted, valid, invalidReason?,
-    /// current, overlaps}`.
+    /// current}`.
     #[wasm_bindgen(js_name = pushBundle)]
     pub fn push_bundle(&mut self, bytes: &[u8], now_s: f64) -> Result<String, JsValue> {
         let size = self.shown()?.checkpoint.size;
@@ -311,8 +302,6 @@ impl Explorer {
         }
         let index = done / TILE_WIDTH;
         let width = tile_width(TileKind::Entries, index, size);
-        // A bundle whose first entries were read before (a partial one, wider now) is not here:
-        // the page reads one checkpoint's bundles in order, from entry 0.
         let entries = parse_entry_bundle(bytes, width)
             .map_err(|e| mismatch(format!("entry bundle {index}: {e}")))?;
         let now = now_s as u64;
@@ -321,29 +310,26 @@ impl Explorer {
             let at = self.range.size();
             let leaf = leaf_hash(entry);
             self.range.append(leaf);
-            self.read.push(Read { index: at, leaf });
-            rows.push(self.describe(at, entry, now));
+            self.leaves.push(leaf);
+            rows.push(self.describe(at, &leaf, entry, now));
         }
         Ok(serde_json::Value::Array(rows).to_string())
     }
 
-    fn describe(&mut self, index: u64, bytes: &[u8], now: u64) -> serde_json::Value {
-        let leaf = leaf_hash(bytes);
+    fn describe(&mut self, index: u64, leaf: &Hash, bytes: &[u8], now: u64) -> serde_json::Value {
         let Ok(signed) = SignedEntry::decode(bytes) else {
             return json!({ "index": index, "leafHash": leaf.to_hex(), "kind": "opaque", "valid": false,
-                "invalidReason": "not a typed entry", "current": false, "overlaps": [] });
+                "invalidReason": "not a typed entry", "current": false });
         };
         let publisher = signed.verify_signature(&self.trust.publishers);
         let validity = self.trust.policy.validate(&signed.entry);
-        let mut found = Vec::new();
-        if let Some(window) = KeyWindow::of(index, &signed) {
-            found = overlaps(&window, &self.windows, self.rotation_overlap);
-            self.windows.push(window);
-        }
-        let kind = match &signed.entry.body {
-            EntryBody::TokenKey(k) => format!("token-key-{}", k.role.as_str()),
-            other => other.kind_name(),
+        // The key-set overlaps are decided once, over every window, in `finish`.
+        let window = KeyWindow::of(index, &signed);
+        let kind = match &window {
+            Some(w) => w.group.clone(),
+            None => signed.entry.body.kind_name(),
         };
+        self.windows.extend(window);
         json!({
             "index": index,
             "leafHash": leaf.to_hex(),
@@ -354,8 +340,6 @@ impl Explorer {
             "valid": validity.is_ok(),
             "invalidReason": validity.err().map(|e| e.to_string()),
             "current": signed.entry.check_time(now).is_ok(),
-            "overlaps": found.iter().map(|o| json!({"first": o.first, "second": o.second,
-                "seconds": o.seconds, "allowed": o.allowed, "message": o.to_string()})).collect::<Vec<_>>(),
         })
     }
 
@@ -412,12 +396,10 @@ impl Explorer {
     pub fn prove_entry(&self, index: f64, reply: &[u8]) -> Result<(), JsValue> {
         let c = &self.shown()?.checkpoint;
         let index = index as u64;
-        let leaf = self
-            .read
+        let leaf = *self
+            .leaves
             .get(index as usize)
-            .filter(|r| r.index == index)
-            .ok_or_else(|| thrown("config", None, format!("entry {index} is not read"), None))?
-            .leaf;
+            .ok_or_else(|| thrown("config", None, format!("entry {index} is not read"), None))?;
         let (reply, proof) = InclusionReply::parse(reply).map_err(|e| mismatch(e.to_string()))?;
         if reply.index != index || reply.tree_size != c.size {
             return Err(mismatch(format!(
