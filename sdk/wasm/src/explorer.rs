@@ -14,18 +14,18 @@
 
 use arcane_client::receipts::{LogEvidence, Receipt, recheck};
 use arcane_client::view::{LogView, Verdict, check_checkpoint};
+use arcane_verifier::Hash;
 use arcane_verifier::bundle::LogTrust;
 use arcane_verifier::checkpoint::VerifiedCheckpoint;
 use arcane_verifier::cosignature::{WitnessPolicy, verify_cosignature};
 use arcane_verifier::entry::{EntryPolicy, SignedEntry};
 use arcane_verifier::key_windows::{KeyWindow, overlaps};
 use arcane_verifier::log_api::{self, ConsistencyReply, EntryReply, InclusionReply, Leaf};
-use arcane_verifier::merkle::{CompactRange, leaf_hash};
+use arcane_verifier::merkle::{leaf_hash, root_from_leaf_hashes};
 use arcane_verifier::note::VerifierKey;
 use arcane_verifier::proof::verify_inclusion;
 use arcane_verifier::tiles::{TILE_WIDTH, TileCoord, TileKind, parse_entry_bundle, tile_width};
 use arcane_verifier::timeline::{Question, Step};
-use arcane_verifier::{Hash, merkle};
 use base64::Engine as _;
 use serde_json::json;
 use wasm_bindgen::prelude::*;
@@ -59,7 +59,6 @@ pub struct Explorer {
     view: LogView,
     shown: Option<VerifiedCheckpoint>,
     asking: Option<Question>,
-    range: CompactRange,
     /// The leaf hash of each entry read, by index.
     leaves: Vec<Hash>,
     windows: Vec<KeyWindow>,
@@ -73,8 +72,13 @@ fn key(what: &str, text: &str) -> Result<VerifierKey, JsValue> {
     VerifierKey::parse(text.trim()).map_err(|e| config_error(what, e))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// The keys of a list the user typed, blank lines skipped.
+fn keys(what: &str, lines: &[String]) -> Result<Vec<VerifierKey>, JsValue> {
+    lines
+        .iter()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| key(what, line))
+        .collect()
 }
 
 fn mismatch(message: String) -> JsValue {
@@ -90,24 +94,14 @@ impl Explorer {
         let config: ExplorerConfig =
             serde_json::from_str(config).map_err(|e| config_error("the settings", e))?;
         let log_key = key("the log key", &config.log_key)?;
-        let witness_keys = config
-            .witnesses
-            .iter()
-            .filter(|w| !w.trim().is_empty())
-            .map(|w| key("a witness key", w))
-            .collect::<Result<Vec<_>, _>>()?;
+        let witness_keys = keys("a witness key", &config.witnesses)?;
         let witnesses = if witness_keys.is_empty() {
             WitnessPolicy::none()
         } else {
             WitnessPolicy::new(witness_keys.clone(), config.threshold)
                 .map_err(|e| config_error("the witness policy", e))?
         };
-        let publishers = config
-            .publishers
-            .iter()
-            .filter(|p| !p.trim().is_empty())
-            .map(|p| key("a publisher key", p))
-            .collect::<Result<Vec<_>, _>>()?;
+        let publishers = keys("a publisher key", &config.publishers)?;
         Ok(Explorer {
             trust: LogTrust {
                 log_key,
@@ -122,7 +116,6 @@ impl Explorer {
             view: LogView::default(),
             shown: None,
             asking: None,
-            range: CompactRange::default(),
             leaves: Vec::new(),
             windows: Vec::new(),
         })
@@ -133,7 +126,6 @@ impl Explorer {
     /// rootHex, signatures: [{name, keyId, role, verified, timestamp?}], policy}`.
     pub fn checkpoint(&mut self, note: &[u8]) -> Result<String, JsValue> {
         self.shown = None;
-        self.range = CompactRange::default();
         self.leaves.clear();
         self.windows.clear();
         let signatures = self.signature_lines(note);
@@ -273,7 +265,7 @@ impl Explorer {
     #[wasm_bindgen(js_name = nextBundle)]
     pub fn next_bundle(&self) -> Option<String> {
         let size = self.shown.as_ref()?.checkpoint.size;
-        let done = self.range.size();
+        let done = self.read();
         (done < size).then(|| {
             let index = done / TILE_WIDTH;
             TileCoord {
@@ -291,7 +283,7 @@ impl Explorer {
     #[wasm_bindgen(js_name = pushBundle)]
     pub fn push_bundle(&mut self, bytes: &[u8], now_s: f64) -> Result<String, JsValue> {
         let size = self.shown()?.checkpoint.size;
-        let done = self.range.size();
+        let done = self.read();
         if done >= size {
             return Err(thrown(
                 "config",
@@ -307,9 +299,8 @@ impl Explorer {
         let now = now_s as u64;
         let mut rows = Vec::new();
         for entry in entries {
-            let at = self.range.size();
+            let at = self.read();
             let leaf = leaf_hash(entry);
-            self.range.append(leaf);
             self.leaves.push(leaf);
             rows.push(self.describe(at, &leaf, entry, now));
         }
@@ -335,7 +326,7 @@ impl Explorer {
             "leafHash": leaf.to_hex(),
             "kind": kind,
             "entry": signed.view(),
-            "publisher": hex(&signed.entry.publisher.0),
+            "publisher": hex::encode(signed.entry.publisher.0),
             "publisherTrusted": publisher.as_ref().ok().map(|k| k.name().to_owned()),
             "valid": validity.is_ok(),
             "invalidReason": validity.err().map(|e| e.to_string()),
@@ -348,19 +339,15 @@ impl Explorer {
     pub fn finish(&self) -> Result<String, JsValue> {
         let shown = self.shown()?;
         let c = &shown.checkpoint;
-        if self.range.size() != c.size {
+        if self.read() != c.size {
             return Err(thrown(
                 "config",
                 None,
-                format!("{} of {} entries read", self.range.size(), c.size),
+                format!("{} of {} entries read", self.read(), c.size),
                 None,
             ));
         }
-        let root = if c.size == 0 {
-            merkle::empty_root()
-        } else {
-            self.range.root()
-        };
+        let root = root_from_leaf_hashes(&self.leaves);
         if root != c.root {
             return Err(mismatch(format!(
                 "the log's entries hash to {} but its signed checkpoint says {}: the log served \
@@ -470,6 +457,13 @@ impl Explorer {
             json!({ "receipt": receipt, "rechecks": rechecks, "record": receipt.checks })
                 .to_string(),
         )
+    }
+}
+
+impl Explorer {
+    /// How many entries of the checkpoint are read.
+    fn read(&self) -> u64 {
+        self.leaves.len() as u64
     }
 }
 
