@@ -57,6 +57,7 @@ fn chat(model: &str, max_tokens: u32) -> ChatCompletionRequest {
         max_tokens: Some(max_tokens),
         temperature: None,
         stream: Some(true),
+        ..Default::default()
     }
 }
 

@@ -170,6 +170,7 @@ fn request(
         max_tokens: Some(max_tokens),
         temperature,
         stream: Some(true),
+        ..Default::default()
     }
 }
 

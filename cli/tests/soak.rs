@@ -41,6 +41,7 @@ fn request(i: usize) -> ChatCompletionRequest {
         max_tokens: Some(4),
         temperature: None,
         stream: Some(true),
+        ..Default::default()
     }
 }
 

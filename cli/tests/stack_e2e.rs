@@ -31,8 +31,9 @@ fn request(prompt: &str, max_tokens: u32) -> ChatCompletionRequest {
             content: prompt.into(),
         }],
         max_tokens: Some(max_tokens),
-        temperature: None,
+        temperature: Some(0.0),
         stream: Some(true),
+        ..Default::default()
     }
 }
 

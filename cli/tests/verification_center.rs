@@ -124,6 +124,7 @@ async fn answered_receipt(stack: &arcane_cli::demo::Stack) -> String {
         max_tokens: Some(8),
         temperature: None,
         stream: Some(true),
+        ..Default::default()
     };
     let mut answer = client.chat(request, Route::Cloud).await.unwrap();
     let mut receipt = None;

@@ -32,6 +32,7 @@
 //!     max_tokens: Some(64),
 //!     temperature: None,
 //!     stream: Some(true),
+//!     ..Default::default()
 //! };
 //! let mut answer = client.chat(request, Route::Cloud).await?;
 //! while let Some(event) = answer.next().await {

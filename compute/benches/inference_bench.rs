@@ -41,6 +41,7 @@ async fn direct(engine: &MistralEngine, model: &str, max_tokens: usize) -> Run {
         max_tokens: Some(max_tokens as u32),
         temperature: None,
         stream: Some(true),
+        ..Default::default()
     };
     let started = Instant::now();
     let mut events = engine.generate(&request, max_tokens).unwrap();

@@ -15,6 +15,7 @@ use arcane_compute::error::ComputeError;
 use arcane_compute::node::{NodeConfig, now_seconds};
 use arcane_compute::release::LogTrust;
 use arcane_compute::service::{self, NodeOptions, TokenCheck};
+use arcane_engine::SamplingDefaults;
 use arcane_engine::gguf::{TinyLlama, write_tiny_llama};
 use arcane_engine::model::ModelFile;
 use arcane_verifier::cosignature::{WitnessPolicy, parse_policy_file};
@@ -98,6 +99,15 @@ struct ServeArgs {
     /// Upper bound on max_tokens.
     #[arg(long, default_value_t = 512)]
     max_tokens: usize,
+    /// Sampling temperature for requests that give none (0: greedy).
+    #[arg(long, default_value_t = SamplingDefaults::CHAT.temperature)]
+    temperature: f64,
+    /// Nucleus (top-p) for requests that give none.
+    #[arg(long, default_value_t = SamplingDefaults::CHAT.top_p)]
+    top_p: f64,
+    /// Repetition penalty over the whole conversation (1: off).
+    #[arg(long, default_value_t = SamplingDefaults::CHAT.repetition_penalty)]
+    repetition_penalty: f32,
     /// Pad chunk plaintexts to a multiple of this many bytes (0: off).
     #[arg(long, default_value_t = 64)]
     pad_to: usize,
@@ -139,6 +149,14 @@ struct ConfigFile {
 
 impl ServeArgs {
     /// Fills what the command line left out from `--config`, then checks what is required.
+    fn sampling(&self) -> SamplingDefaults {
+        SamplingDefaults {
+            temperature: self.temperature,
+            top_p: self.top_p,
+            repetition_penalty: self.repetition_penalty,
+        }
+    }
+
     fn merge_config(mut self) -> Result<Self, ComputeError> {
         if let Some(path) = &self.config {
             let file: ConfigFile = toml::from_str(&read_text(path)?)
@@ -160,6 +178,11 @@ impl ServeArgs {
             return Err(ComputeError::Config(
                 "--model, --log and at least one --publisher are required (or in --config)".into(),
             ));
+        }
+        if let Some(problem) = self.sampling().problem() {
+            return Err(ComputeError::Config(format!(
+                "{problem} (--temperature, --top-p, --repetition-penalty)"
+            )));
         }
         if self.gateway.is_some() && self.advertise.is_none() {
             return Err(ComputeError::Config(
@@ -269,6 +292,7 @@ async fn serve(args: ServeArgs) -> Result<(), ComputeError> {
             max_tokens: args.max_tokens,
             pad_to: args.pad_to,
             refresh_every: Duration::from_secs(args.refresh_secs.max(1)),
+            sampling: args.sampling(),
             ..NodeConfig::default()
         },
         tokens: if args.no_token_check {

@@ -22,7 +22,7 @@ use crate::error::{ComputeError, Result};
 use crate::release::{LogSource, LogTrust, OwnMeasurements, ProvenEntry};
 use crate::tokens::TokenVerifier;
 use arcane_engine::model::ModelFile;
-use arcane_engine::{EngineEvent, InferenceEngine};
+use arcane_engine::{EngineEvent, InferenceEngine, SamplingDefaults};
 
 /// Tunables of a node.
 #[derive(Clone, Debug)]
@@ -40,6 +40,8 @@ pub struct NodeConfig {
     /// Most request keys remembered for replay detection; when full of unexpired keys, new
     /// requests are refused as busy rather than any key forgotten.
     pub replay_capacity: usize,
+    /// Sampling for what requests leave out.
+    pub sampling: SamplingDefaults,
 }
 
 impl Default for NodeConfig {
@@ -51,6 +53,7 @@ impl Default for NodeConfig {
             request_window: Duration::from_secs(120),
             refresh_every: Duration::from_secs(60),
             replay_capacity: 1 << 18,
+            sampling: SamplingDefaults::default(),
         }
     }
 }

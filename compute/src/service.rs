@@ -158,7 +158,9 @@ pub async fn boot(
     let log = LogSource::new(&log_url)?;
     let (tokens, logged_keys) = token_verifier(tokens, &log, &trust).await?;
     tracing::info!(model = %model.name, sha256 = %hex::encode(model.sha256), "model file checked");
-    let engine = MistralEngine::load(&model, config.max_concurrent).await?;
+    let engine = MistralEngine::load(&model, config.max_concurrent)
+        .await?
+        .with_sampling(config.sampling);
     let refresh_every = config.refresh_every;
     let node = Node::boot(NodeParts {
         config,

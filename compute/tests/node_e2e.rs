@@ -67,8 +67,9 @@ async fn a_verified_request_is_answered_as_a_sealed_stream() {
             content: "Tell me about the sea.".into(),
         }],
         max_tokens: Some(24),
-        temperature: None,
+        temperature: Some(0.0),
         stream: Some(true),
+        ..Default::default()
     };
     let mut events = direct.generate(&request, 24).unwrap();
     let mut text = String::new();

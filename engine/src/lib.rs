@@ -6,6 +6,7 @@
 //! - [`gguf`]: a strict reader of the GGUF metadata checked before the engine sees a file, and
 //!   a writer of tiny llama-architecture models for tests and benchmarks;
 //! - [`model`]: the model file a node or a client serves, checked and digested, never fetched;
+//! - [`sampling`]: a request's sampling fields over the node's defaults for its model;
 //! - [`InferenceEngine`]: what a generation looks like to its callers (a stream of
 //!   [`EngineEvent`]s), and [`MistralEngine`], mistral.rs running a GGUF model on the CPU.
 //!
@@ -15,6 +16,8 @@ pub mod error;
 pub mod gguf;
 mod mistral;
 pub mod model;
+pub mod sampling;
 
 pub use error::{EngineError, Result};
 pub use mistral::{EngineEvent, FinishReason, InferenceEngine, MistralEngine};
+pub use sampling::SamplingDefaults;

@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 
 use crate::error::{EngineError, Result};
 use crate::model::ModelFile;
+use crate::sampling::{SamplingDefaults, sampling_params};
 
 /// Why generation stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,12 +66,14 @@ pub trait InferenceEngine: Send + Sync + 'static {
 pub struct MistralEngine {
     model: Arc<mistralrs::Model>,
     name: String,
+    sampling: SamplingDefaults,
 }
 
 impl std::fmt::Debug for MistralEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MistralEngine")
             .field("name", &self.name)
+            .field("sampling", &self.sampling)
             .finish_non_exhaustive()
     }
 }
@@ -97,12 +100,22 @@ impl MistralEngine {
         Ok(MistralEngine {
             model: Arc::new(loaded),
             name: model.name.clone(),
+            sampling: SamplingDefaults::default(),
         })
     }
 
-    /// The mistral.rs request for `request`: its messages, greedy decoding unless a temperature
-    /// above 0 is asked for, and always a maximum length (running past the context is an error).
-    pub fn build_request(request: &ChatCompletionRequest, max_tokens: usize) -> RequestBuilder {
+    /// The same engine with other sampling for what requests leave out.
+    pub fn with_sampling(mut self, sampling: SamplingDefaults) -> Self {
+        self.sampling = sampling;
+        self
+    }
+
+    /// The mistral.rs request for `request`: its messages and [`sampling_params`].
+    pub fn build_request(
+        request: &ChatCompletionRequest,
+        max_tokens: usize,
+        defaults: &SamplingDefaults,
+    ) -> RequestBuilder {
         let mut builder = RequestBuilder::new();
         for message in &request.messages {
             let role = match message.role.as_str() {
@@ -112,12 +125,7 @@ impl MistralEngine {
             };
             builder = builder.add_message(role, &message.content);
         }
-        // `set_deterministic_sampler` resets the maximum length, so it comes first.
-        builder = match request.temperature {
-            Some(t) if t > 0.0 => builder.set_sampler_temperature(t),
-            _ => builder.set_deterministic_sampler(),
-        };
-        builder.set_sampler_max_len(max_tokens)
+        builder.set_sampling(sampling_params(request, max_tokens, defaults))
     }
 
     /// The loaded mistral.rs model (benchmarks call it directly as their baseline).
@@ -136,7 +144,7 @@ impl InferenceEngine for MistralEngine {
         request: &ChatCompletionRequest,
         max_tokens: usize,
     ) -> Result<mpsc::Receiver<EngineEvent>> {
-        let builder = Self::build_request(request, max_tokens);
+        let builder = Self::build_request(request, max_tokens, &self.sampling);
         let model = Arc::clone(&self.model);
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {

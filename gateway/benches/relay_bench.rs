@@ -77,6 +77,7 @@ impl Bench {
                 max_tokens: Some(4),
                 temperature: None,
                 stream: Some(true),
+                ..Default::default()
             },
             token: None,
             badge: None,

@@ -443,6 +443,7 @@ async fn tokens_and_a_sealed_chat_through_the_gateway() {
                 max_tokens: Some(12),
                 temperature: None,
                 stream: Some(true),
+                ..Default::default()
             },
             token: Some(material.encode().to_vec()),
             badge: None,

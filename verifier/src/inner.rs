@@ -40,9 +40,15 @@ impl Drop for ChatMessage {
     }
 }
 
+/// Most stop sequences in one request (OpenAI's limit).
+pub const MAX_STOP_SEQUENCES: usize = 4;
+/// Longest stop sequence, in bytes.
+pub const MAX_STOP_BYTES: usize = 64;
+
 /// An OpenAI-shaped chat completion request (the subset a node serves; other fields are
-/// refused rather than ignored).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// refused rather than ignored). Sampling a request leaves out is the node's default for its
+/// model (`arcane_engine::SamplingDefaults`); `temperature: 0` asks for greedy decoding.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChatCompletionRequest {
     /// The model asked for (matched against the node's model name).
@@ -52,9 +58,23 @@ pub struct ChatCompletionRequest {
     /// Most tokens to generate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u32>,
-    /// Sampling temperature; absent or 0 means greedy decoding.
+    /// Sampling temperature, 0..=2; 0 means greedy decoding, absent the node's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f64>,
+    /// Nucleus sampling: only the most likely tokens whose probabilities add up to `top_p`
+    /// (0 < top_p <= 1) are drawn from; absent: the node's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f64>,
+    /// Lowers a token's logit by this much per time it already occurs (-2..=2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frequency_penalty: Option<f64>,
+    /// Lowers a token's logit by this much once it occurs at all (-2..=2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence_penalty: Option<f64>,
+    /// Sequences that end the answer where they would begin (not part of the answer); at most
+    /// 4, each 1 to 64 bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<Vec<String>>,
     /// Whether the answer streams (it always arrives in sealed chunks; `false` asks the node to
     /// send the whole answer in one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -62,32 +82,51 @@ pub struct ChatCompletionRequest {
 }
 
 impl ChatCompletionRequest {
-    /// Checks what the node relies on: known roles, at least one message, a sane temperature.
+    /// Checks what the node relies on: known roles, at least one message, sampling within range.
     pub fn validate(&self) -> Result<()> {
+        match self.problem() {
+            Some((_, why)) => Err(Error::MalformedInner(why)),
+            None => Ok(()),
+        }
+    }
+
+    /// The first field [`validate`](Self::validate) refuses, with why.
+    pub fn problem(&self) -> Option<(&'static str, &'static str)> {
+        let in_range = |v: Option<f64>, ok: fn(f64) -> bool| v.is_none_or(ok);
+        let stop = self.stop.as_deref().unwrap_or_default();
         if self.messages.is_empty() {
-            return Err(Error::MalformedInner("no messages"));
-        }
-        if self.messages.len() > MAX_MESSAGES {
-            return Err(Error::MalformedInner("more than 256 messages"));
-        }
-        if self
+            Some(("messages", "no messages"))
+        } else if self.messages.len() > MAX_MESSAGES {
+            Some(("messages", "more than 256 messages"))
+        } else if self
             .messages
             .iter()
             .any(|m| !matches!(m.role.as_str(), "system" | "user" | "assistant"))
         {
-            return Err(Error::MalformedInner(
+            Some((
+                "messages",
                 "a message role is not system, user or assistant",
-            ));
-        }
-        if let Some(t) = self.temperature
-            && !(0.0..=2.0).contains(&t)
+            ))
+        } else if !in_range(self.temperature, |t| (0.0..=2.0).contains(&t)) {
+            Some(("temperature", "temperature is outside 0..=2"))
+        } else if !in_range(self.top_p, |p| p > 0.0 && p <= 1.0) {
+            Some(("top_p", "top_p is outside (0, 1]"))
+        } else if !in_range(self.frequency_penalty, |p| (-2.0..=2.0).contains(&p)) {
+            Some(("frequency_penalty", "frequency_penalty is outside -2..=2"))
+        } else if !in_range(self.presence_penalty, |p| (-2.0..=2.0).contains(&p)) {
+            Some(("presence_penalty", "presence_penalty is outside -2..=2"))
+        } else if stop.len() > MAX_STOP_SEQUENCES {
+            Some(("stop", "more than 4 stop sequences"))
+        } else if stop
+            .iter()
+            .any(|s| s.is_empty() || s.len() > MAX_STOP_BYTES)
         {
-            return Err(Error::MalformedInner("temperature is outside 0..=2"));
+            Some(("stop", "a stop sequence is empty or over 64 bytes"))
+        } else if self.max_tokens == Some(0) {
+            Some(("max_tokens", "max_tokens is 0"))
+        } else {
+            None
         }
-        if self.max_tokens == Some(0) {
-            return Err(Error::MalformedInner("max_tokens is 0"));
-        }
-        Ok(())
     }
 }
 

@@ -50,7 +50,9 @@ impl ApiError {
 }
 
 /// Fields OpenAI defines that the private path does not implement: refused by name.
-const UNSUPPORTED: [&str; 17] = [
+/// `seed` among them: the engine draws every sequence's samples from one generator shared by all
+/// requests, so no request can ask for a reproducible draw.
+const UNSUPPORTED: [&str; 13] = [
     "tools",
     "tool_choice",
     "functions",
@@ -61,10 +63,6 @@ const UNSUPPORTED: [&str; 17] = [
     "logit_bias",
     "n",
     "seed",
-    "stop",
-    "top_p",
-    "presence_penalty",
-    "frequency_penalty",
     "audio",
     "modalities",
     "prediction",
@@ -173,15 +171,32 @@ pub fn parse_chat_request(
                 })?,
         ),
     };
-    let temperature = match fields.remove("temperature") {
+    let temperature = number(&mut fields, "temperature")?;
+    let top_p = number(&mut fields, "top_p")?;
+    let frequency_penalty = number(&mut fields, "frequency_penalty")?;
+    let presence_penalty = number(&mut fields, "presence_penalty")?;
+    let stop = match fields.remove("stop") {
         None | Some(Value::Null) => None,
-        Some(v) => Some(v.as_f64().ok_or_else(|| {
-            ApiError::invalid(
-                Some("temperature"),
+        Some(Value::String(s)) => Some(vec![s]),
+        Some(Value::Array(list)) => Some(
+            list.into_iter()
+                .map(|v| match v {
+                    Value::String(s) => Ok(s),
+                    _ => Err(ApiError::invalid(
+                        Some("stop"),
+                        "invalid_type",
+                        "`stop` must be a string or a list of strings",
+                    )),
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()?,
+        ),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                Some("stop"),
                 "invalid_type",
-                "`temperature` must be a number",
-            )
-        })?),
+                "`stop` must be a string or a list of strings",
+            ));
+        }
     };
     let messages = fields.remove("messages").ok_or_else(|| {
         ApiError::invalid(
@@ -240,12 +255,33 @@ pub fn parse_chat_request(
         messages,
         max_tokens,
         temperature,
+        top_p,
+        frequency_penalty,
+        presence_penalty,
+        stop,
         stream: Some(true),
     };
-    request
-        .validate()
-        .map_err(|e| ApiError::invalid(Some("messages"), "invalid_value", e.to_string()))?;
+    if let Some((param, why)) = request.problem() {
+        return Err(ApiError::invalid(Some(param), "invalid_value", why));
+    }
     Ok((request, stream))
+}
+
+/// An optional numeric field, removed from `fields`.
+fn number(
+    fields: &mut serde_json::Map<String, Value>,
+    name: &str,
+) -> std::result::Result<Option<f64>, ApiError> {
+    match fields.remove(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v.as_f64().map(Some).ok_or_else(|| {
+            ApiError::invalid(
+                Some(name),
+                "invalid_type",
+                format!("`{name}` must be a number"),
+            )
+        }),
+    }
 }
 
 /// One server-sent event carrying a `chat.completion.chunk`: a text delta, or (with
@@ -356,6 +392,27 @@ mod tests {
         );
         assert_eq!(r.messages[0].role, "system");
         assert_eq!(r.messages[1].content, "hi");
+        assert_eq!((r.top_p, r.stop.as_deref()), (None, None));
+
+        // Sampling passes through; a single `stop` string is a list of one.
+        let (r, _) = parse(
+            r#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":0.7,"top_p":0.9,"frequency_penalty":0.5,"presence_penalty":-0.25,"stop":"\n\n"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                r.temperature,
+                r.top_p,
+                r.frequency_penalty,
+                r.presence_penalty
+            ),
+            (Some(0.7), Some(0.9), Some(0.5), Some(-0.25))
+        );
+        assert_eq!(r.stop, Some(vec!["\n\n".to_owned()]));
+        let (r, _) =
+            parse(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"stop":["END","."]}"#)
+                .unwrap();
+        assert_eq!(r.stop, Some(vec!["END".to_owned(), ".".to_owned()]));
 
         for (body, param, code) in [
             (
@@ -393,6 +450,41 @@ mod tests {
                 r#"{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":0}"#,
                 Some("max_tokens"),
                 "invalid_value",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"seed":7}"#,
+                Some("seed"),
+                "unsupported_parameter",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"top_p":0}"#,
+                Some("top_p"),
+                "invalid_value",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"presence_penalty":2.5}"#,
+                Some("presence_penalty"),
+                "invalid_value",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"frequency_penalty":"high"}"#,
+                Some("frequency_penalty"),
+                "invalid_type",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"stop":["a","b","c","d","e"]}"#,
+                Some("stop"),
+                "invalid_value",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"stop":[""]}"#,
+                Some("stop"),
+                "invalid_value",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"stop":[1]}"#,
+                Some("stop"),
+                "invalid_type",
             ),
             (r#"[1]"#, None, "invalid_json"),
         ] {

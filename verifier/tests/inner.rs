@@ -24,6 +24,10 @@ fn request() -> InnerRequest {
             ],
             max_tokens: Some(32),
             temperature: Some(0.0),
+            top_p: Some(0.9),
+            frequency_penalty: Some(0.5),
+            presence_penalty: None,
+            stop: Some(vec!["\n\n".into(), "END".into()]),
             stream: Some(true),
         },
         token: Some(vec![1, 2, 3, 250]),
@@ -96,7 +100,15 @@ fn requests_the_node_does_not_serve_are_refused_with_a_reason() {
             "max_tokens",
         ),
         (
-            r#"{"model":"m","messages":[{"role":"user","content":"x"}],"top_p":0.5}"#,
+            r#"{"model":"m","messages":[{"role":"user","content":"x"}],"top_p":1.5}"#,
+            "top_p",
+        ),
+        (
+            r#"{"model":"m","messages":[{"role":"user","content":"x"}],"stop":["a","b","c","d","e"]}"#,
+            "stop sequences",
+        ),
+        (
+            r#"{"model":"m","messages":[{"role":"user","content":"x"}],"seed":1}"#,
             "chat completion",
         ),
         ("not json", "chat completion"),

@@ -282,8 +282,10 @@ impl Client {
                     content: prompt.into(),
                 }],
                 max_tokens: Some(max_tokens),
-                temperature: None,
+                // Greedy: the tests compare answers.
+                temperature: Some(0.0),
                 stream: Some(true),
+                ..Default::default()
             },
             token,
             badge: None,

@@ -147,7 +147,16 @@ export interface ChatRequest {
   model?: string;
   messages: ChatMessage[];
   max_tokens?: number;
+  /** 0..2; 0 is greedy decoding, absent the node's default for its model. */
   temperature?: number;
+  /** Nucleus, (0, 1]; absent: the node's default. */
+  top_p?: number;
+  /** -2..2. */
+  frequency_penalty?: number;
+  /** -2..2. */
+  presence_penalty?: number;
+  /** At most 4 sequences, each 1 to 64 bytes, that end the answer where they would begin. */
+  stop?: string | string[];
 }
 
 /** Where the services are, as the trust file says. */
@@ -266,11 +275,17 @@ export class Client {
    */
   chat(request: ChatRequest): Promise<Answer> {
     return this.exclusive(async () => {
+      const stop = typeof request.stop === "string" ? [request.stop] : request.stop;
+      // Undefined fields are left out by JSON.stringify; the node checks every range.
       const body = JSON.stringify({
         model: request.model ?? "",
         messages: request.messages,
-        ...(request.max_tokens === undefined ? {} : { max_tokens: request.max_tokens }),
-        ...(request.temperature === undefined ? {} : { temperature: request.temperature }),
+        max_tokens: request.max_tokens,
+        temperature: request.temperature,
+        top_p: request.top_p,
+        frequency_penalty: request.frequency_penalty,
+        presence_penalty: request.presence_penalty,
+        stop,
       });
       const report = await this.preflight(request.model || undefined);
       const out = this.call(() => this.session.chatRequest(body, Date.now()));
