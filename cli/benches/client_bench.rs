@@ -55,7 +55,8 @@ fn chat(model: &str, max_tokens: u32) -> ChatCompletionRequest {
             content: PROMPT.into(),
         }],
         max_tokens: Some(max_tokens),
-        temperature: None,
+        // Greedy (with the node's repetition penalty), like the node's inference benchmark.
+        temperature: Some(0.0),
         stream: Some(true),
         ..Default::default()
     }

@@ -5,6 +5,9 @@
 //! `cargo bench -p arcane-compute --bench inference_bench` uses the tiny generated model;
 //! `ARCANE_BENCH_MODEL=/path/model.gguf` uses another (a directory of its own).
 //! `ARCANE_BENCH_ROUNDS` (default 7) and `ARCANE_BENCH_TOKENS` (default 48) tune the run.
+//! `ARCANE_LLAMA_CPP_PYTHON=/path/python` (a Python with `llama-cpp-python`) adds llama.cpp on the
+//! same file as the reference, its rounds interleaved with the others (`bench/llama_cpp_round.py`).
+//! Every path decodes greedily with the node's repetition penalty (1.1).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -39,7 +42,7 @@ async fn direct(engine: &MistralEngine, model: &str, max_tokens: usize) -> Run {
             content: PROMPT.into(),
         }],
         max_tokens: Some(max_tokens as u32),
-        temperature: None,
+        temperature: Some(0.0),
         stream: Some(true),
         ..Default::default()
     };
@@ -108,6 +111,63 @@ async fn through_node(
     }
 }
 
+/// llama.cpp in a Python process of its own, answering one round per request.
+struct LlamaCpp {
+    child: std::process::Child,
+    input: std::process::ChildStdin,
+    output: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+}
+
+impl LlamaCpp {
+    fn start(python: &str, model: &std::path::Path, max_tokens: usize) -> Self {
+        use std::io::BufRead;
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../bench/llama_cpp_round.py");
+        let mut child = std::process::Command::new(python)
+            .args([
+                script,
+                &model.to_string_lossy(),
+                PROMPT,
+                &max_tokens.to_string(),
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("llama.cpp's Python");
+        let input = child.stdin.take().unwrap();
+        let output = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        LlamaCpp {
+            child,
+            input,
+            output,
+        }
+    }
+
+    fn ask(&mut self, line: &str) -> serde_json::Value {
+        use std::io::Write;
+        writeln!(self.input, "{line}").unwrap();
+        let answer = self.output.next().expect("an answer").unwrap();
+        serde_json::from_str(&answer).unwrap()
+    }
+
+    fn round(&mut self) -> Run {
+        let v = self.ask("round");
+        let tokens = v["tokens"].as_u64().unwrap();
+        let tps = v["tokens_per_s"].as_f64().unwrap();
+        Run {
+            ttft: Duration::from_secs_f64(v["ttft_ms"].as_f64().unwrap() / 1e3),
+            decode_tokens: tokens.saturating_sub(1),
+            decode_time: Duration::from_secs_f64(tokens.saturating_sub(1) as f64 / tps.max(1e-9)),
+        }
+    }
+}
+
+impl Drop for LlamaCpp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -145,12 +205,24 @@ fn main() {
         let client = stack.process_client(&node);
         let rek = client.verified_node(None).await.unwrap().rek;
         let engine = MistralEngine::load(&stack.model, 1).await.unwrap();
-        // Warm both paths once.
+        let mut llama = std::env::var("ARCANE_LLAMA_CPP_PYTHON")
+            .ok()
+            .map(|python| LlamaCpp::start(&python, &stack.model.path, max_tokens));
+        // Warm every path once.
         direct(&engine, &stack.model.name, max_tokens).await;
         through_node(&client, rek, max_tokens as u32).await;
+        if let Some(l) = &mut llama {
+            l.round();
+        }
         let (mut d_ttft, mut n_ttft, mut d_tps, mut n_tps) = (vec![], vec![], vec![], vec![]);
+        let (mut l_ttft, mut l_tps) = (vec![], vec![]);
         let mut tokens = 0;
         for _ in 0..rounds {
+            if let Some(l) = &mut llama {
+                let r = l.round();
+                l_ttft.push(r.ttft.as_secs_f64() * 1e3);
+                l_tps.push(r.tokens_per_second());
+            }
             let d = direct(&engine, &stack.model.name, max_tokens).await;
             let n = through_node(&client, rek, max_tokens as u32).await;
             tokens = n.decode_tokens + 1;
@@ -161,9 +233,36 @@ fn main() {
         }
         let (dt, nt, ds, ns) = (median(d_ttft), median(n_ttft), median(d_tps), median(n_tps));
         println!(
-            "model {} ({} tokens per answer, {rounds} rounds, medians)",
+            "model {} ({} tokens per answer, {rounds} rounds, medians; greedy, repetition \
+             penalty 1.1)",
             stack.model.name, tokens
         );
+        if let Some(l) = &mut llama {
+            let (lt, ls) = (median(l_ttft), median(l_tps));
+            let rss = l.ask("rss")["peak_rss_kib"].as_f64().unwrap_or(0.0);
+            println!(
+                "| measurement | llama.cpp | mistral.rs direct | through the node | node ÷ direct \
+                 | node ÷ llama.cpp |"
+            );
+            println!("|---|---|---|---|---|---|");
+            println!(
+                "| time to first token | {lt:.1} ms | {dt:.1} ms | {nt:.1} ms | {:.3}× | {:.2}× |",
+                nt / dt,
+                nt / lt
+            );
+            println!(
+                "| decode speed | {ls:.1} tokens/s | {ds:.1} tokens/s | {ns:.1} tokens/s | {:.3}× \
+                 | {:.3}× |",
+                ns / ds,
+                ns / ls
+            );
+            println!(
+                "| peak RSS | {:.1} MiB (Python process) | | {:.1} MiB (node process) | | |",
+                rss / 1024.0,
+                node.peak_rss_kib() as f64 / 1024.0
+            );
+            return;
+        }
         println!("| measurement | mistral.rs direct | through the node | ratio |");
         println!("|---|---|---|---|");
         println!(
