@@ -14,6 +14,8 @@ fn chat(stream: bool) -> Value {
         "model": "",
         "messages": [{"role": "user", "content": "Hello there"}],
         "max_tokens": 24,
+        // Greedy, so that the streamed answer can be compared with the whole one.
+        "temperature": 0,
         "stream": stream,
     })
 }

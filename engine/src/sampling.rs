@@ -19,7 +19,9 @@ pub struct SamplingDefaults {
 
 impl SamplingDefaults {
     /// For chat with small instruct models: the SmolLM2 model card's temperature 0.2 and top-p
-    /// 0.9, with a repetition penalty of 1.1 (without it the 135M model loops on one phrase).
+    /// 0.9, with a repetition penalty of 1.1 against the loops small models fall into (at the
+    /// card's settings without it, the 135M model was seen repeating one phrase until
+    /// `max_tokens`).
     pub const CHAT: SamplingDefaults = SamplingDefaults {
         temperature: 0.2,
         top_p: 0.9,
