@@ -6,6 +6,7 @@
 //! - [`gguf`]: a strict reader of the GGUF metadata checked before the engine sees a file, and
 //!   a writer of tiny llama-architecture models for tests and benchmarks;
 //! - [`model`]: the model file a node or a client serves, checked and digested, never fetched;
+//! - [`requantize`]: a GGUF's tensors rewritten into types the engine multiplies fast on a CPU;
 //! - [`sampling`]: a request's sampling fields over the node's defaults for its model;
 //! - [`InferenceEngine`]: what a generation looks like to its callers (a stream of
 //!   [`EngineEvent`]s), and [`MistralEngine`], mistral.rs running a GGUF model on the CPU.
@@ -16,6 +17,7 @@ pub mod error;
 pub mod gguf;
 mod mistral;
 pub mod model;
+pub mod requantize;
 pub mod sampling;
 
 pub use error::{EngineError, Result};
