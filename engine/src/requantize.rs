@@ -12,7 +12,7 @@
 //! file is reproducible from the original.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Seek, Write};
+use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
@@ -47,6 +47,9 @@ fn error(what: &str, path: &Path, e: impl std::fmt::Display) -> EngineError {
 /// [`CPU_TYPE`]. The file appears at `dst` whole or not at all (written beside it, synced,
 /// then renamed).
 pub fn requantize_for_cpu(src: &Path, dst: &Path) -> Result<Requantized> {
+    // candle's reader trusts the counts and lengths in a header; the strict reader, with its
+    // bounds, sees the header first (as it does before every load).
+    crate::gguf::read_metadata(src)?;
     let mut reader = BufReader::new(File::open(src).map_err(|e| error("cannot open", src, e))?);
     let content = Content::read(&mut reader).map_err(|e| error("cannot read", src, e))?;
 
@@ -101,10 +104,9 @@ pub fn requantize_for_cpu(src: &Path, dst: &Path) -> Result<Requantized> {
         candle_core::quantized::gguf_file::write(&mut out, &metadata, &refs)
             .map_err(|e| error("cannot write", &part, e))?;
         out.flush().map_err(|e| error("cannot write", &part, e))?;
-        let mut file = out
+        let file = out
             .into_inner()
             .map_err(|e| error("cannot write", &part, e.error()))?;
-        file.rewind().map_err(|e| error("cannot write", &part, e))?;
         file.sync_all()
             .map_err(|e| error("cannot sync", &part, e))?;
         std::fs::rename(&part, dst).map_err(|e| error("cannot rename into", dst, e))
