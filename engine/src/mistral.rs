@@ -2,9 +2,9 @@
 //! over a local GGUF file.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use arcane_verifier::inner::ChatCompletionRequest;
+use arcane_verifier::inner::{ChatCompletionRequest, ChatMessage};
 use mistralrs::{GgufModelBuilder, RequestBuilder, Response, TextMessageRole, TokenSource};
 use tokio::sync::mpsc;
 
@@ -61,6 +61,11 @@ pub trait InferenceEngine: Send + Sync + 'static {
         max_tokens: usize,
     ) -> Result<mpsc::Receiver<EngineEvent>>;
 }
+
+/// The prompt of [`MistralEngine::warm_up`]: a chat's first turn, of a typical length.
+const WARM_UP_PROMPT: &str = "Say hello in one short sentence.";
+/// Tokens [`MistralEngine::warm_up`] generates: enough to run the decoding path after the prompt's.
+const WARM_UP_TOKENS: usize = 4;
 
 /// mistral.rs running a GGUF model on the CPU.
 pub struct MistralEngine {
@@ -126,6 +131,40 @@ impl MistralEngine {
             builder = builder.add_message(role, &message.content);
         }
         builder.set_sampling(sampling_params(request, max_tokens, defaults))
+    }
+
+    /// Runs one short greedy generation of a fixed prompt and discards it, so that the first
+    /// request does not pay for what only a first generation does: faulting in every page of
+    /// the weights, starting the thread pool, the first buffers of each size. Nothing of a
+    /// user's is in it. An engine that cannot answer this fails here, before a node offers it.
+    pub async fn warm_up(&self) -> Result<Duration> {
+        let request = ChatCompletionRequest {
+            model: self.name.clone(),
+            messages: vec![ChatMessage {
+                role: "user".into(),
+                content: WARM_UP_PROMPT.into(),
+            }],
+            temperature: Some(0.0),
+            ..ChatCompletionRequest::default()
+        };
+        let started = Instant::now();
+        let mut events = self.generate(&request, WARM_UP_TOKENS)?;
+        while let Some(event) = events.recv().await {
+            match event {
+                EngineEvent::Delta(_) => {}
+                EngineEvent::Finished { .. } => {
+                    let took = started.elapsed();
+                    tracing::info!(warm_up_ms = took.as_millis() as u64, "engine warmed up");
+                    return Ok(took);
+                }
+                EngineEvent::Failed(message) => {
+                    return Err(EngineError::Engine(format!("warm-up failed: {message}")));
+                }
+            }
+        }
+        Err(EngineError::Engine(
+            "warm-up: the engine stopped without finishing".into(),
+        ))
     }
 
     /// The loaded mistral.rs model (benchmarks call it directly as their baseline).

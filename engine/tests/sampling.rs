@@ -1,5 +1,6 @@
 //! A request's sampling fields reach mistral.rs: greedy is repeatable, a stop sequence ends the
-//! answer where it would begin, and the node's defaults (temperature 0.2, top-p 0.9) sample.
+//! answer where it would begin, the node's defaults (temperature 0.2, top-p 0.9) sample, and the
+//! warm-up at boot leaves no state behind.
 
 use arcane_engine::gguf::{TinyLlama, write_tiny_llama};
 use arcane_engine::model::ModelFile;
@@ -82,4 +83,31 @@ async fn sampling_fields_reach_the_engine() {
         ..greedy
     };
     assert_ne!(answer(&engine, &penalised).await.0, text);
+}
+
+/// The warm-up runs a generation and leaves nothing behind: a warmed-up engine answers a greedy
+/// request exactly as a fresh one does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_up_generates_and_leaves_no_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny.gguf");
+    write_tiny_llama(&path, &TinyLlama::default()).unwrap();
+    let model = ModelFile::open(&path).unwrap();
+    let greedy = ChatCompletionRequest {
+        model: model.name.clone(),
+        messages: vec![ChatMessage {
+            role: "user".into(),
+            content: "Say hello in one short sentence.".into(),
+        }],
+        temperature: Some(0.0),
+        ..Default::default()
+    };
+    let fresh = MistralEngine::load(&model, 1).await.unwrap();
+    let (expected, _) = answer(&fresh, &greedy).await;
+    drop(fresh);
+
+    let warmed = MistralEngine::load(&model, 1).await.unwrap();
+    let took = warmed.warm_up().await.unwrap();
+    assert!(!took.is_zero());
+    assert_eq!(answer(&warmed, &greedy).await.0, expected);
 }
