@@ -253,8 +253,14 @@ async fn main() {
     let inputs = Inputs {
         note: get(format!("{}/checkpoint", stack.log_url)).await,
         keys: get(format!("{}/v1/keys", stack.gateway.url())).await,
-        node: serde_json::from_str(&stack.gateway_state.registry.candidates(1)[0].to_json())
-            .unwrap(),
+        node: serde_json::from_str(
+            &stack
+                .gateway_state
+                .registry
+                .candidates(1, arcane_gateway::server::now_ms())[0]
+                .to_json(),
+        )
+        .unwrap(),
         models,
         material: TokenMaterial {
             tgt: token(&issuer, TGT_ISSUER, tgt_nonce(&secret)),

@@ -430,7 +430,7 @@ impl Stack {
         .map_err(|e| demo_error("NSM root", e))?;
         // --- an account for the demo client ------------------------------------------------------
         let api_key_path = dir.join("api-key");
-        let db = arcane_gateway::tokens::open_database(&gw_dir.join("gateway.db"))
+        let db = arcane_gateway::store::TokenStore::open_file(&gw_dir.join("gateway.db"))
             .await
             .map_err(|e| demo_error("gateway database", e))?;
         if !api_key_path.exists() {
@@ -481,6 +481,7 @@ impl Stack {
             &RelayOptions {
                 gateway: gateway.url(),
                 data_dir: dir.join("relay"),
+                database_url: None,
                 log: log_url.clone(),
                 trust: trust.clone(),
                 key_refresh: options.key_refresh,
@@ -596,7 +597,7 @@ impl Stack {
         while self
             .gateway_state
             .registry
-            .pick(&[node.rek().id()])
+            .pick(&[node.rek().id()], arcane_gateway::server::now_ms())
             .is_empty()
         {
             if std::time::Instant::now() > deadline {

@@ -171,7 +171,11 @@ async fn the_stack_runs_through_rotations_expiries_and_restarts() {
         async move {
             let mut pools = Vec::new();
             for db in &dbs {
-                pools.push(arcane_gateway::tokens::open_database(db).await.unwrap());
+                pools.push(
+                    arcane_gateway::store::TokenStore::open_file(db)
+                        .await
+                        .unwrap(),
+                );
             }
             let mut watched = 0u64;
             while !stop.load(Ordering::Relaxed) {
@@ -179,12 +183,12 @@ async fn the_stack_runs_through_rotations_expiries_and_restarts() {
                     let (n,): (i64,) = sqlx::query_as(
                         "SELECT COUNT(*) FROM spent_tokens WHERE spent_at >= expires_at",
                     )
-                    .fetch_one(pool)
+                    .fetch_one(pool.pool())
                     .await
                     .unwrap();
                     late.fetch_add(n as usize, Ordering::Relaxed);
                     let (all,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM spent_tokens")
-                        .fetch_one(pool)
+                        .fetch_one(pool.pool())
                         .await
                         .unwrap();
                     watched = watched.max(all as u64);

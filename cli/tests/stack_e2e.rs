@@ -499,7 +499,7 @@ async fn a_node_killed_mid_stream_is_reported_and_the_next_request_goes_to_anoth
     let serving: Vec<_> = stack
         .gateway_state
         .registry
-        .pick(&ids)
+        .pick(&ids, arcane_gateway::server::now_ms())
         .into_iter()
         .filter(|n| n.in_flight.load(std::sync::atomic::Ordering::Relaxed) > 0)
         .collect();
@@ -543,7 +543,7 @@ async fn a_node_killed_mid_stream_is_reported_and_the_next_request_goes_to_anoth
     let order: Vec<_> = stack
         .gateway_state
         .registry
-        .pick(&killed_first)
+        .pick(&killed_first, arcane_gateway::server::now_ms())
         .iter()
         .map(|n| n.verified.rek.id())
         .collect();
@@ -577,12 +577,13 @@ async fn a_malformed_request_is_refused_before_anything_is_fetched_or_spent() {
 
 /// TGTs the identity service issued to accounts, per the gateway's database.
 async fn tgts_issued(stack: &Stack) -> i64 {
-    let db =
-        arcane_gateway::tokens::open_database(&stack.options.data_dir.join("gateway/gateway.db"))
-            .await
-            .unwrap();
+    let db = arcane_gateway::store::TokenStore::open_file(
+        &stack.options.data_dir.join("gateway/gateway.db"),
+    )
+    .await
+    .unwrap();
     let (n,): (i64,) = sqlx::query_as("SELECT COALESCE(SUM(issued), 0) FROM tgt_budget")
-        .fetch_one(&db)
+        .fetch_one(db.pool())
         .await
         .unwrap();
     db.close().await;

@@ -27,9 +27,9 @@ use crate::node::{Node, Refusal};
 pub const SEALED_REQUEST_TYPE: &str = "application/arcane-sealed-request";
 /// Media type of a sealed answer stream.
 pub const SEALED_STREAM_TYPE: &str = "application/arcane-sealed-stream";
-/// Header naming why a request was refused (`busy`, `not-serving`, `unknown-rek`, `replayed`,
-/// `stale`, `bad-request`), so the gateway can route around without parsing bodies.
-pub const REFUSAL_HEADER: &str = "arcane-refusal";
+/// Header naming why a request was refused, so the gateway can route around without parsing
+/// bodies.
+pub use arcane_verifier::envelope::NODE_REFUSAL_HEADER as REFUSAL_HEADER;
 /// Header in which the gateway forwards the nonce of the OTT it checked (hex).
 pub const OTT_NONCE_HEADER: &str = "arcane-ott-nonce";
 /// Longest challenge nonce, in bytes.
@@ -202,7 +202,7 @@ pub fn refusal_response(refusal: &Refusal) -> Response {
         Refusal::Busy => {
             let mut r = json_error(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "busy",
+                arcane_verifier::envelope::NODE_BUSY,
                 "every slot is taken",
             );
             r.headers_mut()

@@ -87,7 +87,7 @@ fn main() {
         })
         .collect();
     let db = runtime
-        .block_on(arcane_gateway::tokens::open_database(
+        .block_on(arcane_gateway::store::TokenStore::open_file(
             &dir.path().join("gateway.db"),
         ))
         .unwrap();
@@ -118,16 +118,14 @@ fn main() {
             token.verify(issuer.public(), &challenge).unwrap();
             t_token += t.elapsed().as_secs_f64();
             let t = Instant::now();
-            sqlx::query(
-                "INSERT INTO spent_tokens (scope, nonce, spent_at) VALUES ('gateway', ?, 0)",
-            )
-            .bind(hex::encode(token.nonce))
-            .execute(&db)
-            .await
-            .unwrap();
+            let spent = db
+                .spend("gateway", &token.nonce, u64::MAX, 0)
+                .await
+                .unwrap();
+            assert_eq!(spent, arcane_gateway::store::Spend::Fresh);
             t_spent += t.elapsed().as_secs_f64();
             let t = Instant::now();
-            assert!(registry.pick(&[[0; 32]]).is_empty());
+            assert!(registry.pick(&[[0; 32]], 0).is_empty());
             t_pick += t.elapsed().as_secs_f64();
         }
     });

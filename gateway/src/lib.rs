@@ -12,7 +12,8 @@
 //! - [`keys`]: secret key files (OHTTP IKM, token issuer keys), 0600.
 //! - [`proven`]: matching local keys with verified log entries.
 //! - [`registry`]: verified nodes, load-aware picking, models.
-//! - [`tokens`]: identity service, token granting service, single-use redemption (SQLite).
+//! - [`tokens`]: identity service, token granting service, single-use redemption.
+//! - [`store`]: their durable state (SQLite, or PostgreSQL shared by replicas).
 //! - [`server`]: the HTTP surface, OHTTP and the inner routes.
 //! - [`relay`]: the oblivious relay, admitting only clients with an unspent OTT.
 //! - [`service`]: starting the gateway and the relay (from the binary or another program).
@@ -34,6 +35,7 @@ pub mod registry;
 pub mod relay;
 pub mod server;
 pub mod service;
+pub mod store;
 pub mod tokens;
 
 /// Media type of a node's sealed answer stream, as the gateway passes it on.

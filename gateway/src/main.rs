@@ -15,7 +15,8 @@ use arcane_gateway::proven::LogTrust;
 use arcane_gateway::service::{
     GatewayOptions, RelayOptions, RunningService, start_gateway, start_relay,
 };
-use arcane_gateway::tokens::{TokenLimits, TokenServices, open_database};
+use arcane_gateway::store::TokenStore;
+use arcane_gateway::tokens::{TokenLimits, TokenServices};
 use arcane_verifier::cosignature::{WitnessPolicy, parse_policy_file};
 use arcane_verifier::entry::EntryPolicy;
 use arcane_verifier::nitro::NitroRoot;
@@ -62,6 +63,10 @@ struct RelayArgs {
     /// Directory for the relay's spent-token database.
     #[arg(long, default_value = "./arcane-relay")]
     data_dir: PathBuf,
+    /// Spent-token database URL (sqlite:… or postgres://…, shared by the relay's replicas);
+    /// default: `relay.db` (SQLite) in the data directory.
+    #[arg(long, env = "ARCANE_RELAY_DATABASE_URL")]
+    database_url: Option<String>,
     /// Base URL of the transparency log.
     #[arg(long)]
     log: String,
@@ -103,6 +108,9 @@ enum AccountAction {
     Add {
         #[arg(long)]
         data_dir: PathBuf,
+        /// The gateway's database URL, as `serve` is given it.
+        #[arg(long, env = "ARCANE_GATEWAY_DATABASE_URL")]
+        database_url: Option<String>,
         #[arg(long)]
         name: String,
     },
@@ -114,6 +122,10 @@ struct ServeArgs {
     /// side during a rotation) and `gateway.db`.
     #[arg(long, default_value = "./arcane-gateway")]
     data_dir: PathBuf,
+    /// Token database URL (sqlite:… or postgres://…, shared by the gateway's replicas);
+    /// default: `gateway.db` (SQLite) in the data directory.
+    #[arg(long, env = "ARCANE_GATEWAY_DATABASE_URL")]
+    database_url: Option<String>,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8750")]
     listen: SocketAddr,
@@ -188,6 +200,7 @@ async fn relay(args: RelayArgs) -> Result<()> {
         )?,
         gateway: args.gateway,
         data_dir: args.data_dir,
+        database_url: args.database_url,
         log: args.log,
         key_refresh: Duration::from_secs(args.key_refresh_secs),
         limits_http: arcane_serve::ServeLimits::default(),
@@ -244,6 +257,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         )?,
         nitro_root,
         data_dir: args.data_dir,
+        database_url: args.database_url,
         log: args.log,
         max_attestation_age: Duration::from_secs(args.max_attestation_age),
         limits: TokenLimits {
@@ -296,11 +310,18 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Keygen { kind } => keygen(kind),
         Command::Account {
-            action: AccountAction::Add { data_dir, name },
+            action:
+                AccountAction::Add {
+                    data_dir,
+                    database_url,
+                    name,
+                },
         } => runtime.block_on(async {
             std::fs::create_dir_all(&data_dir).map_err(config_error)?;
-            let db = open_database(&data_dir.join("gateway.db")).await?;
-            let key = TokenServices::add_account(&db, &name).await?;
+            let store =
+                TokenStore::open_url_or_file(database_url.as_deref(), &data_dir.join("gateway.db"))
+                    .await?;
+            let key = TokenServices::add_account(&store, &name).await?;
             println!("{key}");
             Ok(())
         }),

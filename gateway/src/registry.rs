@@ -1,11 +1,14 @@
 //! Compute nodes the gateway may route to: each listed only after its attestation bundle verifies
 //! exactly as a client verifies it, dropped when the bundle goes stale or its release leaves the
-//! log's valid set, and picked by load. A node the gateway could not reach, or whose answer broke
-//! off, is tried last until it answers again or registers anew (a node re-registers after every
-//! refresh).
+//! log's valid set, and picked by load: the least loaded node with room (requests in flight
+//! against the capacity it registered with), reserved atomically, so that no node is sent more
+//! than its capacity while another has room. A node that answered "busy" (its own count, which
+//! other gateways' requests share) is tried last for [`BUSY_BACKOFF_MS`]; one whose answer broke
+//! off is tried last until it answers again or registers anew; one the gateway cannot connect to
+//! is dropped (a node re-registers after every refresh).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use arcane_verifier::attested::{
@@ -16,6 +19,9 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::proven::LogTrust;
+
+/// How long a node that answered "busy" is tried after the others.
+pub const BUSY_BACKOFF_MS: u64 = 2_000;
 
 /// One listed node.
 #[derive(Debug)]
@@ -32,14 +38,44 @@ pub struct ListedNode {
     pub verified: VerifiedNode,
     /// Requests the gateway has in flight to it.
     pub in_flight: AtomicUsize,
-    /// Whether the gateway's last exchange with it failed to connect or broke off mid-answer.
+    /// Whether the gateway's last exchange with it broke off mid-answer.
     pub unreachable: AtomicBool,
+    /// Until when (ms since the epoch) it is tried last, after answering "busy".
+    pub busy_until_ms: AtomicU64,
 }
 
 impl ListedNode {
     /// Records whether the gateway's exchange with the node just now reached it and held.
     pub fn set_reachable(&self, reachable: bool) {
         self.unreachable.store(!reachable, Ordering::Relaxed);
+    }
+
+    /// Takes one of the node's places if it has one (fewer requests in flight from this gateway
+    /// than its capacity); [`release`](Self::release) gives it back.
+    pub fn try_reserve(&self) -> bool {
+        self.in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.capacity).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Gives back a place [`try_reserve`](Self::try_reserve) took.
+    pub fn release(&self) {
+        let _ = self
+            .in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+
+    /// Records that the node answered "busy" at `now_ms`.
+    pub fn mark_busy(&self, now_ms: u64) {
+        self.busy_until_ms
+            .store(now_ms.saturating_add(BUSY_BACKOFF_MS), Ordering::Relaxed);
+    }
+
+    /// Requests the gateway has in flight to it.
+    pub fn load(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
     }
 }
 
@@ -139,6 +175,7 @@ impl Registry {
             verified: verified.clone(),
             in_flight: AtomicUsize::new(0),
             unreachable: AtomicBool::new(false),
+            busy_until_ms: AtomicU64::new(0),
         });
         let mut nodes = self.nodes.write().expect("registry lock");
         nodes.retain(|_, n| n.url != node.url);
@@ -168,6 +205,16 @@ impl Registry {
         stale.len()
     }
 
+    /// Drops the node with this REK (the gateway could not connect to it); it is listed again
+    /// when it registers again. Returns whether it was listed.
+    pub fn drop_node(&self, rek_id: &[u8; 32]) -> bool {
+        self.nodes
+            .write()
+            .expect("registry lock")
+            .remove(rek_id)
+            .is_some()
+    }
+
     /// Drops nodes whose release leaf is not among `valid_release_leaves`.
     pub fn retain_releases(&self, valid_release_leaves: &[arcane_verifier::Hash]) {
         self.nodes
@@ -177,7 +224,7 @@ impl Registry {
     }
 
     /// Up to `n` listed nodes' bundles, reachable ones first, least loaded first.
-    pub fn candidates(&self, n: usize) -> Vec<NodeBundle> {
+    pub fn candidates(&self, n: usize, now_ms: u64) -> Vec<NodeBundle> {
         let mut nodes: Vec<_> = self
             .nodes
             .read()
@@ -185,7 +232,7 @@ impl Registry {
             .values()
             .cloned()
             .collect();
-        nodes.sort_by_key(|n| load_key(n));
+        nodes.sort_by_key(|n| load_key(n, now_ms));
         nodes
             .into_iter()
             .take(n)
@@ -193,14 +240,15 @@ impl Registry {
             .collect()
     }
 
-    /// The listed nodes among `rek_ids`, reachable ones first, least loaded first.
-    pub fn pick(&self, rek_ids: &[[u8; 32]]) -> Vec<Arc<ListedNode>> {
+    /// The listed nodes among `rek_ids` in the order to try them: reachable and not recently
+    /// busy first, then least loaded for its capacity.
+    pub fn pick(&self, rek_ids: &[[u8; 32]], now_ms: u64) -> Vec<Arc<ListedNode>> {
         let nodes = self.nodes.read().expect("registry lock");
         let mut found: Vec<_> = rek_ids
             .iter()
             .filter_map(|id| nodes.get(id).cloned())
             .collect();
-        found.sort_by_key(|n| load_key(n));
+        found.sort_by_key(|n| load_key(n, now_ms));
         found
     }
 
@@ -240,10 +288,13 @@ impl Registry {
     }
 }
 
-/// Unreachable last, then load as in-flight per capacity (scaled to an integer), for sorting.
-fn load_key(n: &ListedNode) -> (bool, usize) {
+/// Broken-off last, then recently busy, then load as in-flight per capacity (scaled to an
+/// integer), then the larger capacity, for sorting.
+fn load_key(n: &ListedNode, now_ms: u64) -> (bool, bool, usize, std::cmp::Reverse<usize>) {
     (
         n.unreachable.load(Ordering::Relaxed),
-        n.in_flight.load(Ordering::Relaxed) * 1000 / n.capacity,
+        n.busy_until_ms.load(Ordering::Relaxed) > now_ms,
+        n.load() * 1000 / n.capacity,
+        std::cmp::Reverse(n.capacity),
     )
 }

@@ -4,9 +4,9 @@
 //!
 //! It is not an open proxy: each forwarded request must carry `Authorization: PrivateToken
 //! token="<base64url>"` with an OTT (RFC 9577 §2.2) that verifies under the logged OTT issuer key
-//! and has not been spent at this relay (its own SQLite set). Clients spend a different OTT at
-//! the relay than inside the request for the gateway. Clients talk HTTP/2 (or HTTP/1.1) to it.
-//! Nothing about requests is logged.
+//! and has not been spent at this relay (its own set: a SQLite file, or PostgreSQL shared by the
+//! relay's replicas). Clients spend a different OTT at the relay than inside the request for the
+//! gateway. Clients talk HTTP/2 (or HTTP/1.1) to it. Nothing about requests is logged.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -19,12 +19,12 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine as _;
-use sqlx::sqlite::SqlitePool;
 
 use crate::proven::LoggedOttKeys;
 use crate::server::{
     DEFAULT_BODY_TIMEOUT, MAX_OHTTP_REQUEST, OHTTP_CHUNKED_REQ, OHTTP_REQ, now_seconds, read_body,
 };
+use crate::store::TokenStore;
 use crate::tokens::{reason, spend};
 
 /// The relay's state.
@@ -34,8 +34,8 @@ pub struct Relay {
     /// The OTT issuer keys the log vouches for (several during a rotation), as of the last
     /// refresh; each use re-checks the key's window.
     ott_keys: RwLock<Arc<LoggedOttKeys>>,
-    /// Spent tokens.
-    pub db: SqlitePool,
+    /// Spent tokens (shared by the relay's replicas on PostgreSQL).
+    pub store: TokenStore,
     /// Client towards the gateway (no redirects).
     pub http: reqwest::Client,
     /// Where the OTT keys come from, for a refresh when a token names a key not on hand.
@@ -79,13 +79,13 @@ impl Relay {
     pub fn new(
         gateway: String,
         ott_keys: LoggedOttKeys,
-        db: SqlitePool,
+        store: TokenStore,
         http: reqwest::Client,
     ) -> Self {
         Relay {
             gateway,
             ott_keys: RwLock::new(Arc::new(ott_keys)),
-            db,
+            store,
             http,
             log: None,
             last_on_demand: std::sync::Mutex::new(None),
@@ -167,7 +167,7 @@ async fn redeem(relay: &Relay, headers: &HeaderMap) -> Result<(), Response> {
     token
         .verify(key, &TokenChallenge::for_issuer(OTT_ISSUER))
         .map_err(|e| refuse(StatusCode::UNAUTHORIZED, &e.to_string()))?;
-    match spend(&relay.db, "relay", &token.nonce, expires_at, now).await {
+    match spend(&relay.store, "relay", &token.nonce, expires_at, now).await {
         Ok(()) => Ok(()),
         Err(r) if r.reason == reason::SPENT => Err(refuse(
             StatusCode::UNAUTHORIZED,

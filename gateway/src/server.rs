@@ -17,7 +17,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arcane_verifier::attested::NodeRegistration;
 use arcane_verifier::entry::TokenRole;
-use arcane_verifier::envelope::{ChatEnvelope, MAX_CANDIDATES, NodeRequest, OttGrantRequest};
+use arcane_verifier::envelope::{
+    ChatEnvelope, MAX_CANDIDATES, NODE_BUSY, NODE_REFUSAL_HEADER, NodeRequest, OttGrantRequest,
+};
 use arcane_verifier::streamed_response;
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -494,7 +496,7 @@ async fn dispatch(g: &Arc<Gateway>, inner: &[u8]) -> InnerAnswer {
         (b"GET", p) if p == b"/v1/nodes" || p.starts_with(b"/v1/nodes?") => {
             let nodes: Vec<serde_json::Value> = g
                 .registry
-                .candidates(MAX_CANDIDATES)
+                .candidates(MAX_CANDIDATES, now_ms())
                 .iter()
                 .map(|b| serde_json::from_str(&b.to_json()).expect("bundle JSON"))
                 .collect();
@@ -539,8 +541,9 @@ async fn dispatch(g: &Arc<Gateway>, inner: &[u8]) -> InnerAnswer {
 
 /// `POST /v1/chat` ([`ChatEnvelope`]): `OTT ‖ n ‖ n × wrapped DEK ‖ request ciphertext`. The OTT is
 /// redeemed (single use) before anything is forwarded; the least loaded listed node among the
-/// candidates gets its wrapped DEK and the ciphertext; a busy or vanished node before the first
-/// byte means the next candidate.
+/// candidates that has room gets its wrapped DEK and the ciphertext; a node that is busy or
+/// cannot be reached before the first byte means the next candidate (an unreachable one is
+/// dropped from the registry).
 async fn route_chat(g: &Arc<Gateway>, content: &[u8], now: u64) -> InnerAnswer {
     let Ok(envelope) = ChatEnvelope::parse(content) else {
         return inner_json(
@@ -557,15 +560,20 @@ async fn route_chat(g: &Arc<Gateway>, content: &[u8], now: u64) -> InnerAnswer {
         Err(r) => return inner_refusal(r),
     };
     let rek_ids: Vec<[u8; 32]> = envelope.wraps.iter().map(|w| w.rek_id).collect();
-    for node in g.registry.pick(&rek_ids) {
+    let mut full = 0usize;
+    for node in g.registry.pick(&rek_ids, now_ms()) {
+        // A place at the node, taken before the request leaves: two requests racing for the
+        // last place cannot both take it.
+        if !node.try_reserve() {
+            full += 1;
+            continue;
+        }
         let wrap = envelope
             .wraps
             .iter()
             .find(|w| w.rek_id == node.verified.rek.id())
             .expect("picked from these ids");
         let body = NodeRequest::encode(wrap, envelope.ciphertext);
-        node.in_flight
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let sent = g
             .http
             .post(format!("{}/v1/infer", node.url))
@@ -575,22 +583,36 @@ async fn route_chat(g: &Arc<Gateway>, content: &[u8], now: u64) -> InnerAnswer {
             .body(body)
             .send()
             .await;
-        node.set_reachable(!matches!(&sent, Err(e) if e.is_connect()));
         let mut response = match sent {
             Ok(r) if r.status().is_success() => r,
             Ok(r) => {
-                node.in_flight
-                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::info!(status = %r.status(), "node refused; trying the next candidate");
+                node.release();
+                let busy = r
+                    .headers()
+                    .get(NODE_REFUSAL_HEADER)
+                    .is_some_and(|v| v.as_bytes() == NODE_BUSY.as_bytes());
+                if busy {
+                    // Full of other gateways' requests: tried last for a while.
+                    node.mark_busy(now_ms());
+                    full += 1;
+                }
+                tracing::info!(status = %r.status(), busy, "node refused; trying the next candidate");
                 continue;
             }
-            Err(_) => {
-                node.in_flight
-                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::info!("node unreachable; trying the next candidate");
+            Err(e) => {
+                node.release();
+                if e.is_connect() {
+                    // Gone (its process, its host or its link): dropped until it registers again.
+                    g.registry.drop_node(&node.verified.rek.id());
+                    tracing::info!("node unreachable; dropped, trying the next candidate");
+                } else {
+                    node.set_reachable(false);
+                    tracing::info!("node failed before answering; trying the next candidate");
+                }
                 continue;
             }
         };
+        node.set_reachable(true);
         let (tx, rx) = mpsc::channel(32);
         tokio::spawn(async move {
             loop {
@@ -608,10 +630,18 @@ async fn route_chat(g: &Arc<Gateway>, content: &[u8], now: u64) -> InnerAnswer {
                     }
                 }
             }
-            node.in_flight
-                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            node.release();
         });
         return InnerAnswer::Stream(rx);
+    }
+    if full > 0 {
+        return inner_json(
+            503,
+            serde_json::json!({
+                "error": "every candidate node is serving all the requests it can; retry shortly",
+                "reason": NODE_BUSY,
+            }),
+        );
     }
     inner_json(
         503,

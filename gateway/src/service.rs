@@ -15,7 +15,8 @@ use crate::proven::{LogTrust, LoggedOttKeys, bundles_of_kind, load_key_ring, pee
 use crate::registry::Registry;
 use crate::relay::Relay;
 use crate::server::{Gateway, now_ms, now_seconds};
-use crate::tokens::{TokenLimits, TokenServices, open_database, prune_spent};
+use crate::store::TokenStore;
+use crate::tokens::{TokenLimits, TokenServices};
 use arcane_log_client::LogClient;
 
 /// How often listed nodes are re-checked.
@@ -28,6 +29,9 @@ pub const DEFAULT_KEY_REFRESH: Duration = Duration::from_secs(60);
 pub struct GatewayOptions {
     /// Key files (`ohttp*.key`, `tgt*.key`, `ott*.key`) and `gateway.db`.
     pub data_dir: PathBuf,
+    /// The token database (`sqlite:…` or `postgres://…`, which replicas share); `None`:
+    /// `gateway.db` in `data_dir`.
+    pub database_url: Option<String>,
     /// The log's base URL.
     pub log: String,
     /// What the gateway trusts of the log.
@@ -52,6 +56,7 @@ impl GatewayOptions {
     pub fn new(data_dir: PathBuf, log: String, trust: LogTrust, nitro_root: NitroRoot) -> Self {
         GatewayOptions {
             data_dir,
+            database_url: None,
             log,
             trust,
             nitro_root,
@@ -81,8 +86,12 @@ pub async fn build_gateway(options: &GatewayOptions) -> Result<Gateway> {
             "{missing}; publish it first"
         )));
     }
-    let db = open_database(&options.data_dir.join("gateway.db")).await?;
-    let tokens = TokenServices::new(db, options.limits);
+    let store = TokenStore::open_url_or_file(
+        options.database_url.as_deref(),
+        &options.data_dir.join("gateway.db"),
+    )
+    .await?;
+    let tokens = TokenServices::new(store, options.limits);
     let registry = Registry::new(
         options.trust.clone(),
         options.nitro_root.clone(),
@@ -274,6 +283,9 @@ pub struct RelayOptions {
     pub gateway: String,
     /// Where the relay keeps its spent tokens (`relay.db`).
     pub data_dir: PathBuf,
+    /// The spent-token database (`sqlite:…` or `postgres://…`, which replicas share); `None`:
+    /// `relay.db` in `data_dir`.
+    pub database_url: Option<String>,
     /// The log's base URL.
     pub log: String,
     /// What the relay trusts of the log (it admits OTTs under logged OTT keys only).
@@ -305,7 +317,11 @@ pub async fn start_relay(options: &RelayOptions, listen: SocketAddr) -> Result<R
         Relay::new(
             options.gateway.trim_end_matches('/').to_owned(),
             ott_keys,
-            open_database(&options.data_dir.join("relay.db")).await?,
+            TokenStore::open_url_or_file(
+                options.database_url.as_deref(),
+                &options.data_dir.join("relay.db"),
+            )
+            .await?,
             http,
         )
         .refresh_from(log.clone(), options.trust.clone()),
@@ -326,7 +342,7 @@ pub async fn start_relay(options: &RelayOptions, listen: SocketAddr) -> Result<R
                         tracing::warn!(%error, "OTT key refresh failed; the keys on hand stay, each until its entry expires")
                     }
                 }
-                if let Err(error) = prune_spent(&relay.db, now_seconds()).await {
+                if let Err(error) = relay.store.prune_spent(now_seconds()).await {
                     tracing::warn!(%error, "pruning expired spent tokens failed");
                 }
             }

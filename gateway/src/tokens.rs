@@ -1,7 +1,7 @@
 //! The identity service (a budget of TGTs per account and period), the token granting service
 //! (a fixed allotment of OTTs per TGT), and single-use OTT redemption — all against the gateway's
-//! SQLite database, each decision committed before it is answered, and each quota reserved
-//! before any RSA work is done for it.
+//! [`TokenStore`] (a SQLite file, or PostgreSQL shared by replicas), each decision committed
+//! before it is answered, and each quota reserved before any RSA work is done for it.
 //!
 //! Lifecycle (`spec/tokens.md` §3): an account may have `tgts_per_period` TGTs per period (one
 //! per device, or again after a lost wallet). A TGT is good for `otts_per_tgt` OTT indices in
@@ -9,18 +9,12 @@
 //! TGT's key has expired, asks for a new TGT. Counters are pruned once the key they were counted
 //! under has expired.
 
-use std::path::Path;
-use std::str::FromStr;
-
+use crate::error::Result;
+use crate::proven::KeyRing;
+use crate::store::{Spend, TokenStore};
 use arcane_verifier::entry::TokenRole;
 use arcane_verifier::tokens::{OTT_ISSUER, TGT_ISSUER, Token, TokenChallenge, TokenRequest};
 use sha2::{Digest, Sha256};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-
-use crate::error::Result;
-use crate::proven::KeyRing;
 
 /// Why a token operation was refused, with the HTTP status it maps to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,7 +90,7 @@ impl Default for TokenLimits {
 
 /// The token services.
 pub struct TokenServices {
-    db: SqlitePool,
+    store: TokenStore,
     limits: TokenLimits,
 }
 
@@ -104,77 +98,40 @@ impl std::fmt::Debug for TokenServices {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenServices")
             .field("limits", &self.limits)
+            .field("backend", &self.store.backend())
             .finish_non_exhaustive()
     }
-}
-
-/// Opens (creating and migrating) the gateway database at `path`.
-pub async fn open_database(path: &Path) -> Result<SqlitePool> {
-    let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Full);
-    let pool = SqlitePoolOptions::new()
-        .max_connections(4)
-        .connect_with(options)
-        .await?;
-    sqlx::migrate!("../migrations/gateway-sqlite")
-        .run(&pool)
-        .await
-        .map_err(|e| crate::error::GatewayError::Database(e.into()))?;
-    Ok(pool)
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
-}
-
 /// Records `nonce` as spent in `scope` until `expires_at` (its key's expiry); refused when it
-/// was spent before. Committed before it returns.
+/// was spent before, here or at a replica on the same database. Committed before it returns.
 pub async fn spend(
-    db: &SqlitePool,
+    store: &TokenStore,
     scope: &str,
     nonce: &[u8; 32],
     expires_at: u64,
     now: u64,
 ) -> std::result::Result<(), Refusal> {
-    match sqlx::query(
-        "INSERT INTO spent_tokens (scope, nonce, spent_at, expires_at) VALUES (?, ?, ?, ?)",
-    )
-    .bind(scope)
-    .bind(hex::encode(nonce))
-    .bind(now as i64)
-    .bind(expires_at.min(i64::MAX as u64) as i64)
-    .execute(db)
-    .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) if is_unique_violation(&e) => {
-            Err(refuse(403, reason::SPENT, "this token was already spent"))
-        }
+    match store.spend(scope, nonce, expires_at, now).await {
+        Ok(Spend::Fresh) => Ok(()),
+        Ok(Spend::Again) => Err(refuse(403, reason::SPENT, "this token was already spent")),
         Err(_) => Err(unavailable()),
     }
 }
 
-/// Forgets spent tokens whose key has expired (they are refused on their key alone now).
-pub async fn prune_spent(db: &SqlitePool, now: u64) -> Result<u64> {
-    Ok(
-        sqlx::query("DELETE FROM spent_tokens WHERE expires_at <= ?")
-            .bind(now.min(i64::MAX as u64) as i64)
-            .execute(db)
-            .await?
-            .rows_affected(),
-    )
-}
-
 impl TokenServices {
-    /// Services over `db` with `limits`.
-    pub fn new(db: SqlitePool, limits: TokenLimits) -> Self {
-        TokenServices { db, limits }
+    /// Services over `store` with `limits`.
+    pub fn new(store: TokenStore, limits: TokenLimits) -> Self {
+        TokenServices { store, limits }
+    }
+
+    /// The store behind them.
+    pub fn store(&self) -> &TokenStore {
+        &self.store
     }
 
     /// The limits in force.
@@ -187,14 +144,12 @@ impl TokenServices {
     }
 
     /// Creates an account; returns its API key (shown once; only its SHA-256 is stored).
-    pub async fn add_account(db: &SqlitePool, account: &str) -> Result<String> {
+    pub async fn add_account(store: &TokenStore, account: &str) -> Result<String> {
         let mut key = [0u8; 32];
         getrandom::fill(&mut key).map_err(|e| crate::error::GatewayError::Config(e.to_string()))?;
         let api_key = format!("arcane_{}", hex::encode(key));
-        sqlx::query("INSERT INTO accounts (api_key_sha256, account) VALUES (?, ?)")
-            .bind(sha256_hex(api_key.as_bytes()))
-            .bind(account)
-            .execute(db)
+        store
+            .add_account(&sha256_hex(api_key.as_bytes()), account)
             .await?;
         Ok(api_key)
     }
@@ -210,13 +165,12 @@ impl TokenServices {
     ) -> std::result::Result<Vec<u8>, Refusal> {
         let request = TokenRequest::decode(request)
             .map_err(|e| refuse(400, reason::MALFORMED, e.to_string()))?;
-        let account: Option<(String,)> =
-            sqlx::query_as("SELECT account FROM accounts WHERE api_key_sha256 = ?")
-                .bind(sha256_hex(api_key.as_bytes()))
-                .fetch_optional(&self.db)
-                .await
-                .map_err(|_| unavailable())?;
-        let Some((account,)) = account else {
+        let account = self
+            .store
+            .account(&sha256_hex(api_key.as_bytes()))
+            .await
+            .map_err(|_| unavailable())?;
+        let Some(account) = account else {
             return Err(refuse(401, reason::UNKNOWN_ACCOUNT, "unknown API key"));
         };
         let issuer = ring
@@ -243,32 +197,19 @@ impl TokenServices {
         }
         // Reserve first: a refused request costs no RSA work.
         let period = self.period(now);
-        let reserved = sqlx::query(
-            "INSERT INTO tgt_budget (account, period, issued) VALUES (?, ?, 1) \
-             ON CONFLICT (account, period) DO UPDATE SET issued = issued + 1 \
-             WHERE issued < ?",
-        )
-        .bind(&account)
-        .bind(period)
-        .bind(i64::from(self.limits.tgts_per_period))
-        .execute(&self.db)
-        .await
-        .map_err(|_| unavailable())?
-        .rows_affected();
-        if reserved == 0 {
+        let reserved = self
+            .store
+            .reserve_tgt(&account, period, self.limits.tgts_per_period)
+            .await
+            .map_err(|_| unavailable())?;
+        if !reserved {
             return Err(exhausted());
         }
         match issuer.secret.issue(&request) {
             Ok(response) => Ok(response),
             Err(e) => {
                 // The client's own malformed request: give the TGT back.
-                let _ = sqlx::query(
-                    "UPDATE tgt_budget SET issued = issued - 1 WHERE account = ? AND period = ?",
-                )
-                .bind(&account)
-                .bind(period)
-                .execute(&self.db)
-                .await;
+                let _ = self.store.refund_tgt(&account, period).await;
                 Err(refuse(400, reason::MALFORMED, e.to_string()))
             }
         }
@@ -325,24 +266,18 @@ impl TokenServices {
                     "the requests are not all blinded to one OTT key that is valid now",
                 )
             })?;
-        // Reserve atomically: the allotment only grows while it stays within the limit.
-        let nonce = hex::encode(tgt.nonce);
-        let limit = i64::from(self.limits.otts_per_tgt);
-        // IMMEDIATE: the write lock is taken (waiting out other writers) before the read, so the
-        // read-then-write cannot fail on a snapshot another writer moved past.
-        let mut tx = self
-            .db
-            .begin_with("BEGIN IMMEDIATE")
+        // Reserve atomically: the allotment only grows while it stays within the limit, in one
+        // statement, so replicas on one database cannot both take the last indices.
+        let reserved = self
+            .store
+            .reserve_otts(
+                &tgt.nonce,
+                n,
+                self.limits.otts_per_tgt,
+                tgt_issuer.proof.not_after(),
+            )
             .await
             .map_err(|_| unavailable())?;
-        let granted: Option<(i64,)> =
-            sqlx::query_as("SELECT granted FROM ott_allotment WHERE tgt_nonce = ?")
-                .bind(&nonce)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(|_| unavailable())?;
-        let so_far = granted.map_or(0, |g| g.0);
-        let reserved = i64::from(n).min(limit - so_far).max(0);
         if reserved == 0 {
             return Err(refuse(
                 429,
@@ -353,17 +288,6 @@ impl TokenServices {
                 ),
             ));
         }
-        sqlx::query(
-            "INSERT INTO ott_allotment (tgt_nonce, granted, expires_at) VALUES (?, ?, ?) \
-             ON CONFLICT (tgt_nonce) DO UPDATE SET granted = granted + excluded.granted",
-        )
-        .bind(&nonce)
-        .bind(reserved)
-        .bind(tgt_issuer.proof.not_after().min(i64::MAX as u64) as i64)
-        .execute(&mut *tx)
-        .await
-        .map_err(|_| unavailable())?;
-        tx.commit().await.map_err(|_| unavailable())?;
         let signed = decoded[..reserved as usize]
             .iter()
             .map(|r| ott_issuer.secret.issue(r))
@@ -371,13 +295,7 @@ impl TokenServices {
         match signed {
             Ok(responses) => Ok(responses),
             Err(e) => {
-                let _ = sqlx::query(
-                    "UPDATE ott_allotment SET granted = granted - ? WHERE tgt_nonce = ?",
-                )
-                .bind(reserved)
-                .bind(&nonce)
-                .execute(&self.db)
-                .await;
+                let _ = self.store.refund_otts(&tgt.nonce, reserved).await;
                 Err(refuse(400, reason::MALFORMED, e.to_string()))
             }
         }
@@ -409,24 +327,20 @@ impl TokenServices {
                 &TokenChallenge::for_issuer(OTT_ISSUER),
             )
             .map_err(|e| refuse(403, reason::OTT_INVALID, e.to_string()))?;
-        spend(&self.db, scope, &token.nonce, issuer.proof.not_after(), now).await?;
+        spend(
+            &self.store,
+            scope,
+            &token.nonce,
+            issuer.proof.not_after(),
+            now,
+        )
+        .await?;
         Ok(token)
     }
 
     /// Forgets what no longer matters: spent tokens and OTT allotments whose key has expired,
     /// TGT budgets of past periods. Returns the rows removed.
     pub async fn prune(&self, now: u64) -> Result<u64> {
-        let mut removed = prune_spent(&self.db, now).await?;
-        removed += sqlx::query("DELETE FROM ott_allotment WHERE expires_at <= ?")
-            .bind(now.min(i64::MAX as u64) as i64)
-            .execute(&self.db)
-            .await?
-            .rows_affected();
-        removed += sqlx::query("DELETE FROM tgt_budget WHERE period < ?")
-            .bind(self.period(now))
-            .execute(&self.db)
-            .await?
-            .rows_affected();
-        Ok(removed)
+        self.store.prune(now, self.period(now)).await
     }
 }

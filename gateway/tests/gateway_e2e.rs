@@ -101,7 +101,7 @@ async fn tokens_and_a_sealed_chat_through_the_gateway() {
     }
 
     // --- an account ---------------------------------------------------------------------------
-    let db = arcane_gateway::tokens::open_database(&gw_dir.join("gateway.db"))
+    let db = arcane_gateway::store::TokenStore::open_file(&gw_dir.join("gateway.db"))
         .await
         .unwrap();
     let api_key = arcane_gateway::tokens::TokenServices::add_account(&db, "alice")

@@ -118,7 +118,7 @@ async fn keys_are_refreshed_and_expired_keys_stop_on_time() {
     let short_lived = Duration::from_secs(8);
     publish_token_key(&log, &short_ott, TokenRole::Ott, short_lived).await;
     let short_ott_expires = Instant::now() + short_lived;
-    let db = arcane_gateway::tokens::open_database(&gw_dir.join("gateway.db"))
+    let db = arcane_gateway::store::TokenStore::open_file(&gw_dir.join("gateway.db"))
         .await
         .unwrap();
     let api_key = arcane_gateway::tokens::TokenServices::add_account(&db, "alice")

@@ -9,54 +9,7 @@ mod trillian_fake;
 
 use std::time::Duration;
 
-use sqlx::{Connection, Executor};
-
-struct TestDatabase {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl TestDatabase {
-    async fn create(tag: &str) -> Option<Self> {
-        let Ok(admin_url) = std::env::var("ARCANE_TEST_POSTGRES_URL") else {
-            eprintln!(
-                "SKIPPED PostgreSQL test {tag}: set ARCANE_TEST_POSTGRES_URL (`.ci/run` does)"
-            );
-            return None;
-        };
-        let mut random = [0u8; 6];
-        getrandom::fill(&mut random).unwrap();
-        let name = format!("arcane_test_{tag}_{}", hex::encode(random));
-        let mut admin = sqlx::PgConnection::connect(&admin_url)
-            .await
-            .expect("connect to PostgreSQL");
-        admin
-            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .await
-            .expect("create test database");
-        admin.close().await.unwrap();
-        let (prefix, _) = admin_url
-            .rsplit_once('/')
-            .expect("URL with a database name");
-        let url = format!("{prefix}/{name}");
-        Some(TestDatabase {
-            admin_url,
-            name,
-            url,
-        })
-    }
-
-    async fn drop(self) {
-        let mut admin = sqlx::PgConnection::connect(&self.admin_url).await.unwrap();
-        let _ = admin
-            .execute(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            )))
-            .await;
-    }
-}
+use arcane_test_support::TestDatabase;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_suite_on_postgres() {

@@ -57,6 +57,63 @@ pub fn spawn_listening(mut command: Command, who: &str) -> Result<Spawned, Strin
     }
 }
 
+/// A database of its own on the PostgreSQL server that `ARCANE_TEST_POSTGRES_URL` names (a role
+/// allowed to create databases), dropped by [`TestDatabase::drop`].
+pub struct TestDatabase {
+    admin_url: String,
+    name: String,
+    /// The new database's URL.
+    pub url: String,
+}
+
+impl TestDatabase {
+    /// Creates `arcane_test_<tag>_<random>`; `None`, said on stderr, when no server is
+    /// configured (`.ci/run` always configures one).
+    pub async fn create(tag: &str) -> Option<Self> {
+        use sqlx::{Connection, Executor};
+        let Ok(admin_url) = std::env::var("ARCANE_TEST_POSTGRES_URL") else {
+            eprintln!(
+                "SKIPPED PostgreSQL test {tag}: set ARCANE_TEST_POSTGRES_URL (`.ci/run` does)"
+            );
+            return None;
+        };
+        let mut random = [0u8; 6];
+        getrandom::fill(&mut random).expect("operating system randomness");
+        let name = format!("arcane_test_{tag}_{}", hex::encode(random));
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .expect("connect to PostgreSQL");
+        admin
+            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .await
+            .expect("create test database");
+        admin.close().await.expect("close");
+        let (prefix, _) = admin_url
+            .rsplit_once('/')
+            .expect("URL with a database name");
+        let url = format!("{prefix}/{name}");
+        Some(TestDatabase {
+            admin_url,
+            name,
+            url,
+        })
+    }
+
+    /// Drops the database (with whatever is still connected to it).
+    pub async fn drop(self) {
+        use sqlx::{Connection, Executor};
+        let mut admin = sqlx::PgConnection::connect(&self.admin_url)
+            .await
+            .expect("connect to PostgreSQL");
+        let _ = admin
+            .execute(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            )))
+            .await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -81,6 +81,13 @@ impl<'a> ChatEnvelope<'a> {
     }
 }
 
+/// Header in which a node names why it refused a [`NodeRequest`] (`busy`, `not-serving`,
+/// `unknown-rek`, `replayed`, `stale`, `bad-request`), so the gateway routes around it without
+/// parsing bodies.
+pub const NODE_REFUSAL_HEADER: &str = "arcane-refusal";
+/// The [`NODE_REFUSAL_HEADER`] value of a node serving all the requests it can.
+pub const NODE_BUSY: &str = "busy";
+
 /// What the gateway forwards to the node it picked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeRequest<'a> {

@@ -70,12 +70,13 @@ pub fn impostor_log_key(stack: &Stack) -> impl FnOnce(String) -> String {
 
 /// Chat tokens the gateway redeemed: a request that reached it spent one.
 pub async fn redeemed_at_gateway(stack: &Stack) -> i64 {
-    let db =
-        arcane_gateway::tokens::open_database(&stack.options.data_dir.join("gateway/gateway.db"))
-            .await
-            .unwrap();
+    let db = arcane_gateway::store::TokenStore::open_file(
+        &stack.options.data_dir.join("gateway/gateway.db"),
+    )
+    .await
+    .unwrap();
     let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM spent_tokens WHERE scope = 'gateway'")
-        .fetch_one(&db)
+        .fetch_one(db.pool())
         .await
         .unwrap();
     db.close().await;

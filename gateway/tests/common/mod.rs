@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use futures::io::{AsyncReadExt, AsyncWriteExt};
 
+pub mod redeem;
+
 pub const BINARY: &str = env!("CARGO_BIN_EXE_arcane-gateway");
 
 pub fn random<const N: usize>() -> [u8; N] {

@@ -1,0 +1,327 @@
+//! The token services' durable state through sqlx: a SQLite file by default, PostgreSQL when
+//! given a `postgres://` URL, so that any number of gateway (or relay) replicas share one set of
+//! spent tokens and quotas. Both back ends run the same SQL: every decision is one statement
+//! (`INSERT … ON CONFLICT … DO UPDATE … WHERE … RETURNING`), atomic on its own, so no
+//! transaction, lock or isolation level differs between them, and a decision is committed before
+//! it is answered. One conformance suite (`gateway/tests/store_suite`) checks both.
+//!
+//! Tables (`migrations/gateway-sqlite`, `migrations/gateway-postgres`): accounts (API keys as
+//! SHA-256 only), TGTs issued per account and period, OTT indices granted per TGT, spent tokens
+//! per scope (`gateway` or `relay`), each row with the expiry after which it may be forgotten.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyPool, Executor, Row};
+
+use crate::error::{GatewayError, Result};
+
+/// Which database is behind a [`TokenStore`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// An embedded SQLite file (WAL, full fsync on commit): one process.
+    Sqlite,
+    /// A PostgreSQL server: any number of processes.
+    Postgres,
+}
+
+/// The outcome of [`TokenStore::spend`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Spend {
+    /// First use: recorded (committed) now.
+    Fresh,
+    /// Spent before, here or at another replica on the same database.
+    Again,
+}
+
+/// The token services' database.
+#[derive(Clone, Debug)]
+pub struct TokenStore {
+    pool: AnyPool,
+    backend: Backend,
+    /// SQLite allows one writer at a time and makes waiting writers sleep in growing steps;
+    /// queueing this process's writes here instead hands the database lock over at once.
+    sqlite_writer: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Seconds as the database stores them (`BIGINT`); later than any key's expiry saturates.
+fn seconds(v: u64) -> i64 {
+    v.min(i64::MAX as u64) as i64
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+impl TokenStore {
+    /// Connects to `url` (`sqlite:PATH` or `postgres://…`; a SQLite file is created when
+    /// missing) and runs its back end's migrations.
+    pub async fn open(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            return Err(GatewayError::Config(
+                "the token database URL must start with sqlite: or postgres://".into(),
+            ));
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(match backend {
+                Backend::Sqlite => 4,
+                Backend::Postgres => 16,
+            })
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = FULL").await?;
+                        conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await?;
+        let migrated = match backend {
+            Backend::Sqlite => {
+                sqlx::migrate!("../migrations/gateway-sqlite")
+                    .run(&pool)
+                    .await
+            }
+            Backend::Postgres => {
+                sqlx::migrate!("../migrations/gateway-postgres")
+                    .run(&pool)
+                    .await
+            }
+        };
+        migrated.map_err(|e| GatewayError::Database(e.into()))?;
+        Ok(TokenStore {
+            pool,
+            backend,
+            sqlite_writer: Arc::default(),
+        })
+    }
+
+    /// The SQLite file at `path` (created when missing).
+    pub async fn open_file(path: &Path) -> Result<Self> {
+        let path = path
+            .to_str()
+            .ok_or_else(|| GatewayError::Config(format!("{}: not UTF-8", path.display())))?;
+        Self::open(&format!("sqlite://{path}?mode=rwc")).await
+    }
+
+    /// `url` when given, else the SQLite file `file` (what `--database` chooses between).
+    pub async fn open_url_or_file(url: Option<&str>, file: &Path) -> Result<Self> {
+        match url {
+            Some(url) => Self::open(url).await,
+            None => Self::open_file(file).await,
+        }
+    }
+
+    /// Queues this process's writes on SQLite (nothing on PostgreSQL, where rows are locked).
+    async fn writer(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match self.backend {
+            Backend::Sqlite => Some(self.sqlite_writer.lock().await),
+            Backend::Postgres => None,
+        }
+    }
+
+    /// The pool, for an operator's (or a test's) own read-only queries.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The back end in use.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Records `nonce` as spent in `scope` until `expires_at` (its key's expiry).
+    pub async fn spend(
+        &self,
+        scope: &str,
+        nonce: &[u8; 32],
+        expires_at: u64,
+        now: u64,
+    ) -> Result<Spend> {
+        let _writer = self.writer().await;
+        let inserted = sqlx::query(
+            "INSERT INTO spent_tokens (scope, nonce, spent_at, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(scope)
+        .bind(hex::encode(nonce))
+        .bind(seconds(now))
+        .bind(seconds(expires_at))
+        .execute(&self.pool)
+        .await;
+        match inserted {
+            Ok(_) => Ok(Spend::Fresh),
+            Err(e) if is_unique_violation(&e) => Ok(Spend::Again),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Forgets spent tokens whose key has expired (they are refused on their key alone now).
+    pub async fn prune_spent(&self, now: u64) -> Result<u64> {
+        let _writer = self.writer().await;
+        Ok(
+            sqlx::query("DELETE FROM spent_tokens WHERE expires_at <= $1")
+                .bind(seconds(now))
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
+    }
+
+    /// Adds `account` with the SHA-256 (hex) of its API key.
+    pub async fn add_account(&self, api_key_sha256: &str, account: &str) -> Result<()> {
+        let _writer = self.writer().await;
+        sqlx::query("INSERT INTO accounts (api_key_sha256, account) VALUES ($1, $2)")
+            .bind(api_key_sha256)
+            .bind(account)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The account whose API key has this SHA-256 (hex).
+    pub async fn account(&self, api_key_sha256: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT account FROM accounts WHERE api_key_sha256 = $1")
+            .bind(api_key_sha256)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    /// Takes one of `account`'s `limit` TGTs of `period`; false when they are all taken.
+    pub async fn reserve_tgt(&self, account: &str, period: i64, limit: u32) -> Result<bool> {
+        if limit == 0 {
+            // The upsert's first insert would take one regardless of the limit.
+            return Ok(false);
+        }
+        let _writer = self.writer().await;
+        let reserved = sqlx::query(
+            "INSERT INTO tgt_budget (account, period, issued) VALUES ($1, $2, 1) \
+             ON CONFLICT (account, period) DO UPDATE SET issued = tgt_budget.issued + 1 \
+             WHERE tgt_budget.issued < $3",
+        )
+        .bind(account)
+        .bind(period)
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(reserved > 0)
+    }
+
+    /// Gives back a TGT [`reserve_tgt`](Self::reserve_tgt) took (its issuance failed).
+    pub async fn refund_tgt(&self, account: &str, period: i64) -> Result<()> {
+        let _writer = self.writer().await;
+        sqlx::query(
+            "UPDATE tgt_budget SET issued = issued - 1 \
+             WHERE account = $1 AND period = $2 AND issued > 0",
+        )
+        .bind(account)
+        .bind(period)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Takes up to `wanted` of the `limit` OTT indices of the TGT with `tgt_nonce`, whose key
+    /// expires at `expires_at`; returns how many it took (0 when none are left). One statement:
+    /// the allotment grows only while it stays within the limit, and `last_reserved` (computed
+    /// from the row as it was) says by how much.
+    pub async fn reserve_otts(
+        &self,
+        tgt_nonce: &[u8; 32],
+        wanted: u32,
+        limit: u32,
+        expires_at: u64,
+    ) -> Result<u32> {
+        let (wanted, limit) = (i64::from(wanted), i64::from(limit));
+        let first = wanted.min(limit);
+        if first == 0 {
+            return Ok(0);
+        }
+        let _writer = self.writer().await;
+        let row = sqlx::query(
+            "INSERT INTO ott_allotment (tgt_nonce, granted, last_reserved, expires_at) \
+             VALUES ($1, $2, $2, $4) \
+             ON CONFLICT (tgt_nonce) DO UPDATE SET \
+               granted = CASE WHEN ott_allotment.granted + $3 > $5 THEN $5 \
+                              ELSE ott_allotment.granted + $3 END, \
+               last_reserved = CASE WHEN ott_allotment.granted + $3 > $5 \
+                                    THEN $5 - ott_allotment.granted ELSE $3 END \
+             WHERE ott_allotment.granted < $5 \
+             RETURNING last_reserved",
+        )
+        .bind(hex::encode(tgt_nonce))
+        .bind(first)
+        .bind(wanted)
+        .bind(seconds(expires_at))
+        .bind(limit)
+        .fetch_optional(&self.pool)
+        .await?;
+        let reserved: i64 = match row {
+            Some(row) => row.try_get(0)?,
+            None => 0,
+        };
+        Ok(u32::try_from(reserved.clamp(0, limit)).unwrap_or(0))
+    }
+
+    /// Gives back `n` OTT indices [`reserve_otts`](Self::reserve_otts) took (signing failed).
+    pub async fn refund_otts(&self, tgt_nonce: &[u8; 32], n: u32) -> Result<()> {
+        let _writer = self.writer().await;
+        sqlx::query(
+            "UPDATE ott_allotment SET granted = CASE WHEN granted > $1 THEN granted - $1 ELSE 0 END \
+             WHERE tgt_nonce = $2",
+        )
+        .bind(i64::from(n))
+        .bind(hex::encode(tgt_nonce))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// How many OTT indices the TGT with `tgt_nonce` has been granted.
+    pub async fn otts_granted(&self, tgt_nonce: &[u8; 32]) -> Result<u32> {
+        let row = sqlx::query("SELECT granted FROM ott_allotment WHERE tgt_nonce = $1")
+            .bind(hex::encode(tgt_nonce))
+            .fetch_optional(&self.pool)
+            .await?;
+        let granted: i64 = match row {
+            Some(row) => row.try_get(0)?,
+            None => 0,
+        };
+        Ok(u32::try_from(granted.max(0)).unwrap_or(u32::MAX))
+    }
+
+    /// Forgets what no longer matters: spent tokens and OTT allotments whose key has expired,
+    /// TGT budgets of periods before `period`. Returns the rows removed.
+    pub async fn prune(&self, now: u64, period: i64) -> Result<u64> {
+        let mut removed = self.prune_spent(now).await?;
+        let _writer = self.writer().await;
+        removed += sqlx::query("DELETE FROM ott_allotment WHERE expires_at <= $1")
+            .bind(seconds(now))
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        removed += sqlx::query("DELETE FROM tgt_budget WHERE period < $1")
+            .bind(period)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(removed)
+    }
+}
