@@ -563,6 +563,16 @@ impl Stack {
 
     /// Loads the model, boots a node with the simulated NSM and registers it with the gateway.
     pub async fn start_node(&self, progress: Progress<'_>) -> Result<RunningNode> {
+        self.start_node_with_capacity(NodeConfig::default().max_concurrent, progress)
+            .await
+    }
+
+    /// [`start_node`](Self::start_node) serving at most `capacity` requests at once.
+    pub async fn start_node_with_capacity(
+        &self,
+        capacity: usize,
+        progress: Progress<'_>,
+    ) -> Result<RunningNode> {
         progress(&format!(
             "compute node: loading {} with mistral.rs…",
             self.model.name
@@ -578,6 +588,7 @@ impl Stack {
                 trust: self.log_trust(),
                 config: NodeConfig {
                     refresh_every: self.options.node_refresh,
+                    max_concurrent: capacity,
                     ..NodeConfig::default()
                 },
                 tokens: TokenCheck::Logged {

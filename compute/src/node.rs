@@ -156,6 +156,10 @@ pub struct Node {
     attested: RwLock<std::result::Result<Attested, String>>,
     replay: Mutex<ReplayGuard>,
     slots: Arc<Semaphore>,
+    /// Requests refused because every slot was taken.
+    busy_refusals: std::sync::atomic::AtomicU64,
+    /// The most requests served at once so far.
+    peak_in_flight: std::sync::atomic::AtomicUsize,
     /// The URLs this node registered under (the only ones it answers registration challenges
     /// for).
     advertised: RwLock<Vec<String>>,
@@ -218,6 +222,8 @@ impl Node {
             .await?;
         let node = Arc::new(Node {
             slots: Arc::new(Semaphore::new(parts.config.max_concurrent.max(1))),
+            busy_refusals: Default::default(),
+            peak_in_flight: Default::default(),
             config: parts.config,
             rek: RekSecret::generate(),
             provider: parts.provider,
@@ -271,6 +277,18 @@ impl Node {
     /// Requests being served now.
     pub fn in_flight(&self) -> usize {
         self.config.max_concurrent.max(1) - self.slots.available_permits()
+    }
+
+    /// Requests refused so far because every slot was taken.
+    pub fn busy_refusals(&self) -> u64 {
+        self.busy_refusals
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The most requests served at once so far.
+    pub fn peak_in_flight(&self) -> usize {
+        self.peak_in_flight
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Configured capacity.
@@ -417,9 +435,13 @@ impl Node {
         if let Err(why) = self.attested() {
             return Err(Refusal::NotServing(why));
         }
-        let permit = Arc::clone(&self.slots)
-            .try_acquire_owned()
-            .map_err(|_| Refusal::Busy)?;
+        let permit = Arc::clone(&self.slots).try_acquire_owned().map_err(|_| {
+            self.busy_refusals
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Refusal::Busy
+        })?;
+        self.peak_in_flight
+            .fetch_max(self.in_flight(), std::sync::atomic::Ordering::Relaxed);
         let opened = match sealed::open_request(&self.rek, &request.wrap, request.ciphertext) {
             Ok(o) => o,
             Err(arcane_verifier::Error::UnknownRek) => return Err(Refusal::UnknownRek),

@@ -1,0 +1,157 @@
+//! The gateway routing across nodes of different capacity over 127.0.0.1 (the demo stack, tiny
+//! model, simulated NSM): bursts of more concurrent clients than the nodes have places together
+//! fill every node to its capacity and no further (no node is sent a request while full: the
+//! gateway answers "busy" itself for the rest); a node killed under load is dropped and the
+//! requests after it are served by the others.
+
+use arcane_cli::demo::Stack;
+use arcane_client::{ChatEvent, Client, ClientConfig, ClientError, Route, Trust};
+use arcane_verifier::inner::{ChatCompletionRequest, ChatMessage};
+
+mod common;
+use common::{now_ms, stack};
+
+fn quiet(_: &str) {}
+
+/// A client of `stack` with a state (wallet, saved checkpoint) of its own in `state`: one TGT
+/// each, as separate devices of the demo's account.
+fn client(stack: &Stack, state: &std::path::Path) -> Client {
+    let text = std::fs::read_to_string(&stack.trust_file).unwrap();
+    let trust = Trust::from_toml(&text, stack.trust_file.parent().unwrap()).unwrap();
+    let mut config = ClientConfig::new(trust);
+    config.state_root = state.to_path_buf();
+    // Every node a candidate (the default is two): the gateway routes among what the client
+    // sealed for.
+    config.candidates = 3;
+    Client::new(config).unwrap()
+}
+
+fn request(max_tokens: u32) -> ChatCompletionRequest {
+    ChatCompletionRequest {
+        model: String::new(),
+        messages: vec![ChatMessage {
+            role: "user".into(),
+            content: "tell me a long story".into(),
+        }],
+        max_tokens: Some(max_tokens),
+        temperature: Some(0.0),
+        stream: Some(true),
+        ..Default::default()
+    }
+}
+
+/// One chat, read to its end; the REK of the node that answered, or `None` when the gateway
+/// answered that every candidate was full.
+async fn try_chat(client: &mut Client) -> Option<String> {
+    let mut answer = match client.chat(request(200), Route::Cloud).await {
+        Ok(answer) => answer,
+        Err(ClientError::Status {
+            status: 503,
+            message,
+            ..
+        }) if message.contains("\"busy\"") => return None,
+        Err(e) => panic!("{e}"),
+    };
+    loop {
+        match answer.next().await {
+            Some(Ok(ChatEvent::Delta(_))) => {}
+            Some(Ok(ChatEvent::Done(_))) => break,
+            Some(Err(e)) => panic!("{e}"),
+            None => panic!("the answer ended without saying why"),
+        }
+    }
+    let receipts = arcane_client::receipts::read_all(client.state()).unwrap();
+    Some(receipts.last().unwrap().rek_id.clone())
+}
+
+async fn chat(client: &mut Client) -> String {
+    try_chat(client).await.expect("a node with room")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_fills_nodes_by_capacity_and_a_killed_node_is_routed_around() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = stack(dir.path(), false).await;
+    let mut nodes = Vec::new();
+    for capacity in [1, 2, 3] {
+        nodes.push(
+            stack
+                .start_node_with_capacity(capacity, &quiet)
+                .await
+                .unwrap(),
+        );
+    }
+    let total: usize = nodes.iter().map(|n| n.node.capacity()).sum();
+    assert_eq!(total, 6);
+
+    // Rounds of two more concurrent clients than there are places in all: the gateway never
+    // sends a node a request it has no place for (it answers "busy" itself when all are full), so
+    // no node ever refuses one as busy, and at least as many requests as there are places are
+    // answered each round.
+    let mut clients: Vec<Client> = (0..total + 2)
+        .map(|i| client(&stack, &dir.path().join(format!("client-{i}"))))
+        .collect();
+    for round in 0..3 {
+        // The gateway frees a place when it sees the node's stream end, just after the client
+        // has the last frame: a round starts once every place is free again.
+        let ids: Vec<[u8; 32]> = nodes.iter().map(|n| n.node.rek().id()).collect();
+        while stack
+            .gateway_state
+            .registry
+            .pick(&ids, now_ms())
+            .iter()
+            .any(|n| n.load() > 0)
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let mut tasks = Vec::new();
+        for mut c in clients.drain(..) {
+            tasks.push(tokio::spawn(async move {
+                let answered = try_chat(&mut c).await.is_some();
+                (c, answered)
+            }));
+        }
+        let mut answered = 0;
+        for task in tasks {
+            let (c, ok) = task.await.unwrap();
+            clients.push(c);
+            answered += usize::from(ok);
+        }
+        assert!(answered >= total, "round {round}: {answered} answered");
+        for n in &nodes {
+            assert_eq!(
+                n.node.busy_refusals(),
+                0,
+                "round {round}: a node of capacity {} was sent a request while full",
+                n.node.capacity()
+            );
+            assert!(n.node.peak_in_flight() <= n.node.capacity());
+        }
+    }
+    let peaks: Vec<usize> = nodes.iter().map(|n| n.node.peak_in_flight()).collect();
+    eprintln!("measured: peak requests in flight per node (capacities 1, 2, 3): {peaks:?}");
+    assert!(
+        peaks.iter().all(|&p| p >= 1),
+        "every node served: {peaks:?}"
+    );
+
+    // The largest node is killed (its server and connections end at once, as when its process
+    // dies); the next requests are served by the others, and the gateway drops it.
+    let killed = nodes.pop().unwrap();
+    let killed_rek = hex::encode(killed.node.rek().id());
+    let killed_id = killed.node.rek().id();
+    drop(killed);
+    let c = &mut clients[0];
+    for _ in 0..4 {
+        let served_by = chat(c).await;
+        assert_ne!(served_by, killed_rek, "a killed node answered");
+    }
+    assert!(
+        stack
+            .gateway_state
+            .registry
+            .pick(&[killed_id], now_ms())
+            .is_empty(),
+        "the killed node is still listed"
+    );
+}
