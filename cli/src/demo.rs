@@ -240,6 +240,16 @@ impl StackOptions {
 /// A running node (dropping it stops it at once, as a crash would).
 pub use arcane_compute::service::RunningNode;
 
+/// A gateway replica and its relay ([`Stack::start_gateway_replica`]).
+pub struct GatewayReplica {
+    /// The replica's state (its registry).
+    pub state: Arc<Gateway>,
+    /// The replica.
+    pub gateway: RunningService,
+    /// A relay in front of it (sharing the stack relay's database).
+    pub relay: RunningService,
+}
+
 /// The running stack.
 pub struct Stack {
     /// The log (`None` only while it restarts).
@@ -573,6 +583,18 @@ impl Stack {
         capacity: usize,
         progress: Progress<'_>,
     ) -> Result<RunningNode> {
+        self.start_node_registered_with(capacity, &[], progress)
+            .await
+    }
+
+    /// A node of `capacity` registered with the gateway and with each of `replicas`, returned
+    /// once every one of them lists it.
+    pub async fn start_node_registered_with(
+        &self,
+        capacity: usize,
+        replicas: &[&GatewayReplica],
+        progress: Progress<'_>,
+    ) -> Result<RunningNode> {
         progress(&format!(
             "compute node: loading {} with mistral.rs…",
             self.model.name
@@ -580,6 +602,8 @@ impl Stack {
         let listener = tokio::net::TcpListener::bind(any_port())
             .await
             .map_err(|e| demo_error("node socket", e))?;
+        let mut gateways = vec![self.gateway.url()];
+        gateways.extend(replicas.iter().map(|r| r.gateway.url()));
         let running = arcane_compute::service::start(
             NodeOptions {
                 model: self.model.clone(),
@@ -594,7 +618,7 @@ impl Stack {
                 tokens: TokenCheck::Logged {
                     otts_per_tgt: self.options.token_limits.otts_per_tgt,
                 },
-                gateway: Some(self.gateway.url()),
+                gateways,
                 advertise: None,
             },
             listener,
@@ -602,28 +626,68 @@ impl Stack {
         .await
         .map_err(|e| demo_error("node", e))?;
         let node = &running.node;
-        // The refresher registers first thing (and again after every refresh); wait until the
+        // The refresher registers first thing (and again after every refresh); wait until every
         // gateway lists the node.
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while self
-            .gateway_state
-            .registry
-            .pick(&[node.rek().id()], arcane_gateway::server::now_ms())
-            .is_empty()
-        {
-            if std::time::Instant::now() > deadline {
-                return Err(demo_error(
-                    "registration",
-                    "the gateway did not list the node within 30 s",
-                ));
+        let states = std::iter::once(&self.gateway_state).chain(replicas.iter().map(|r| &r.state));
+        for state in states {
+            while state
+                .registry
+                .pick(&[node.rek().id()], arcane_gateway::server::now_ms())
+                .is_empty()
+            {
+                if std::time::Instant::now() > deadline {
+                    return Err(demo_error(
+                        "registration",
+                        "a gateway did not list the node within 30 s",
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         progress(&format!(
             "compute node: {} (simulated NSM), registered",
             running.url()
         ));
         Ok(running)
+    }
+
+    /// Another gateway and relay over the stack's keys and databases, as a replica behind a load
+    /// balancer is: the same OHTTP and issuer keys, the same token database (so a token one
+    /// replica took the other refuses), and a registry of its own, filled by the nodes that
+    /// register with it.
+    pub async fn start_gateway_replica(&self) -> Result<GatewayReplica> {
+        let state = Arc::new(
+            arcane_gateway::service::build_gateway(&self.gateway_options)
+                .await
+                .map_err(|e| demo_error("gateway replica", e))?,
+        );
+        let gateway = arcane_gateway::service::serve_gateway(
+            Arc::clone(&state),
+            any_port(),
+            &self.gateway_options,
+        )
+        .await
+        .map_err(|e| demo_error("gateway replica", e))?;
+        let relay = arcane_gateway::service::start_relay(
+            &RelayOptions {
+                gateway: gateway.url(),
+                data_dir: self.options.data_dir.join("relay"),
+                database_url: None,
+                log: self.log_url.clone(),
+                trust: self.log_trust(),
+                key_refresh: self.options.key_refresh,
+                limits_http: arcane_serve::ServeLimits::default(),
+            },
+            any_port(),
+        )
+        .await
+        .map_err(|e| demo_error("relay replica", e))?;
+        Ok(GatewayReplica {
+            state,
+            gateway,
+            relay,
+        })
     }
 
     /// Stops the log (letting its sequencer finish its batch) and starts it again on the same

@@ -2,9 +2,10 @@
 //! model, simulated NSM): bursts of more concurrent clients than the nodes have places together
 //! fill every node to its capacity and no further (no node is sent a request while full: the
 //! gateway answers "busy" itself for the rest); a node killed under load is dropped and the
-//! requests after it are served by the others.
+//! requests after it are served by the others. A node registered with two gateway replicas is
+//! routed to through either.
 
-use arcane_cli::demo::Stack;
+use arcane_cli::demo::{GatewayReplica, Stack};
 use arcane_client::{ChatEvent, Client, ClientConfig, ClientError, Route, Trust};
 use arcane_verifier::inner::{ChatCompletionRequest, ChatMessage};
 
@@ -16,8 +17,17 @@ fn quiet(_: &str) {}
 /// A client of `stack` with a state (wallet, saved checkpoint) of its own in `state`: one TGT
 /// each, as separate devices of the demo's account.
 fn client(stack: &Stack, state: &std::path::Path) -> Client {
+    client_of(stack, None, state)
+}
+
+/// [`client`], through `replica` (and its relay) when given.
+fn client_of(stack: &Stack, replica: Option<&GatewayReplica>, state: &std::path::Path) -> Client {
     let text = std::fs::read_to_string(&stack.trust_file).unwrap();
-    let trust = Trust::from_toml(&text, stack.trust_file.parent().unwrap()).unwrap();
+    let mut trust = Trust::from_toml(&text, stack.trust_file.parent().unwrap()).unwrap();
+    if let Some(replica) = replica {
+        trust.gateway_url = replica.gateway.url();
+        trust.relay_url = replica.relay.url();
+    }
     let mut config = ClientConfig::new(trust);
     config.state_root = state.to_path_buf();
     // Every node a candidate (the default is two): the gateway routes among what the client
@@ -154,4 +164,32 @@ async fn a_burst_fills_nodes_by_capacity_and_a_killed_node_is_routed_around() {
             .is_empty(),
         "the killed node is still listed"
     );
+}
+
+/// Two gateway replicas over one set of keys and one token database, each with a relay, and a
+/// node registered with both (`--gateway` twice): each replica lists it and routes its own
+/// clients' requests to it. (Registered with the first only, the second lists no node and its
+/// client is refused.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_registered_with_two_gateway_replicas_serves_the_clients_of_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = stack(dir.path(), false).await;
+    let replica = stack.start_gateway_replica().await.unwrap();
+    let node = stack
+        .start_node_registered_with(2, &[&replica], &quiet)
+        .await
+        .unwrap();
+    let rek = hex::encode(node.node.rek().id());
+    for state in [&stack.gateway_state, &replica.state] {
+        assert_eq!(
+            state.registry.pick(&[node.node.rek().id()], now_ms()).len(),
+            1
+        );
+    }
+    let mut first = client_of(&stack, None, &dir.path().join("first"));
+    let mut second = client_of(&stack, Some(&replica), &dir.path().join("second"));
+    assert_eq!(chat(&mut first).await, rek);
+    assert_eq!(chat(&mut second).await, rek);
+    assert_eq!(chat(&mut second).await, rek);
+    assert_eq!(node.node.peak_in_flight(), 1);
 }

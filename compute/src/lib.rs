@@ -13,7 +13,7 @@
 //! - [`release`]: finding and refreshing the node's release proof in the log.
 //! - [`node`]: REK, attested state, replay guard, the sealed request path.
 //! - [`service`]: the node as a library — [`service::start`] assembles, boots and serves one.
-//! - [`server`]: the HTTP API over TCP or vsock; [`registration`]: announcing the node to the gateway.
+//! - [`server`]: the HTTP API over TCP or vsock; [`registration`]: announcing the node to its gateways.
 //! - [`tokens`]: the token check interface.
 //!
 //! ```

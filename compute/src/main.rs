@@ -70,8 +70,9 @@ enum Command {
 #[derive(Args)]
 struct ServeArgs {
     /// A TOML file with any of `model`, `log_url`, `log_key`, `publishers`, `witness_policy`,
-    /// `gateway_address`, `advertise_address`, `vsock_port` (inside an enclave it is part of
-    /// the measured image); options given on the command line win.
+    /// `gateway_address` (or `gateway_addresses`, a list), `advertise_address`, `vsock_port`
+    /// (inside an enclave it is part of the measured image); options given on the command line
+    /// win.
     #[arg(long)]
     config: Option<PathBuf>,
     /// The GGUF model file (local; nothing is ever downloaded).
@@ -98,9 +99,9 @@ struct ServeArgs {
     /// Listen on this vsock port instead of TCP (inside an enclave; needs the `vsock` feature).
     #[arg(long)]
     vsock_port: Option<u32>,
-    /// The gateway to register with.
-    #[arg(long)]
-    gateway: Option<String>,
+    /// A gateway to register with; repeated for every gateway replica that routes to this node.
+    #[arg(long = "gateway")]
+    gateways: Vec<String>,
     /// The node's URL as the gateway reaches it.
     #[arg(long)]
     advertise: Option<String>,
@@ -154,6 +155,8 @@ struct ConfigFile {
     publishers: Vec<String>,
     witness_policy: Option<PathBuf>,
     gateway_address: Option<String>,
+    #[serde(default)]
+    gateway_addresses: Vec<String>,
     advertise_address: Option<String>,
     vsock_port: Option<u32>,
 }
@@ -181,7 +184,10 @@ impl ServeArgs {
                 self.publishers = file.publishers;
             }
             self.witness_policy = self.witness_policy.or(file.witness_policy);
-            self.gateway = self.gateway.or(file.gateway_address);
+            if self.gateways.is_empty() {
+                self.gateways = file.gateway_address.into_iter().collect();
+                self.gateways.extend(file.gateway_addresses);
+            }
             self.advertise = self.advertise.or(file.advertise_address);
             self.vsock_port = self.vsock_port.or(file.vsock_port);
         }
@@ -195,7 +201,7 @@ impl ServeArgs {
                 "{problem} (--temperature, --top-p, --repetition-penalty)"
             )));
         }
-        if self.gateway.is_some() && self.advertise.is_none() {
+        if !self.gateways.is_empty() && self.advertise.is_none() {
             return Err(ComputeError::Config(
                 "registering with a gateway needs the node's --advertise URL".into(),
             ));
@@ -313,7 +319,7 @@ async fn serve(args: ServeArgs) -> Result<(), ComputeError> {
                 otts_per_tgt: args.otts_per_tgt,
             }
         },
-        gateway: args.gateway.clone(),
+        gateways: args.gateways.clone(),
         advertise: args.advertise.clone(),
     };
     if let Some(port) = args.vsock_port {

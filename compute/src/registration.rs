@@ -1,6 +1,7 @@
-//! Announcing the node to its gateway: `POST {gateway}/v1/nodes` with a
-//! [`NodeRegistration`], repeated after every refresh so the gateway always holds a fresh
-//! document and the newest release proof.
+//! Announcing the node to its gateways: `POST {gateway}/v1/nodes` with a
+//! [`NodeRegistration`] at each, repeated after every refresh so every gateway replica always
+//! holds a fresh document and the newest release proof. Each gateway is registered with on its
+//! own: one that is down delays none of the others.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,12 +54,30 @@ impl Registration {
     }
 }
 
+/// Registers with `registration`'s gateway, retried with backoff for at most about `every`.
+async fn register_within(
+    registration: &Registration,
+    http: &reqwest::Client,
+    node: &Arc<Node>,
+    every: Duration,
+) {
+    let mut backoff = Duration::from_millis(500);
+    while let Err(e) = registration.register(http, node).await {
+        if backoff >= every {
+            tracing::warn!(error = %e, gateway = %registration.gateway, "registration failed; retrying after the next refresh");
+            return;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff *= 2;
+    }
+}
+
 /// Renews the release proof and document every `every` (and sooner when the release is about to
-/// expire), then re-registers with the gateway.
+/// expire), then re-registers with every gateway in `registrations`, all at once.
 pub async fn keep_fresh(
     node: Arc<Node>,
     token_keys: Option<(Arc<LoggedTokenKeys>, LogSource, LogTrust)>,
-    registration: Option<Registration>,
+    registrations: Vec<Registration>,
     every: Duration,
 ) {
     let http = reqwest::Client::builder()
@@ -69,17 +88,12 @@ pub async fn keep_fresh(
     loop {
         // Retried with backoff within the interval: the gateway may be down, or (at boot) the
         // gateway's challenge may reach this node before it listens.
-        if let Some(r) = &registration {
-            let mut backoff = Duration::from_millis(500);
-            while let Err(e) = r.register(&http, &node).await {
-                if backoff >= every {
-                    tracing::warn!(error = %e, "registration failed; retrying after the next refresh");
-                    break;
-                }
-                tokio::time::sleep(backoff).await;
-                backoff *= 2;
-            }
-        }
+        futures::future::join_all(
+            registrations
+                .iter()
+                .map(|r| register_within(r, &http, &node, every)),
+        )
+        .await;
         let mut wait = every;
         if let Some(not_after) = node.release_not_after() {
             let left = not_after.saturating_sub(now_seconds());

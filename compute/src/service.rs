@@ -44,9 +44,9 @@ pub struct NodeOptions {
     pub config: NodeConfig,
     /// The token check.
     pub tokens: TokenCheck,
-    /// The gateway to register with, if any. With no `advertise` URL the node advertises the
-    /// address it listens on.
-    pub gateway: Option<String>,
+    /// The gateways to register with (every replica that routes to this node; none for a node
+    /// reached directly). With no `advertise` URL the node advertises the address it listens on.
+    pub gateways: Vec<String>,
     /// The node's URL as the gateway reaches it.
     pub advertise: Option<String>,
 }
@@ -152,7 +152,7 @@ pub async fn boot(
         trust,
         config,
         tokens,
-        gateway,
+        gateways,
         advertise,
     } = options;
     let log = LogSource::new(&log_url)?;
@@ -175,19 +175,26 @@ pub async fn boot(
         trust: trust.clone(),
     })
     .await?;
-    let registration = match (gateway, advertise.or(listening)) {
-        (Some(gateway), Some(advertise)) => Some(Registration { gateway, advertise }),
-        (Some(_), None) => {
+    let advertise = advertise.or(listening);
+    let registrations = match advertise {
+        Some(advertise) => gateways
+            .into_iter()
+            .map(|gateway| Registration {
+                gateway,
+                advertise: advertise.clone(),
+            })
+            .collect(),
+        None if !gateways.is_empty() => {
             return Err(ComputeError::Config(
                 "registering with a gateway needs the node's advertised URL".into(),
             ));
         }
-        (None, _) => None,
+        None => Vec::new(),
     };
     let refresh = crate::registration::keep_fresh(
         Arc::clone(&node),
         logged_keys.map(|k| (k, log, trust)),
-        registration,
+        registrations,
         refresh_every,
     );
     Ok((node, refresh))

@@ -133,40 +133,45 @@ fn production_mode_refuses_to_start_without_nsm_and_token_verifier() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("required"));
 }
 
-/// A stand-in for the gateway's registration endpoint that, like the gateway, challenges the
-/// registered URL with a nonce before accepting.
+/// Two stand-ins for gateway replicas' registration endpoint that, like the gateway, challenge
+/// the registered URL with a nonce before accepting: the node (given `--gateway` twice)
+/// registers with both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_node_binary_registers_with_its_gateway_and_answers_its_challenge() {
+async fn the_node_binary_registers_with_each_gateway_and_answers_its_challenge() {
     use arcane_verifier::attested::{NodeBundle, NodeRegistration};
     let stack = common::stack().await;
     stack.publish_release(stack.model.sha256).await;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<NodeRegistration>(4);
-    let app = axum::Router::new().route(
-        "/v1/nodes",
-        axum::routing::post(move |axum::Json(reg): axum::Json<NodeRegistration>| {
-            let tx = tx.clone();
-            async move {
-                let nonce = [7u8; 16];
-                let url = format!("{}/v1/attestation?nonce={}", reg.url, hex::encode(nonce));
-                let answered = match reqwest::get(url).await {
-                    Ok(r) if r.status() == 200 => NodeBundle::parse(&r.bytes().await.unwrap())
-                        .ok()
-                        .and_then(|b| arcane_verifier::nitro::parse_document(&b.document).ok())
-                        .is_some_and(|(_, doc)| doc.nonce.as_deref() == Some(&nonce[..])),
-                    _ => false,
-                };
-                if answered {
-                    tx.send(reg).await.unwrap();
-                    axum::http::StatusCode::OK
-                } else {
-                    axum::http::StatusCode::FORBIDDEN
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(usize, NodeRegistration)>(8);
+    let mut gateways = Vec::new();
+    for replica in 0..2usize {
+        let tx = tx.clone();
+        let app = axum::Router::new().route(
+            "/v1/nodes",
+            axum::routing::post(move |axum::Json(reg): axum::Json<NodeRegistration>| {
+                let tx = tx.clone();
+                async move {
+                    let nonce = [7u8 + replica as u8; 16];
+                    let url = format!("{}/v1/attestation?nonce={}", reg.url, hex::encode(nonce));
+                    let answered = match reqwest::get(url).await {
+                        Ok(r) if r.status() == 200 => NodeBundle::parse(&r.bytes().await.unwrap())
+                            .ok()
+                            .and_then(|b| arcane_verifier::nitro::parse_document(&b.document).ok())
+                            .is_some_and(|(_, doc)| doc.nonce.as_deref() == Some(&nonce[..])),
+                        _ => false,
+                    };
+                    if answered {
+                        tx.send((replica, reg)).await.unwrap();
+                        axum::http::StatusCode::OK
+                    } else {
+                        axum::http::StatusCode::FORBIDDEN
+                    }
                 }
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let gateway = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        gateways.push(format!("http://{}", listener.local_addr().unwrap()));
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    }
     // A free port for the node, so that its advertised URL is known before it starts.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -181,16 +186,22 @@ async fn the_node_binary_registers_with_its_gateway_and_answers_its_challenge() 
             "--listen",
             &listen,
             "--gateway",
-            &gateway,
+            &gateways[0],
+            "--gateway",
+            &gateways[1],
             "--advertise",
             &advertise,
         ],
     );
-    let registration = tokio::time::timeout(Duration::from_secs(20), rx.recv())
-        .await
-        .expect("the node registered within 20 s")
-        .unwrap();
-    assert_eq!(registration.url, advertise);
-    assert_eq!(registration.model, stack.model.name);
-    assert!(registration.bundle().is_ok());
+    let mut registered = [false; 2];
+    while registered != [true, true] {
+        let (replica, registration) = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+            .await
+            .expect("the node registered with both within 20 s")
+            .unwrap();
+        assert_eq!(registration.url, advertise);
+        assert_eq!(registration.model, stack.model.name);
+        assert!(registration.bundle().is_ok());
+        registered[replica] = true;
+    }
 }
