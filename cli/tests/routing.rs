@@ -101,6 +101,7 @@ async fn a_burst_fills_nodes_by_capacity_and_a_killed_node_is_routed_around() {
     let mut clients: Vec<Client> = (0..total + 2)
         .map(|i| client(&stack, &dir.path().join(format!("client-{i}"))))
         .collect();
+    let (mut answered_in_all, mut turned_away) = (0, 0);
     for round in 0..3 {
         // The gateway frees a place when it sees the node's stream end, just after the client
         // has the last frame: a round starts once every place is free again.
@@ -128,6 +129,8 @@ async fn a_burst_fills_nodes_by_capacity_and_a_killed_node_is_routed_around() {
             answered += usize::from(ok);
         }
         assert!(answered >= total, "round {round}: {answered} answered");
+        answered_in_all += answered;
+        turned_away += total + 2 - answered;
         for n in &nodes {
             assert_eq!(
                 n.node.busy_refusals(),
@@ -138,6 +141,17 @@ async fn a_burst_fills_nodes_by_capacity_and_a_killed_node_is_routed_around() {
             assert!(n.node.peak_in_flight() <= n.node.capacity());
         }
     }
+    // A request turned away as busy spent no OTT at the gateway (it found no place before it
+    // would have redeemed it): the gateway recorded exactly one per answered chat.
+    let spent: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM spent_tokens WHERE scope = 'gateway'")
+            .fetch_one(stack.gateway_state.tokens.store().pool())
+            .await
+            .unwrap();
+    eprintln!(
+        "measured: {answered_in_all} answered, {turned_away} turned away busy, {spent} OTTs spent at the gateway"
+    );
+    assert_eq!(spent as usize, answered_in_all);
     let peaks: Vec<usize> = nodes.iter().map(|n| n.node.peak_in_flight()).collect();
     eprintln!("measured: peak requests in flight per node (capacities 1, 2, 3): {peaks:?}");
     assert!(

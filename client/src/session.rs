@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arcane_verifier::checkpoint::VerifiedCheckpoint;
+use arcane_verifier::envelope::BusyAnswer;
 use arcane_verifier::inner::ChatCompletionRequest;
 use tokio::sync::mpsc;
 
@@ -430,6 +431,10 @@ impl Client {
                 if body.len() > 4096 {
                     break;
                 }
+            }
+            // Every candidate was full before the gateway redeemed the OTT: it is still good.
+            if answer.status == 503 && BusyAnswer::parse(&body).is_some_and(|b| b.ott_unspent()) {
+                self.wallet.give_back(gateway_ott).await?;
             }
             let message = String::from_utf8_lossy(&body).into_owned();
             return Err(transport::gateway_refusal(answer.status, message));

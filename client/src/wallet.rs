@@ -201,6 +201,21 @@ impl Tokens {
         Ok(self.otts.drain(..n).collect())
     }
 
+    /// Puts back an OTT that [`take`](Self::take) gave out and that was not spent (the gateway
+    /// said so), first in line; dropped when it is not one of the held TGT's (a refill may
+    /// have replaced the TGT meanwhile) or is held already. Whether it was put back.
+    pub fn give_back(&mut self, ott: Ott) -> bool {
+        let ours = self
+            .tgt
+            .as_ref()
+            .is_some_and(|t| ott.token.nonce == ott_nonce(&t.secret, ott.index));
+        if !ours || self.otts.iter().any(|o| o.index == ott.index) {
+            return false;
+        }
+        self.otts.insert(0, ott);
+        true
+    }
+
     /// The material the node checks for `ott` (TGT, secret, index, OTT).
     pub fn material(&self, ott: &Ott) -> Result<TokenMaterial> {
         let tgt = self
@@ -537,6 +552,16 @@ mod file {
             Ok(taken)
         }
 
+        /// [`Tokens::give_back`] under the wallet's lock, saved before it returns.
+        pub async fn give_back(&mut self, ott: Ott) -> Result<bool> {
+            let _lock = self.lock().await?;
+            let back = self.tokens.give_back(ott);
+            if back {
+                self.save()?;
+            }
+            Ok(back)
+        }
+
         /// The material the node checks for `ott` (TGT, secret, index, OTT).
         pub fn material(&self, ott: &Ott) -> Result<TokenMaterial> {
             self.tokens.material(ott)
@@ -704,6 +729,33 @@ mod tests {
         material
             .verify(issuers.tgt.public(), issuers.ott.public(), 1000, None)
             .unwrap();
+    }
+
+    #[test]
+    fn an_unspent_ott_goes_back_first_in_line_once_and_only_under_its_own_tgt() {
+        let mut issuers = Issuers::new(20);
+        let mut tokens = Tokens::default();
+        run(&mut tokens, &mut issuers, true).unwrap();
+        let on_hand = tokens.available();
+        let mut taken = tokens.take(2).unwrap();
+        let second = taken.pop().unwrap();
+        let first = taken.pop().unwrap();
+        let (first_index, first_token) = (first.index, first.token.clone());
+        assert!(tokens.give_back(first));
+        assert_eq!(tokens.available(), on_hand - 1);
+        // Twice is refused: it is held already.
+        assert!(!tokens.give_back(Ott {
+            index: first_index,
+            token: first_token,
+        }));
+        let again = tokens.take(1).unwrap().remove(0);
+        assert_eq!(again.index, first_index);
+        // Under another TGT (the wallet renewed it) an old OTT is not taken back.
+        let mut renewed = Tokens::default();
+        run(&mut renewed, &mut Issuers::new(20), true).unwrap();
+        let before = renewed.available();
+        assert!(!renewed.give_back(second));
+        assert_eq!(renewed.available(), before);
     }
 
     #[test]

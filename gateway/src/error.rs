@@ -28,6 +28,10 @@ pub enum GatewayError {
     /// The token database failed.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// The group commit a spent token was part of failed (or the store closed): the token is
+    /// not recorded, and neither is any other in that commit.
+    #[error("database: the spent token was not recorded: {0}")]
+    SpendNotRecorded(String),
     /// Something checked does not verify (a bundle, a node's attestation, a token).
     #[error("verification: {0}")]
     Verifier(#[from] arcane_verifier::Error),

@@ -18,7 +18,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use arcane_verifier::attested::NodeRegistration;
 use arcane_verifier::entry::TokenRole;
 use arcane_verifier::envelope::{
-    ChatEnvelope, MAX_CANDIDATES, NODE_BUSY, NODE_REFUSAL_HEADER, NodeRequest, OttGrantRequest,
+    BusyAnswer, ChatEnvelope, MAX_CANDIDATES, NODE_BUSY, NODE_REFUSAL_HEADER, NodeRequest,
+    OttGrantRequest,
 };
 use arcane_verifier::streamed_response;
 use axum::Router;
@@ -539,10 +540,13 @@ async fn dispatch(g: &Arc<Gateway>, inner: &[u8]) -> InnerAnswer {
     }
 }
 
-/// `POST /v1/chat` ([`ChatEnvelope`]): `OTT ‖ n ‖ n × wrapped DEK ‖ request ciphertext`. The OTT is
-/// redeemed (single use) before anything is forwarded; the least loaded listed node among the
-/// candidates that has room gets its wrapped DEK and the ciphertext; a node that is busy or
-/// cannot be reached before the first byte means the next candidate (an unreachable one is
+/// `POST /v1/chat` ([`ChatEnvelope`]): `OTT ‖ n ‖ n × wrapped DEK ‖ request ciphertext`. The
+/// least loaded listed node among the candidates that has room gets its wrapped DEK and the
+/// ciphertext; the OTT is redeemed (single use) once a place at a node is reserved and before
+/// anything is forwarded, so a request turned away because every candidate is full spends no
+/// token (the answer says `"ott": "unspent"` and the client may use it again). A request none
+/// of whose candidates is listed is redeemed and refused. A node that is busy
+/// or cannot be reached before the first byte means the next candidate (an unreachable one is
 /// dropped from the registry).
 async fn route_chat(g: &Arc<Gateway>, content: &[u8], now: u64) -> InnerAnswer {
     let Ok(envelope) = ChatEnvelope::parse(content) else {
@@ -551,23 +555,42 @@ async fn route_chat(g: &Arc<Gateway>, content: &[u8], now: u64) -> InnerAnswer {
             serde_json::json!({ "error": "malformed chat envelope" }),
         );
     };
-    let ott = match g
-        .tokens
-        .redeem(&g.keys(), "gateway", envelope.token, now)
-        .await
-    {
-        Ok(t) => t,
-        Err(r) => return inner_refusal(r),
-    };
     let rek_ids: Vec<[u8; 32]> = envelope.wraps.iter().map(|w| w.rek_id).collect();
+    let picked = g.registry.pick(&rek_ids, now_ms());
+    let mut redeemed = None;
+    if picked.is_empty() {
+        // None of the candidates is listed here (the client's list is stale): the token is
+        // redeemed and the request refused, as one naming nodes that are not there.
+        if let Err(r) = g
+            .tokens
+            .redeem(&g.keys(), "gateway", envelope.token, now)
+            .await
+        {
+            return inner_refusal(r);
+        }
+    }
     let mut full = 0usize;
-    for node in g.registry.pick(&rek_ids, now_ms()) {
+    for node in picked {
         // A place at the node, taken before the request leaves: two requests racing for the
         // last place cannot both take it.
         if !node.try_reserve() {
             full += 1;
             continue;
         }
+        let ott_nonce = match redeemed {
+            Some(nonce) => nonce,
+            None => match g
+                .tokens
+                .redeem(&g.keys(), "gateway", envelope.token, now)
+                .await
+            {
+                Ok(ott) => *redeemed.insert(ott.nonce),
+                Err(r) => {
+                    node.release();
+                    return inner_refusal(r);
+                }
+            },
+        };
         let wrap = envelope
             .wraps
             .iter()
@@ -578,7 +601,7 @@ async fn route_chat(g: &Arc<Gateway>, content: &[u8], now: u64) -> InnerAnswer {
             .http
             .post(format!("{}/v1/infer", node.url))
             .header("content-type", "application/arcane-sealed-request")
-            .header("arcane-ott-nonce", hex::encode(ott.nonce))
+            .header("arcane-ott-nonce", hex::encode(ott_nonce))
             .timeout(Duration::from_secs(600))
             .body(body)
             .send()
@@ -637,10 +660,7 @@ async fn route_chat(g: &Arc<Gateway>, content: &[u8], now: u64) -> InnerAnswer {
     if full > 0 {
         return inner_json(
             503,
-            serde_json::json!({
-                "error": "every candidate node is serving all the requests it can; retry shortly",
-                "reason": NODE_BUSY,
-            }),
+            serde_json::to_value(BusyAnswer::new(redeemed.is_some())).unwrap_or_default(),
         );
     }
     inner_json(

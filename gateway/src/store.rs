@@ -9,12 +9,14 @@
 //! SHA-256 only), TGTs issued per account and period, OTT indices granted per TGT, spent tokens
 //! per scope (`gateway` or `relay`), each row with the expiry after which it may be forgotten.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor, Row};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{GatewayError, Result};
 
@@ -44,15 +46,107 @@ pub struct TokenStore {
     /// SQLite allows one writer at a time and makes waiting writers sleep in growing steps;
     /// queueing this process's writes here instead hands the database lock over at once.
     sqlite_writer: Arc<tokio::sync::Mutex<()>>,
+    /// Spends waiting for the next group commit ([`commit_spends`]).
+    spends: mpsc::Sender<PendingSpend>,
+}
+
+/// Most spends in one group commit (four parameters each: far below either back end's limit).
+const SPEND_BATCH: usize = 128;
+
+/// A spend waiting for its group's commit.
+#[derive(Debug)]
+struct PendingSpend {
+    scope: String,
+    nonce: [u8; 32],
+    expires_at: u64,
+    now: u64,
+    reply: oneshot::Sender<std::result::Result<Spend, String>>,
+}
+
+/// The group-commit task: takes the spends waiting (at most [`SPEND_BATCH`]), records them in one
+/// statement and answers each once it is committed; when the statement fails, every spend in it
+/// is answered with the failure and none is recorded. Ends when every [`TokenStore`] is dropped.
+async fn commit_spends(
+    pool: AnyPool,
+    backend: Backend,
+    writer: Arc<tokio::sync::Mutex<()>>,
+    mut queue: mpsc::Receiver<PendingSpend>,
+) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < SPEND_BATCH {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let decided = {
+            let _writer = match backend {
+                Backend::Sqlite => Some(writer.lock().await),
+                Backend::Postgres => None,
+            };
+            insert_spends(&pool, &batch).await
+        };
+        match decided {
+            Ok(fresh) => {
+                for (spend, fresh) in batch.into_iter().zip(fresh) {
+                    let _ = spend
+                        .reply
+                        .send(Ok(if fresh { Spend::Fresh } else { Spend::Again }));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, spends = batch.len(), "recording spent tokens failed; none accepted");
+                let why = e.to_string();
+                for spend in batch {
+                    let _ = spend.reply.send(Err(why.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Records `batch` in one statement (`INSERT … ON CONFLICT DO NOTHING RETURNING`, committed on
+/// its own) and says, for each spend, whether it is the fresh one: the first copy of a token in
+/// the batch whose row the statement inserted. A token already recorded (by any process), or a
+/// later copy of one in the same batch, is spent again.
+async fn insert_spends(pool: &AnyPool, batch: &[PendingSpend]) -> Result<Vec<bool>> {
+    let key = |s: &PendingSpend| (s.scope.clone(), hex::encode(s.nonce));
+    let mut seen = HashSet::with_capacity(batch.len());
+    let unique: Vec<&PendingSpend> = batch.iter().filter(|s| seen.insert(key(s))).collect();
+    let rows: Vec<String> = (0..unique.len())
+        .map(|i| {
+            let p = 4 * i;
+            format!("(${}, ${}, ${}, ${})", p + 1, p + 2, p + 3, p + 4)
+        })
+        .collect();
+    // Audited: only placeholders are generated, never values.
+    let sql = format!(
+        "INSERT INTO spent_tokens (scope, nonce, spent_at, expires_at) VALUES {} \
+         ON CONFLICT (scope, nonce) DO NOTHING RETURNING scope, nonce",
+        rows.join(", ")
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for spend in &unique {
+        query = query
+            .bind(spend.scope.clone())
+            .bind(hex::encode(spend.nonce))
+            .bind(seconds(spend.now))
+            .bind(seconds(spend.expires_at));
+    }
+    let mut inserted = HashSet::with_capacity(unique.len());
+    for row in query.fetch_all(pool).await? {
+        let scope: String = row.try_get("scope")?;
+        let nonce: String = row.try_get("nonce")?;
+        inserted.insert((scope, nonce));
+    }
+    // `remove`: only the first copy of an inserted token finds it.
+    Ok(batch.iter().map(|s| inserted.remove(&key(s))).collect())
 }
 
 /// Seconds as the database stores them (`BIGINT`); later than any key's expiry saturates.
 fn seconds(v: u64) -> i64 {
     v.min(i64::MAX as u64) as i64
-}
-
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
 impl TokenStore {
@@ -100,10 +194,19 @@ impl TokenStore {
             }
         };
         migrated.map_err(|e| GatewayError::Database(e.into()))?;
+        let sqlite_writer = Arc::default();
+        let (spends, queue) = mpsc::channel(4 * SPEND_BATCH);
+        tokio::spawn(commit_spends(
+            pool.clone(),
+            backend,
+            Arc::clone(&sqlite_writer),
+            queue,
+        ));
         Ok(TokenStore {
             pool,
             backend,
-            sqlite_writer: Arc::default(),
+            sqlite_writer,
+            spends,
         })
     }
 
@@ -146,7 +249,8 @@ impl TokenStore {
         self.pool.close().await;
     }
 
-    /// Records `nonce` as spent in `scope` until `expires_at` (its key's expiry).
+    /// Records `nonce` as spent in `scope` until `expires_at` (its key's expiry): answered once
+    /// the commit that holds it is durable (concurrent spends share one, [`commit_spends`]).
     pub async fn spend(
         &self,
         scope: &str,
@@ -154,21 +258,22 @@ impl TokenStore {
         expires_at: u64,
         now: u64,
     ) -> Result<Spend> {
-        let _writer = self.writer().await;
-        let inserted = sqlx::query(
-            "INSERT INTO spent_tokens (scope, nonce, spent_at, expires_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(scope)
-        .bind(hex::encode(nonce))
-        .bind(seconds(now))
-        .bind(seconds(expires_at))
-        .execute(&self.pool)
-        .await;
-        match inserted {
-            Ok(_) => Ok(Spend::Fresh),
-            Err(e) if is_unique_violation(&e) => Ok(Spend::Again),
-            Err(e) => Err(e.into()),
-        }
+        let (reply, answer) = oneshot::channel();
+        let closed = || GatewayError::SpendNotRecorded("the token store is closed".into());
+        self.spends
+            .send(PendingSpend {
+                scope: scope.to_owned(),
+                nonce: *nonce,
+                expires_at,
+                now,
+                reply,
+            })
+            .await
+            .map_err(|_| closed())?;
+        answer
+            .await
+            .map_err(|_| closed())?
+            .map_err(GatewayError::SpendNotRecorded)
     }
 
     /// Forgets spent tokens whose key has expired (they are refused on their key alone now).

@@ -88,6 +88,43 @@ pub const NODE_REFUSAL_HEADER: &str = "arcane-refusal";
 /// The [`NODE_REFUSAL_HEADER`] value of a node serving all the requests it can.
 pub const NODE_BUSY: &str = "busy";
 
+/// The gateway's `503` answer to a chat when every candidate node is serving all it can. `ott`
+/// says whether the request's OTT was redeemed: `unspent` when no place was found before the
+/// gateway would have redeemed it (the client may use it again), `spent` when a node refused
+/// after redemption (nodes full of other gateways' requests).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BusyAnswer {
+    /// For people.
+    pub error: String,
+    /// [`NODE_BUSY`].
+    pub reason: String,
+    /// `spent` or `unspent`.
+    pub ott: String,
+}
+
+impl BusyAnswer {
+    /// The answer, saying whether the OTT was spent.
+    pub fn new(ott_spent: bool) -> Self {
+        BusyAnswer {
+            error: "every candidate node is serving all the requests it can; retry shortly".into(),
+            reason: NODE_BUSY.into(),
+            ott: if ott_spent { "spent" } else { "unspent" }.into(),
+        }
+    }
+
+    /// A gateway answer's body read as this answer; `None` for any other body.
+    pub fn parse(body: &[u8]) -> Option<Self> {
+        serde_json::from_slice::<BusyAnswer>(body)
+            .ok()
+            .filter(|b| b.reason == NODE_BUSY)
+    }
+
+    /// Whether the OTT was left unspent (only then may it be used again).
+    pub fn ott_unspent(&self) -> bool {
+        self.ott == "unspent"
+    }
+}
+
 /// What the gateway forwards to the node it picked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeRequest<'a> {

@@ -60,6 +60,48 @@ pub async fn concurrent_spends_accept_one(stores: &[TokenStore], rounds: usize, 
     }
 }
 
+/// Spends of new tokens and of tokens spent before, all at once and interleaved across the
+/// stores (so that each group commit holds both): exactly the new ones are fresh, each once, and
+/// all of them are recorded.
+pub async fn mixed_concurrent_spends_are_each_decided(stores: &[TokenStore]) {
+    let old: Vec<[u8; 32]> = (0..100).map(|_| random()).collect();
+    for nonce in &old {
+        assert_eq!(
+            stores[0].spend("relay", nonce, 1_000, 1).await.unwrap(),
+            Spend::Fresh
+        );
+    }
+    let new: Vec<[u8; 32]> = (0..100).map(|_| random()).collect();
+    let mut tasks = Vec::new();
+    for (i, (o, n)) in old.iter().zip(&new).enumerate() {
+        for (nonce, was_spent) in [(*o, true), (*n, false)] {
+            let store = stores[i % stores.len()].clone();
+            tasks.push(tokio::spawn(async move {
+                let spend = store.spend("relay", &nonce, 1_000, 2).await.unwrap();
+                (spend, was_spent)
+            }));
+        }
+    }
+    for task in tasks {
+        let (spend, was_spent) = task.await.unwrap();
+        let expected = if was_spent {
+            Spend::Again
+        } else {
+            Spend::Fresh
+        };
+        assert_eq!(spend, expected);
+    }
+    for nonce in &new {
+        assert_eq!(
+            stores[1 % stores.len()]
+                .spend("relay", nonce, 1_000, 3)
+                .await
+                .unwrap(),
+            Spend::Again
+        );
+    }
+}
+
 /// An account's TGT budget: `limit` reservations succeed across all stores however many race
 /// for them; a refund makes exactly one more possible; another period has its own budget.
 pub async fn tgt_budget_holds_under_races(stores: &[TokenStore]) {
@@ -209,6 +251,7 @@ pub async fn prune_forgets_only_the_expired(store: &TokenStore) {
 pub async fn run_all(stores: &[TokenStore], spend_rounds: usize) {
     spends_once_per_scope(&stores[0]).await;
     concurrent_spends_accept_one(stores, spend_rounds, 4).await;
+    mixed_concurrent_spends_are_each_decided(stores).await;
     tgt_budget_holds_under_races(stores).await;
     ott_allotment_holds_under_races(stores).await;
     accounts(&stores[0]).await;
