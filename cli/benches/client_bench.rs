@@ -7,11 +7,17 @@
 //!    certificate chain verified);
 //! 3. end to end through relay, gateway and node (every network check included) against the
 //!    same mistral.rs model called directly in this process: time to first token and decode
-//!    speed.
+//!    speed;
+//! 4. requests per second with 1, 4 and 16 requests at once through one client (as the OpenAI
+//!    proxy shares one) against the same number at once to mistral.rs directly, its sequences
+//!    limited to the node's default capacity; a request the gateway answers "busy" is retried
+//!    after 10 ms and counted.
 //!
-//! `cargo bench -p arcane-client --bench client_bench`, or, without a release build of
-//! mistral.rs, `cargo test -p arcane-client --bench client_bench` (the test profile optimises
-//! dependencies and the verifier and client crates, see the workspace `Cargo.toml`).
+//! Lines starting `summary |` are rows of `bench/all.sh`'s table.
+//!
+//! `cargo test --workspace --bench client_bench` (the test profile optimises dependencies and
+//! the verifier and client crates, see the workspace `Cargo.toml`; a release build of mistral.rs
+//! takes ~25 min).
 //! `ARCANE_BENCH_MODEL=/path/model.gguf` serves another model (in a directory of its own);
 //! `ARCANE_BENCH_ROUNDS` (default 5) and `ARCANE_BENCH_TOKENS` (default 48) tune the end-to-end
 //! part.
@@ -21,7 +27,7 @@ use std::time::{Duration, Instant};
 use arcane_cli::demo::{Stack, StackOptions};
 use arcane_client::checks::{Checks, ModelListing};
 use arcane_client::transport::InnerHttp;
-use arcane_client::{ChatEvent, Client, ClientConfig, Route, Trust};
+use arcane_client::{ChatEvent, Client, ClientConfig, ClientError, Route, Trust};
 use arcane_engine::{EngineEvent, InferenceEngine, MistralEngine};
 use arcane_verifier::inner::{
     ChatCompletionRequest, ChatMessage, InnerRequest, encode_inner_request,
@@ -146,6 +152,82 @@ fn time_per_op(n: usize, mut f: impl FnMut()) -> f64 {
         f();
     }
     started.elapsed().as_secs_f64() / n as f64
+}
+
+/// One raw P-384 ECDSA verification with ring, the implementation the Nitro chain's checks use.
+fn raw_p384_verify() -> f64 {
+    use p384::ecdsa::signature::Signer;
+    let key = p384::ecdsa::SigningKey::from_slice(&[0x17; 48]).unwrap();
+    let message = b"client benchmark message";
+    let signature: p384::ecdsa::Signature = key.sign(message);
+    let point = key.verifying_key().to_encoded_point(false);
+    let public = ring::signature::UnparsedPublicKey::new(
+        &ring::signature::ECDSA_P384_SHA384_FIXED,
+        point.as_bytes().to_vec(),
+    );
+    let bytes = signature.to_bytes();
+    time_per_op(200, || assert!(public.verify(message, &bytes).is_ok()))
+}
+
+/// `yes` or `no`.
+fn met(ok: bool) -> &'static str {
+    if ok { "yes" } else { "no" }
+}
+
+/// Requests per second with `at_once` requests at a time to mistral.rs directly, `total` in all.
+async fn direct_rate(engine: &MistralEngine, at_once: usize, total: usize, max_tokens: u32) -> f64 {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let started = Instant::now();
+    futures::future::join_all((0..at_once).map(|_| async {
+        while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < total {
+            direct(engine, max_tokens).await;
+        }
+    }))
+    .await;
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Requests per second with `at_once` requests at a time through `client` (held only while a
+/// request is sent, as the proxy holds it), `total` in all; and how many "busy" answers were
+/// retried.
+async fn stack_rate(
+    client: &tokio::sync::Mutex<Client>,
+    at_once: usize,
+    total: usize,
+    max_tokens: u32,
+) -> (f64, usize) {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let busy = std::sync::atomic::AtomicUsize::new(0);
+    let started = Instant::now();
+    futures::future::join_all((0..at_once).map(|_| async {
+        while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < total {
+            let mut answer = loop {
+                let sent = client
+                    .lock()
+                    .await
+                    .chat(chat("", max_tokens), Route::Cloud)
+                    .await;
+                match sent {
+                    Ok(answer) => break answer,
+                    Err(ClientError::Status { status: 503, .. }) => {
+                        busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            };
+            while let Some(event) = answer.next().await {
+                if let ChatEvent::Done(_) = event.unwrap() {
+                    break;
+                }
+            }
+        }
+    }))
+    .await;
+    (
+        total as f64 / started.elapsed().as_secs_f64(),
+        busy.into_inner(),
+    )
 }
 
 struct Run {
@@ -284,7 +366,8 @@ async fn main() {
         .node
         .rek;
     let ohttp_config = warm.keys(&inputs.keys, now_ms / 1000).unwrap().ohttp_config;
-    let (mut seal_s, mut floor_s, mut warm_s, mut cold_s) = (vec![], vec![], vec![], vec![]);
+    let (mut seal_s, mut floor_s, mut warm_s, mut cold_s, mut p384_s) =
+        (vec![], vec![], vec![], vec![], vec![]);
     for _ in 0..7 {
         seal_s.push(time_per_op(2000, || {
             std::hint::black_box(raw_seal(&pk));
@@ -299,18 +382,22 @@ async fn main() {
             let mut cold = Checks::new(trust.clone());
             std::hint::black_box(per_request(&mut cold, &inputs));
         }));
+        p384_s.push(raw_p384_verify());
     }
-    let (seal, floor, warm, cold) = (
+    let (seal, floor, warm, cold, p384) = (
         median(seal_s),
         median(floor_s),
         median(warm_s),
         median(cold_s),
+        median(p384_s),
     );
 
     // --- 3: end to end -------------------------------------------------------------------------
     let rounds = env_usize("ARCANE_BENCH_ROUNDS", 5);
     let max_tokens = env_usize("ARCANE_BENCH_TOKENS", 48) as u32;
-    let engine = MistralEngine::load(&stack.model, 1).await.unwrap();
+    // As many sequences at once as a node serves by default (the concurrency baseline).
+    let capacity = arcane_compute::node::NodeConfig::default().max_concurrent;
+    let engine = MistralEngine::load(&stack.model, capacity).await.unwrap();
     let mut config = ClientConfig::new(trust);
     config.state_root = dir.path().join("client");
     config.candidates = 1;
@@ -329,6 +416,17 @@ async fn main() {
     }
     let (d_ttft, s_ttft, d_tps, s_tps) =
         (median(d_ttft), median(s_ttft), median(d_tps), median(s_tps));
+
+    // --- 4: requests per second at 1, 4 and 16 at once ----------------------------------------
+    let short = 16u32;
+    let client = tokio::sync::Mutex::new(client);
+    let mut rates = Vec::new();
+    for at_once in [1usize, 4, 16] {
+        let total = env_usize("ARCANE_BENCH_CONCURRENT_REQUESTS", 32).max(at_once);
+        let d = direct_rate(&engine, at_once, total, short).await;
+        let (s, busy) = stack_rate(&client, at_once, total, short).await;
+        rates.push((at_once, total, d, s, busy));
+    }
 
     println!("client cost per request (medians of 7 rounds, same run)");
     println!("| measure | time | ratio to one raw HPKE seal |");
@@ -375,5 +473,52 @@ async fn main() {
         (s_ttft - d_ttft) * 1e3,
         s_tps / d_tps
     );
+    println!();
+    println!(
+        "requests per second, {short} tokens each, node capacity {capacity} (mistral.rs direct: {capacity} sequences at once, the rest queued)"
+    );
+    println!(
+        "| at once | requests | mistral.rs directly | through the stack | ratio | busy answers retried |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (at_once, total, d, s, busy) in &rates {
+        println!(
+            "| {at_once} | {total} | {d:.2} req/s | {s:.2} req/s | {:.3}× | {busy} |",
+            s / d
+        );
+    }
+    let name = &stack.model.name;
+    println!(
+        "summary | client, warm request (every check, cached) | {:.1} µs | no-check floor (two HPKE seals): {:.1} µs | {:.3}× | ≤ 1.1× | {} |",
+        warm * 1e6,
+        floor * 1e6,
+        warm / floor,
+        met(warm / floor <= 1.1)
+    );
+    println!(
+        "summary | client, cold first request (every signature, proof and chain) | {:.2} ms | five raw P-384 verifications (a Nitro chain's): {:.2} ms | {:.2}× | ≤ 5 ms | {} |",
+        cold * 1e3,
+        5.0 * p384 * 1e3,
+        cold / (5.0 * p384),
+        met(cold <= 5e-3)
+    );
+    println!(
+        "summary | end to end TTFT, {name} | {:.1} ms | mistral.rs direct: {:.1} ms | {:.3}× | ≤ 1.05× | {} |",
+        s_ttft * 1e3,
+        d_ttft * 1e3,
+        s_ttft / d_ttft,
+        met(s_ttft / d_ttft <= 1.05)
+    );
+    println!(
+        "summary | end to end decode, {name} | {s_tps:.1} tokens/s | mistral.rs direct: {d_tps:.1} tokens/s | {:.3}× | ≥ 0.95× | {} |",
+        s_tps / d_tps,
+        met(s_tps / d_tps >= 0.95)
+    );
+    for (at_once, _, d, s, busy) in &rates {
+        println!(
+            "summary | requests/s, {name}, {at_once} at once ({busy} busy retried) | {s:.2} req/s | mistral.rs direct: {d:.2} req/s | {:.3}× | — | — |",
+            s / d
+        );
+    }
     stack.shutdown().await;
 }

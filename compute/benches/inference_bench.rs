@@ -261,6 +261,22 @@ fn main() {
                 rss / 1024.0,
                 node.peak_rss_kib() as f64 / 1024.0
             );
+            let name = &stack.model.name;
+            println!(
+                "summary | engine decode vs llama.cpp, {name} (mistral.rs direct) | {ds:.1} tokens/s | llama.cpp: {ls:.1} tokens/s | {:.3}× | — | — |",
+                ds / ls
+            );
+            println!(
+                "summary | engine first token vs llama.cpp, {name} (mistral.rs direct) | {dt:.1} ms | llama.cpp: {lt:.1} ms | {:.2}× | — | — |",
+                dt / lt
+            );
+        }
+        let name = &stack.model.name;
+        println!(
+            "summary | node alone, decode, {name} | {ns:.1} tokens/s | mistral.rs direct: {ds:.1} tokens/s | {:.3}× | — | — |",
+            ns / ds
+        );
+        if llama.is_some() {
             return;
         }
         println!("| measurement | mistral.rs direct | through the node | ratio |");

@@ -1,8 +1,13 @@
 //! Requests per second through relay (HTTP/2, PrivateToken) + gateway (OHTTP, OTT redemption,
 //! routing) to a compute node whose engine answers at once, against the same sealed requests
-//! sent straight to that node, in the same run; one request in flight and eight.
+//! sent straight to that node, each pair measured back to back in the same run: one request in
+//! flight and eight, on SQLite (one gateway and one relay process, as the operations guide runs
+//! them) and, with `ARCANE_BENCH_POSTGRES_URL` (an empty database), on PostgreSQL with 1, 2 and 4
+//! gateway processes (each behind a relay of its own, requests spread over the relays, the node
+//! registered with every gateway). Every gateway and relay runs with its production defaults.
 //!
-//! `cargo test -p arcane-gateway --bench relay_bench`; `ARCANE_BENCH_REQUESTS` (default 200).
+//! `cargo test --workspace --bench relay_bench`; `ARCANE_BENCH_REQUESTS` (default 300) per
+//! measurement. Lines starting `summary |` are rows of `bench/all.sh`'s table.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -59,7 +64,6 @@ struct Bench {
     rek: RekPublicKey,
     model: String,
     node_url: String,
-    relay_url: String,
     config: Vec<u8>,
     http: reqwest::Client,
     h2: reqwest::Client,
@@ -101,7 +105,7 @@ impl Bench {
         open(reply.bytes().await.unwrap().to_vec(), state);
     }
 
-    async fn through_relay(&self, ott: &Token, relay_ott: &Token) {
+    async fn through_relay(&self, relay_url: &str, ott: &Token, relay_ott: &Token) {
         let (wrapped, ciphertext, state) = self.sealed();
         let mut envelope = ott.encode();
         envelope.push(1);
@@ -123,7 +127,7 @@ impl Bench {
         let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(relay_ott.encode());
         let reply = self
             .h2
-            .post(format!("{}/.well-known/ohttp-gateway", self.relay_url))
+            .post(format!("{relay_url}/.well-known/ohttp-gateway"))
             .header("content-type", "message/ohttp-req")
             .header("authorization", format!("PrivateToken token=\"{token}\""))
             .body(enc)
@@ -168,7 +172,7 @@ fn main() {
     let n: usize = std::env::var("ARCANE_BENCH_REQUESTS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(200);
+        .unwrap_or(300);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -247,58 +251,105 @@ async fn run(n: usize) {
     let app = arcane_compute::server::router(Arc::clone(&node));
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
-    let gateway = common::spawn_gateway(&gw_dir, &log, &root_pem).unwrap();
     let http = reqwest::Client::new();
-    Registration {
-        gateway: gateway.1.clone(),
-        advertise: node_url.clone(),
-    }
-    .register(&http, &node)
-    .await
-    .unwrap();
-    let relay = common::spawn_relay(&dir.path().join("relay"), &gateway.1, &log);
-    let relay_url = relay.1.clone();
-
-    // Two OTTs per request (one for the relay, one inside for the gateway), issued up front.
-    let challenge = TokenChallenge::for_issuer(OTT_ISSUER);
-    let rounds = 2; // sequential and parallel
-    let tokens: Vec<Token> = (0..2 * n * rounds + 2)
-        .map(|_| {
-            let (r, p) = request_token(ott_issuer.public(), &challenge, common::random()).unwrap();
-            p.finalize(&ott_issuer.issue(&r).unwrap()).unwrap()
-        })
-        .collect();
     let bench = Bench {
         rek: node.rek(),
         model: model.name.clone(),
-        node_url,
-        relay_url,
+        node_url: node_url.clone(),
         config,
-        http,
+        http: http.clone(),
         h2: reqwest::Client::builder()
             .http2_prior_knowledge()
             .build()
             .unwrap(),
     };
-    // Warm both paths.
-    bench.direct().await;
-    bench.through_relay(&tokens[0], &tokens[1]).await;
-    let tokens = &tokens[2..];
-    println!("{n} sealed chat requests to a node whose engine answers at once:");
-    println!("| in flight | straight to the node | relay + gateway | ratio |");
-    println!("|---|---|---|---|");
-    for (round, parallel) in [1usize, 8].into_iter().enumerate() {
-        let direct = rate(n, parallel, |_| bench.direct()).await;
-        let base = round * 2 * n;
-        let relayed = rate(n, parallel, |i| {
-            bench.through_relay(&tokens[base + 2 * i], &tokens[base + 2 * i + 1])
-        })
-        .await;
-        println!(
-            "| {parallel} | {direct:.0} req/s | {relayed:.0} req/s | {:.2}× |",
-            relayed / direct
-        );
+    let challenge = TokenChallenge::for_issuer(OTT_ISSUER);
+    // Two OTTs per request (one for the relay, one inside for the gateway), issued before each
+    // measurement (RSA blind signing is the issuer's cost, not the path's).
+    let issue = |count: usize| -> Vec<Token> {
+        (0..count)
+            .map(|_| {
+                let (r, p) =
+                    request_token(ott_issuer.public(), &challenge, common::random()).unwrap();
+                p.finalize(&ott_issuer.issue(&r).unwrap()).unwrap()
+            })
+            .collect()
+    };
+
+    let mut backends: Vec<(&str, Option<String>, Vec<usize>)> = vec![("SQLite", None, vec![1])];
+    if let Ok(url) = std::env::var("ARCANE_BENCH_POSTGRES_URL") {
+        backends.push(("PostgreSQL", Some(url), vec![1, 2, 4]));
     }
-    drop(relay);
-    drop(gateway);
+    println!("{n} sealed chat requests per measurement, to a node whose engine answers at once:");
+    println!(
+        "| database | gateway processes | in flight | straight to the node | relay + gateway | ratio |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let mut summary = Vec::new();
+    for (name, url, counts) in &backends {
+        for &count in counts {
+            let database: Vec<&str> = match url {
+                Some(u) => vec!["--database-url", u.as_str()],
+                None => Vec::new(),
+            };
+            let mut services = Vec::new();
+            let mut relays = Vec::new();
+            for g in 0..count {
+                // Every replica holds the same key files (the operations guide's way).
+                let dir_g = dir.path().join(format!("{name}-{count}-gateway-{g}"));
+                std::fs::create_dir_all(&dir_g).unwrap();
+                for file in ["ohttp.key", "tgt.key", "ott.key"] {
+                    std::fs::copy(gw_dir.join(file), dir_g.join(file)).unwrap();
+                }
+                let gateway =
+                    common::spawn_gateway_with(&dir_g, &log, &root_pem, &database).unwrap();
+                Registration {
+                    gateway: gateway.1.clone(),
+                    advertise: node_url.clone(),
+                }
+                .register(&http, &node)
+                .await
+                .unwrap();
+                let relay = common::spawn_relay_with(
+                    &dir.path().join(format!("{name}-{count}-relay-{g}")),
+                    &gateway.1,
+                    &log,
+                    &database,
+                );
+                relays.push(relay.1.clone());
+                services.push((gateway, relay));
+            }
+            let relay_of = |i: usize| relays[i % relays.len()].as_str();
+            // Warm both paths (every relay's connection).
+            bench.direct().await;
+            let warm = issue(2 * relays.len());
+            for (i, pair) in warm.chunks(2).enumerate() {
+                bench.through_relay(relay_of(i), &pair[0], &pair[1]).await;
+            }
+            let parallels: &[usize] = if count == 1 { &[1, 8] } else { &[8] };
+            for &parallel in parallels {
+                let tokens = issue(2 * n);
+                let direct = rate(n, parallel, |_| bench.direct()).await;
+                let relayed = rate(n, parallel, |i| {
+                    bench.through_relay(relay_of(i), &tokens[2 * i], &tokens[2 * i + 1])
+                })
+                .await;
+                let ratio = relayed / direct;
+                println!(
+                    "| {name} | {count} | {parallel} | {direct:.0} req/s | {relayed:.0} req/s | {ratio:.2}× |"
+                );
+                if parallel == 8 {
+                    summary.push(format!(
+                        "summary | relay + gateway, {name}, {count} gateway process{}, 8 in flight | {relayed:.0} req/s | straight to the node: {direct:.0} req/s | {ratio:.2}× | ≥ 0.7× | {} |",
+                        if count == 1 { "" } else { "es" },
+                        if ratio >= 0.7 { "yes" } else { "no" }
+                    ));
+                }
+            }
+            drop(services);
+        }
+    }
+    for line in summary {
+        println!("{line}");
+    }
 }
