@@ -11,7 +11,7 @@
 //! 4. requests per second with 1, 4 and 16 requests at once through one client (as the OpenAI
 //!    proxy shares one) against the same number at once to mistral.rs directly, its sequences
 //!    limited to the node's default capacity; a request the gateway answers "busy" is retried
-//!    after 10 ms and counted.
+//!    with backoff (50 ms doubling to 1 s) and counted.
 //!
 //! Lines starting `summary |` are rows of `bench/all.sh`'s table.
 //!
@@ -201,6 +201,9 @@ async fn stack_rate(
     let started = Instant::now();
     futures::future::join_all((0..at_once).map(|_| async {
         while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < total {
+            // Backing off as a client should: 50 ms, doubled up to 1 s (each try spends the
+            // relay's OTT; the gateway's is handed back while every node is full).
+            let mut wait = Duration::from_millis(50);
             let mut answer = loop {
                 let sent = client
                     .lock()
@@ -211,7 +214,8 @@ async fn stack_rate(
                     Ok(answer) => break answer,
                     Err(ClientError::Status { status: 503, .. }) => {
                         busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(Duration::from_secs(1));
                     }
                     Err(e) => panic!("{e}"),
                 }
