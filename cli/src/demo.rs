@@ -211,6 +211,8 @@ pub struct StackOptions {
     pub node_refresh: Duration,
     /// The gateway's token limits.
     pub token_limits: arcane_gateway::tokens::TokenLimits,
+    /// How long a chat waits at the gateway for a place at a node.
+    pub place_wait: Duration,
     /// A witness policy file for the log (it then publishes only cosigned checkpoints), with
     /// the witnesses' keys and the threshold clients require.
     pub witnesses: Option<(PathBuf, Vec<String>, usize)>,
@@ -231,6 +233,7 @@ impl StackOptions {
             key_refresh: arcane_gateway::service::DEFAULT_KEY_REFRESH,
             node_refresh: NodeConfig::default().refresh_every,
             token_limits: arcane_gateway::tokens::TokenLimits::default(),
+            place_wait: arcane_gateway::server::DEFAULT_PLACE_WAIT,
             witnesses: None,
             ui: None,
         }
@@ -467,6 +470,7 @@ impl Stack {
             max_attestation_age: options.max_attestation_age,
             key_refresh: options.key_refresh,
             limits: options.token_limits,
+            place_wait: options.place_wait,
             ..GatewayOptions::new(
                 gw_dir.clone(),
                 log_url.clone(),

@@ -1,9 +1,10 @@
 //! The gateway routing across nodes of different capacity over 127.0.0.1 (the demo stack, tiny
 //! model, simulated NSM): bursts of more concurrent clients than the nodes have places together
-//! fill every node to its capacity and no further (no node is sent a request while full: the
-//! gateway answers "busy" itself for the rest); a node killed under load is dropped and the
-//! requests after it are served by the others. A node registered with two gateway replicas is
-//! routed to through either.
+//! fill every node to its capacity and no further (no node is sent a request while full); the
+//! requests beyond the places wait at the gateway for one, or, without a wait, are answered
+//! "busy" without spending their OTT; a node killed under load is dropped and the requests
+//! after it are served by the others. A node registered with two gateway replicas is routed to
+//! through either.
 
 use arcane_cli::demo::{GatewayReplica, Stack};
 use arcane_client::{ChatEvent, Client, ClientConfig, ClientError, Route, Trust};
@@ -78,10 +79,18 @@ async fn chat(client: &mut Client) -> String {
     try_chat(client).await.expect("a node with room")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_burst_fills_nodes_by_capacity_and_a_killed_node_is_routed_around() {
-    let dir = tempfile::tempdir().unwrap();
-    let stack = stack(dir.path(), false).await;
+/// The demo stack with three nodes of capacity 1, 2 and 3, chats waiting at the gateway at most
+/// `place_wait` for a place.
+async fn three_nodes(
+    dir: &std::path::Path,
+    place_wait: std::time::Duration,
+) -> (Stack, Vec<arcane_cli::demo::RunningNode>) {
+    let model = dir.join("tiny.gguf");
+    arcane_engine::gguf::write_tiny_llama(&model, &Default::default()).unwrap();
+    let mut options = arcane_cli::demo::StackOptions::new(dir.join("stack"), model);
+    options.with_node = false;
+    options.place_wait = place_wait;
+    let stack = Stack::start(options, &quiet).await.unwrap();
     let mut nodes = Vec::new();
     for capacity in [1, 2, 3] {
         nodes.push(
@@ -91,18 +100,26 @@ async fn a_burst_fills_nodes_by_capacity_and_a_killed_node_is_routed_around() {
                 .unwrap(),
         );
     }
-    let total: usize = nodes.iter().map(|n| n.node.capacity()).sum();
-    assert_eq!(total, 6);
+    (stack, nodes)
+}
 
-    // Rounds of two more concurrent clients than there are places in all: the gateway never
-    // sends a node a request it has no place for (it answers "busy" itself when all are full), so
-    // no node ever refuses one as busy, and at least as many requests as there are places are
-    // answered each round.
-    let mut clients: Vec<Client> = (0..total + 2)
-        .map(|i| client(&stack, &dir.path().join(format!("client-{i}"))))
+/// Rounds of two more concurrent clients than the nodes have places in all (each with a state
+/// of its own): the gateway never sends a node a request it has no place for, so no node ever
+/// refuses one as busy and none is ever above its capacity. Returns the answered requests of
+/// each round; the gateway's spent tokens are checked to be exactly one per answered chat (a
+/// request turned away as busy found no place before its OTT would have been redeemed).
+async fn bursts(
+    stack: &Stack,
+    nodes: &[arcane_cli::demo::RunningNode],
+    dir: &std::path::Path,
+    rounds: usize,
+) -> (Vec<usize>, Vec<Client>) {
+    let places: usize = nodes.iter().map(|n| n.node.capacity()).sum();
+    let mut clients: Vec<Client> = (0..places + 2)
+        .map(|i| client(stack, &dir.join(format!("client-{i}"))))
         .collect();
-    let (mut answered_in_all, mut turned_away) = (0, 0);
-    for round in 0..3 {
+    let mut answered_per_round = Vec::new();
+    for round in 0..rounds {
         // The gateway frees a place when it sees the node's stream end, just after the client
         // has the last frame: a round starts once every place is free again.
         let ids: Vec<[u8; 32]> = nodes.iter().map(|n| n.node.rek().id()).collect();
@@ -128,10 +145,9 @@ async fn a_burst_fills_nodes_by_capacity_and_a_killed_node_is_routed_around() {
             clients.push(c);
             answered += usize::from(ok);
         }
-        assert!(answered >= total, "round {round}: {answered} answered");
-        answered_in_all += answered;
-        turned_away += total + 2 - answered;
-        for n in &nodes {
+        assert!(answered >= places, "round {round}: {answered} answered");
+        answered_per_round.push(answered);
+        for n in nodes {
             assert_eq!(
                 n.node.busy_refusals(),
                 0,
@@ -141,17 +157,29 @@ async fn a_burst_fills_nodes_by_capacity_and_a_killed_node_is_routed_around() {
             assert!(n.node.peak_in_flight() <= n.node.capacity());
         }
     }
-    // A request turned away as busy spent no OTT at the gateway (it found no place before it
-    // would have redeemed it): the gateway recorded exactly one per answered chat.
     let spent: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM spent_tokens WHERE scope = 'gateway'")
             .fetch_one(stack.gateway_state.tokens.store().pool())
             .await
             .unwrap();
+    let answered: usize = answered_per_round.iter().sum();
     eprintln!(
-        "measured: {answered_in_all} answered, {turned_away} turned away busy, {spent} OTTs spent at the gateway"
+        "measured: answered per round {answered_per_round:?} of {} clients, {spent} OTTs spent at the gateway",
+        places + 2
     );
-    assert_eq!(spent as usize, answered_in_all);
+    assert_eq!(spent as usize, answered);
+    (answered_per_round, clients)
+}
+
+/// With the default wait every request of a burst is answered (those beyond the places wait at
+/// the gateway for one); then a node killed under load is dropped and routed around.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_fills_nodes_by_capacity_and_a_killed_node_is_routed_around() {
+    let dir = tempfile::tempdir().unwrap();
+    let (stack, mut nodes) =
+        three_nodes(dir.path(), arcane_gateway::server::DEFAULT_PLACE_WAIT).await;
+    let (answered, mut clients) = bursts(&stack, &nodes, dir.path(), 3).await;
+    assert_eq!(answered, vec![8, 8, 8], "every request waited for a place");
     let peaks: Vec<usize> = nodes.iter().map(|n| n.node.peak_in_flight()).collect();
     eprintln!("measured: peak requests in flight per node (capacities 1, 2, 3): {peaks:?}");
     assert!(
@@ -177,6 +205,19 @@ async fn a_burst_fills_nodes_by_capacity_and_a_killed_node_is_routed_around() {
             .pick(&[killed_id], now_ms())
             .is_empty(),
         "the killed node is still listed"
+    );
+}
+
+/// Without a wait the requests beyond the places are turned away as busy, and each of them
+/// spends no OTT at the gateway (checked in [`bursts`]).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_wait_requests_beyond_the_places_are_turned_away_unspent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (stack, nodes) = three_nodes(dir.path(), std::time::Duration::ZERO).await;
+    let (answered, _) = bursts(&stack, &nodes, dir.path(), 3).await;
+    assert!(
+        answered.iter().any(|&a| a < 8),
+        "some request was turned away: {answered:?}"
     );
 }
 

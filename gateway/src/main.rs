@@ -156,6 +156,10 @@ struct ServeArgs {
     /// Seconds a client may take to send a request body (slower: 408).
     #[arg(long, default_value_t = 30)]
     body_timeout_secs: u64,
+    /// Milliseconds a chat waits for a place at a node while all its candidates are full,
+    /// before it is answered busy (its OTT unspent).
+    #[arg(long, default_value_t = arcane_gateway::server::DEFAULT_PLACE_WAIT.as_millis() as u64)]
+    place_wait_ms: u64,
     /// Period length in seconds (the TGT budget is per account and period).
     #[arg(long, default_value_t = TokenLimits::default().period_secs)]
     period_secs: u64,
@@ -267,6 +271,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
             ..TokenLimits::default()
         },
         body_timeout: Duration::from_secs(args.body_timeout_secs),
+        place_wait: Duration::from_millis(args.place_wait_ms),
         key_refresh: Duration::from_secs(args.key_refresh_secs),
         limits_http: arcane_serve::ServeLimits::default(),
     };

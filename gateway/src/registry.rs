@@ -42,6 +42,8 @@ pub struct ListedNode {
     pub unreachable: AtomicBool,
     /// Until when (ms since the epoch) it is tried last, after answering "busy".
     pub busy_until_ms: AtomicU64,
+    /// The registry's signal that a place was given back somewhere.
+    freed: Arc<tokio::sync::Notify>,
 }
 
 impl ListedNode {
@@ -60,11 +62,13 @@ impl ListedNode {
             .is_ok()
     }
 
-    /// Gives back a place [`try_reserve`](Self::try_reserve) took.
+    /// Gives back a place [`try_reserve`](Self::try_reserve) took, and wakes the requests
+    /// waiting for one ([`Registry::place_freed`]).
     pub fn release(&self) {
         let _ = self
             .in_flight
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        self.freed.notify_waiters();
     }
 
     /// Records that the node answered "busy" at `now_ms`.
@@ -86,6 +90,7 @@ pub struct Registry {
     policy: AttestationPolicy,
     nodes: RwLock<HashMap<[u8; 32], Arc<ListedNode>>>,
     cache: std::sync::Mutex<DocumentCache>,
+    freed: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -120,7 +125,16 @@ impl Registry {
             policy,
             nodes: RwLock::new(HashMap::new()),
             cache: std::sync::Mutex::new(DocumentCache::default()),
+            freed: Arc::default(),
         }
+    }
+
+    /// Resolves when any listed node gives a place back after this call: made before looking
+    /// for a place, it misses no release in between.
+    pub fn place_freed(&self) -> std::pin::Pin<Box<tokio::sync::futures::OwnedNotified>> {
+        let mut freed = Box::pin(Arc::clone(&self.freed).notified_owned());
+        freed.as_mut().enable();
+        freed
     }
 
     fn verify(
@@ -176,6 +190,7 @@ impl Registry {
             in_flight: AtomicUsize::new(0),
             unreachable: AtomicBool::new(false),
             busy_until_ms: AtomicU64::new(0),
+            freed: Arc::clone(&self.freed),
         });
         let mut nodes = self.nodes.write().expect("registry lock");
         nodes.retain(|_, n| n.url != node.url);

@@ -51,6 +51,12 @@ pub const OHTTP_CHUNKED_RES: &str = "message/ohttp-chunked-res";
 pub const MAX_OHTTP_REQUEST: usize = (1 << 20) + 64 * 1024;
 /// Longest a client may take to send a request body, by default; a slower one gets `408`.
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest a chat waits for a place at one of its candidate nodes, by default, before it is
+/// answered busy (its OTT unspent).
+pub const DEFAULT_PLACE_WAIT: Duration = Duration::from_secs(5);
+/// How often a waiting chat looks at its candidates again when no place was given back here
+/// (a node that refused as busy frees places this gateway does not see).
+const PLACE_POLL: Duration = Duration::from_millis(250);
 
 /// Everything the handlers share.
 pub struct Gateway {
@@ -64,6 +70,8 @@ pub struct Gateway {
     pub http: reqwest::Client,
     /// Longest a client may take to send a request body.
     pub body_timeout: Duration,
+    /// Longest a chat waits for a place at a candidate node before it is answered busy.
+    pub place_wait: Duration,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -89,6 +97,7 @@ impl Gateway {
             registry,
             http,
             body_timeout,
+            place_wait: DEFAULT_PLACE_WAIT,
         }
     }
 
@@ -544,8 +553,9 @@ async fn dispatch(g: &Arc<Gateway>, inner: &[u8]) -> InnerAnswer {
 /// least loaded listed node among the candidates that has room gets its wrapped DEK and the
 /// ciphertext; the OTT is redeemed (single use) once a place at a node is reserved and before
 /// anything is forwarded, so a request turned away because every candidate is full spends no
-/// token (the answer says `"ott": "unspent"` and the client may use it again). A request none
-/// of whose candidates is listed is redeemed and refused. A node that is busy
+/// token (the answer says `"ott": "unspent"` and the client may use it again). While every
+/// candidate is full the request waits for a place, up to [`Gateway::place_wait`]. A request
+/// none of whose candidates is listed is redeemed and refused. A node that is busy
 /// or cannot be reached before the first byte means the next candidate (an unreachable one is
 /// dropped from the registry).
 async fn route_chat(g: &Arc<Gateway>, content: &[u8], now: u64) -> InnerAnswer {
@@ -556,106 +566,119 @@ async fn route_chat(g: &Arc<Gateway>, content: &[u8], now: u64) -> InnerAnswer {
         );
     };
     let rek_ids: Vec<[u8; 32]> = envelope.wraps.iter().map(|w| w.rek_id).collect();
-    let picked = g.registry.pick(&rek_ids, now_ms());
+    let waiting_until = tokio::time::Instant::now() + g.place_wait;
     let mut redeemed = None;
-    if picked.is_empty() {
-        // None of the candidates is listed here (the client's list is stale): the token is
-        // redeemed and the request refused, as one naming nodes that are not there.
-        if let Err(r) = g
-            .tokens
-            .redeem(&g.keys(), "gateway", envelope.token, now)
-            .await
-        {
-            return inner_refusal(r);
-        }
-    }
-    let mut full = 0usize;
-    for node in picked {
-        // A place at the node, taken before the request leaves: two requests racing for the
-        // last place cannot both take it.
-        if !node.try_reserve() {
-            full += 1;
-            continue;
-        }
-        let ott_nonce = match redeemed {
-            Some(nonce) => nonce,
-            None => match g
+    let mut full;
+    loop {
+        // Made before the nodes are looked at: a place freed meanwhile is not missed.
+        let freed = g.registry.place_freed();
+        let picked = g.registry.pick(&rek_ids, now_ms());
+        if picked.is_empty() && redeemed.is_none() {
+            // None of the candidates is listed here (the client's list is stale): the token
+            // is redeemed and the request refused, as one naming nodes that are not there.
+            if let Err(r) = g
                 .tokens
                 .redeem(&g.keys(), "gateway", envelope.token, now)
                 .await
             {
-                Ok(ott) => *redeemed.insert(ott.nonce),
-                Err(r) => {
+                return inner_refusal(r);
+            }
+        }
+        full = 0usize;
+        for node in picked {
+            // A place at the node, taken before the request leaves: two requests racing for the
+            // last place cannot both take it.
+            if !node.try_reserve() {
+                full += 1;
+                continue;
+            }
+            let ott_nonce = match redeemed {
+                Some(nonce) => nonce,
+                None => match g
+                    .tokens
+                    .redeem(&g.keys(), "gateway", envelope.token, now)
+                    .await
+                {
+                    Ok(ott) => *redeemed.insert(ott.nonce),
+                    Err(r) => {
+                        node.release();
+                        return inner_refusal(r);
+                    }
+                },
+            };
+            let wrap = envelope
+                .wraps
+                .iter()
+                .find(|w| w.rek_id == node.verified.rek.id())
+                .expect("picked from these ids");
+            let body = NodeRequest::encode(wrap, envelope.ciphertext);
+            let sent = g
+                .http
+                .post(format!("{}/v1/infer", node.url))
+                .header("content-type", "application/arcane-sealed-request")
+                .header("arcane-ott-nonce", hex::encode(ott_nonce))
+                .timeout(Duration::from_secs(600))
+                .body(body)
+                .send()
+                .await;
+            let mut response = match sent {
+                Ok(r) if r.status().is_success() => r,
+                Ok(r) => {
                     node.release();
-                    return inner_refusal(r);
+                    let busy = r
+                        .headers()
+                        .get(NODE_REFUSAL_HEADER)
+                        .is_some_and(|v| v.as_bytes() == NODE_BUSY.as_bytes());
+                    if busy {
+                        // Full of other gateways' requests: tried last for a while.
+                        node.mark_busy(now_ms());
+                        full += 1;
+                    }
+                    tracing::info!(status = %r.status(), busy, "node refused; trying the next candidate");
+                    continue;
                 }
-            },
-        };
-        let wrap = envelope
-            .wraps
-            .iter()
-            .find(|w| w.rek_id == node.verified.rek.id())
-            .expect("picked from these ids");
-        let body = NodeRequest::encode(wrap, envelope.ciphertext);
-        let sent = g
-            .http
-            .post(format!("{}/v1/infer", node.url))
-            .header("content-type", "application/arcane-sealed-request")
-            .header("arcane-ott-nonce", hex::encode(ott_nonce))
-            .timeout(Duration::from_secs(600))
-            .body(body)
-            .send()
-            .await;
-        let mut response = match sent {
-            Ok(r) if r.status().is_success() => r,
-            Ok(r) => {
-                node.release();
-                let busy = r
-                    .headers()
-                    .get(NODE_REFUSAL_HEADER)
-                    .is_some_and(|v| v.as_bytes() == NODE_BUSY.as_bytes());
-                if busy {
-                    // Full of other gateways' requests: tried last for a while.
-                    node.mark_busy(now_ms());
-                    full += 1;
+                Err(e) => {
+                    node.release();
+                    if e.is_connect() {
+                        // Gone (its process, its host or its link): dropped until it registers again.
+                        g.registry.drop_node(&node.verified.rek.id());
+                        tracing::info!("node unreachable; dropped, trying the next candidate");
+                    } else {
+                        node.set_reachable(false);
+                        tracing::info!("node failed before answering; trying the next candidate");
+                    }
+                    continue;
                 }
-                tracing::info!(status = %r.status(), busy, "node refused; trying the next candidate");
-                continue;
-            }
-            Err(e) => {
-                node.release();
-                if e.is_connect() {
-                    // Gone (its process, its host or its link): dropped until it registers again.
-                    g.registry.drop_node(&node.verified.rek.id());
-                    tracing::info!("node unreachable; dropped, trying the next candidate");
-                } else {
-                    node.set_reachable(false);
-                    tracing::info!("node failed before answering; trying the next candidate");
-                }
-                continue;
-            }
-        };
-        node.set_reachable(true);
-        let (tx, rx) = mpsc::channel(32);
-        tokio::spawn(async move {
-            loop {
-                match response.chunk().await {
-                    Ok(Some(bytes)) => {
-                        if tx.send(bytes).await.is_err() {
+            };
+            node.set_reachable(true);
+            let (tx, rx) = mpsc::channel(32);
+            tokio::spawn(async move {
+                loop {
+                    match response.chunk().await {
+                        Ok(Some(bytes)) => {
+                            if tx.send(bytes).await.is_err() {
+                                break;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(_) => {
+                            // The node's answer broke off: its process or its link is gone.
+                            node.set_reachable(false);
                             break;
                         }
                     }
-                    Ok(None) => break,
-                    Err(_) => {
-                        // The node's answer broke off: its process or its link is gone.
-                        node.set_reachable(false);
-                        break;
-                    }
                 }
-            }
-            node.release();
-        });
-        return InnerAnswer::Stream(rx);
+                node.release();
+            });
+            return InnerAnswer::Stream(rx);
+        }
+        // Every candidate full: the request waits for a place (a bounded time, looking again
+        // at least every PLACE_POLL for nodes that refused as busy), then is answered busy.
+        let left = waiting_until.saturating_duration_since(tokio::time::Instant::now());
+        if full == 0 || left.is_zero() {
+            break;
+        }
+        let _ = tokio::time::timeout(left.min(PLACE_POLL), freed).await;
     }
     if full > 0 {
         return inner_json(

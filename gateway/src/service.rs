@@ -44,6 +44,8 @@ pub struct GatewayOptions {
     pub limits: TokenLimits,
     /// Longest a client may take to send a request body.
     pub body_timeout: Duration,
+    /// Longest a chat waits for a place at a candidate node before it is answered busy.
+    pub place_wait: Duration,
     /// How often the key files and their proofs are read again (new keys and entries are
     /// picked up, expired ones dropped; each use also re-checks validity).
     pub key_refresh: Duration,
@@ -63,6 +65,7 @@ impl GatewayOptions {
             max_attestation_age: Duration::from_secs(600),
             limits: TokenLimits::default(),
             body_timeout: crate::server::DEFAULT_BODY_TIMEOUT,
+            place_wait: crate::server::DEFAULT_PLACE_WAIT,
             key_refresh: DEFAULT_KEY_REFRESH,
             limits_http: ServeLimits::default(),
         }
@@ -100,13 +103,15 @@ pub async fn build_gateway(options: &GatewayOptions) -> Result<Gateway> {
             ..AttestationPolicy::default()
         },
     );
-    Ok(Gateway::new(
+    let mut gateway = Gateway::new(
         ring,
         tokens,
         registry,
         http,
         options.body_timeout.max(Duration::from_secs(1)),
-    ))
+    );
+    gateway.place_wait = options.place_wait;
+    Ok(gateway)
 }
 
 /// A service listening on a socket until [`RunningService::shutdown`] or drop.
