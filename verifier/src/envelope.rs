@@ -102,13 +102,18 @@ pub struct BusyAnswer {
     pub ott: String,
 }
 
+/// [`BusyAnswer::ott`] when the OTT was not redeemed.
+const OTT_UNSPENT: &str = "unspent";
+/// [`BusyAnswer::ott`] when it was.
+const OTT_SPENT: &str = "spent";
+
 impl BusyAnswer {
     /// The answer, saying whether the OTT was spent.
     pub fn new(ott_spent: bool) -> Self {
         BusyAnswer {
             error: "every candidate node is serving all the requests it can; retry shortly".into(),
             reason: NODE_BUSY.into(),
-            ott: if ott_spent { "spent" } else { "unspent" }.into(),
+            ott: if ott_spent { OTT_SPENT } else { OTT_UNSPENT }.into(),
         }
     }
 
@@ -121,7 +126,7 @@ impl BusyAnswer {
 
     /// Whether the OTT was left unspent (only then may it be used again).
     pub fn ott_unspent(&self) -> bool {
-        self.ott == "unspent"
+        self.ott == OTT_UNSPENT
     }
 }
 
