@@ -30,7 +30,8 @@ if [ -n "${ARCANE_BENCH_POSTGRES_URL:-}" ]; then
   pg_log=$base/arcane_bench_log pg_gateway=$base/arcane_bench_gateway
 fi
 
-# run NAME COMMAND…: the command's output in $out/NAME.txt, its summary rows collected.
+# run NAME COMMAND…: the command's output in $out/NAME.txt, its summary rows collected (less
+# those matching $skip_rows, when set).
 run() {
   local name=$1
   shift
@@ -39,7 +40,7 @@ run() {
     echo "bench/all.sh: $name failed; see $out/$name.stderr" >&2
     return 1
   fi
-  grep '^summary |' "$out/$name.txt" | sed 's/^summary //' >>"$out/rows.md" || true
+  grep '^summary |' "$out/$name.txt" | sed 's/^summary //' | grep -v "${skip_rows:-^$}" >>"$out/rows.md" || true
 }
 
 : >"$out/rows.md"
@@ -51,7 +52,9 @@ run gateway cargo test -q --workspace --bench gateway_bench
 run attestation cargo test -q --workspace --bench attestation_bench
 run client-tiny env -u ARCANE_BENCH_MODEL cargo test -q --workspace --bench client_bench
 if [ -n "$model" ]; then
-  run client-model env ARCANE_BENCH_MODEL="$model" cargo test -q --workspace --bench client_bench
+  # The client's own rows (warm, cold) do not depend on the model: the tiny run's are kept.
+  skip_rows='^| client, ' run client-model \
+    env ARCANE_BENCH_MODEL="$model" cargo test -q --workspace --bench client_bench
   run inference env ARCANE_BENCH_MODEL="$model" ${python:+ARCANE_LLAMA_CPP_PYTHON=$python} \
     cargo test -q --workspace --bench inference_bench
 else
@@ -65,7 +68,11 @@ memory=$(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
   echo "Run $(date -u '+%Y-%m-%d %H:%M UTC') on $(nproc) cores ($cpu), $memory, Linux $(uname -r);"
   echo "commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo ' with local changes');"
   echo "model ${model:+$(basename "$model") and }the tiny generated one;"
-  echo "PostgreSQL ${pg_log:+$(psql -tA "$ARCANE_BENCH_POSTGRES_URL" -c 'SHOW server_version' | cut -d' ' -f1)}${pg_log:-not run}."
+  if [ -n "$pg_log" ]; then
+    echo "PostgreSQL $(psql -tA "$ARCANE_BENCH_POSTGRES_URL" -c 'SHOW server_version' | cut -d' ' -f1)."
+  else
+    echo "PostgreSQL not run."
+  fi
   echo
   echo "| measurement | ours | baseline (same run) | ratio | goal | met |"
   echo "|---|---|---|---|---|---|"

@@ -85,7 +85,16 @@ async fn commit_spends(
                 Backend::Sqlite => Some(writer.lock().await),
                 Backend::Postgres => None,
             };
-            insert_spends(&pool, &batch).await
+            let mut attempt = 1;
+            loop {
+                match insert_spends(&pool, &batch).await {
+                    Err(e) if attempt < SPEND_ATTEMPTS && rolled_back_for_a_race(&e) => {
+                        tracing::warn!(error = %e, attempt, "group commit of spent tokens rolled back; running it again");
+                        attempt += 1;
+                    }
+                    decided => break decided,
+                }
+            }
         };
         match decided {
             Ok(fresh) => {
@@ -106,6 +115,21 @@ async fn commit_spends(
     }
 }
 
+/// How often a group commit is run when the database rolls it back for a race with another
+/// transaction (nothing of it was recorded, so running it again is safe).
+const SPEND_ATTEMPTS: u32 = 3;
+
+/// Whether PostgreSQL rolled the statement back for a race with another transaction — a
+/// deadlock (`40P01`) or a serialization failure (`40001`) — rather than for what it holds.
+fn rolled_back_for_a_race(e: &GatewayError) -> bool {
+    match e {
+        GatewayError::Database(sqlx::Error::Database(db)) => {
+            matches!(db.code().as_deref(), Some("40P01" | "40001"))
+        }
+        _ => false,
+    }
+}
+
 /// Records `batch` in one statement (`INSERT … ON CONFLICT DO NOTHING RETURNING`, committed on
 /// its own) and says, for each spend, whether it is the fresh one: the first copy of a token in
 /// the batch whose row the statement inserted. A token already recorded (by any process), or a
@@ -113,7 +137,11 @@ async fn commit_spends(
 async fn insert_spends(pool: &AnyPool, batch: &[PendingSpend]) -> Result<Vec<bool>> {
     let key = |s: &PendingSpend| (s.scope.clone(), hex::encode(s.nonce));
     let mut seen = HashSet::with_capacity(batch.len());
-    let unique: Vec<&PendingSpend> = batch.iter().filter(|s| seen.insert(key(s))).collect();
+    let mut unique: Vec<&PendingSpend> = batch.iter().filter(|s| seen.insert(key(s))).collect();
+    // Rows are inserted, and their keys locked, in this order. Every process sorts the same way,
+    // so two group commits that share tokens wait for each other in turn: in arrival order,
+    // one could hold a token the other waits for while waiting for one the other holds.
+    unique.sort_unstable_by(|a, b| (&a.scope, &a.nonce).cmp(&(&b.scope, &b.nonce)));
     let rows: Vec<String> = (0..unique.len())
         .map(|i| {
             let p = 4 * i;

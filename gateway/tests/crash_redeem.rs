@@ -86,6 +86,7 @@ where
         match first {
             Outcome::Accepted => assert_eq!(again, Outcome::Spent, "accepted twice"),
             Outcome::Lost => assert_ne!(again, Outcome::Lost),
+            Outcome::Unavailable => assert_eq!(again, Outcome::Accepted, "refused, yet spent"),
             Outcome::Spent => unreachable!(),
         }
     }

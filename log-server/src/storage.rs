@@ -287,7 +287,13 @@ impl Store {
         let _writer = self.writer().await;
         let mut tx = self.pool.begin().await?;
         let mut inserted: HashSet<Hash> = HashSet::with_capacity(entries.len());
-        let mut rest = entries;
+        // Rows are inserted, and their keys locked, in leaf-hash order. Every process sorts the
+        // same way, so two group commits that share entries wait for each other in turn: in
+        // arrival order, one could hold an entry the other waits for while waiting for one the
+        // other holds (PostgreSQL then aborts one with a deadlock).
+        let mut in_order: Vec<&NewEntry> = entries.iter().collect();
+        in_order.sort_unstable_by_key(|e| e.leaf_hash.0);
+        let mut rest = &in_order[..];
         while !rest.is_empty() {
             let (chunk, tail) = rest.split_at(statement_chunk(rest.len()));
             rest = tail;

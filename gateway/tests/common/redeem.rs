@@ -17,6 +17,8 @@ pub enum Outcome {
     Spent,
     /// No answer: the server died meanwhile.
     Lost,
+    /// Refused because the spend could not be recorded (503, the database failed): not spent.
+    Unavailable,
 }
 
 /// A chat envelope with `ott` sent to the gateway over standard OHTTP.
@@ -57,7 +59,11 @@ pub async fn chat_at_gateway(
     let plain = response.decapsulate(&body).expect("a whole answer opens");
     let answer = bhttp::Message::read_bhttp(&mut std::io::Cursor::new(&plain[..])).unwrap();
     match answer.control().status().unwrap().code() {
-        503 => Outcome::Accepted, // redeemed, then no candidate node
+        // Redeemed, then no candidate node; or not recorded, and so not redeemed.
+        503 if String::from_utf8_lossy(answer.content()).contains("no candidate") => {
+            Outcome::Accepted
+        }
+        503 => Outcome::Unavailable,
         403 => Outcome::Spent,
         other => panic!(
             "unexpected inner status {other}: {}",
@@ -81,7 +87,8 @@ pub async fn through_relay(http: &reqwest::Client, relay: &str, ott: &Token) -> 
     };
     match reply.status().as_u16() {
         401 => Outcome::Spent,
-        // Admitted: the gateway behind it answers (or is unreachable), but the token was taken.
+        503 => Outcome::Unavailable,
+        // Admitted: the token was taken, then the gateway behind it answered or was unreachable.
         _ => Outcome::Accepted,
     }
 }
