@@ -23,6 +23,8 @@
 //! - [`pem`]: PEM certificates and public keys (decoded by `rustls-pki-types`).
 //! - [`cbor`]: the small strict CBOR reader and writer used for EIF sections and attestation payloads.
 //! - [`sealed`]: sealed requests (a DEK wrapped with HPKE to node REKs) and sealed streamed answers.
+//! - [`sealed_model`]: model files encrypted by their owner (chunked ChaCha20-Poly1305, STREAM
+//!   nonces), opened chunk by chunk inside a node.
 //! - [`envelope`]: the bodies client → gateway → node carry (chat envelope, node request, OTT grant
 //!   request), one encoder and one parser each.
 //! - [`openai`]: the OpenAI-compatible chat surface a local proxy offers: strict request reading,
@@ -74,6 +76,7 @@ pub mod openai;
 pub mod pem;
 pub mod proof;
 pub mod sealed;
+pub mod sealed_model;
 pub mod streamed_response;
 pub mod tiles;
 pub mod timeline;
