@@ -11,23 +11,16 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::any::AnyPoolOptions;
-use sqlx::{AnyPool, Executor, Row};
+use arcane_db::{DbError, PoolLimits, WriteQueue};
+use sqlx::{AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{GatewayError, Result};
 
 /// Which database is behind a [`TokenStore`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
-    /// An embedded SQLite file (WAL, full fsync on commit): one process.
-    Sqlite,
-    /// A PostgreSQL server: any number of processes.
-    Postgres,
-}
+pub use arcane_db::Backend;
 
 /// The outcome of [`TokenStore::spend`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,9 +36,8 @@ pub enum Spend {
 pub struct TokenStore {
     pool: AnyPool,
     backend: Backend,
-    /// SQLite allows one writer at a time and makes waiting writers sleep in growing steps;
-    /// queueing this process's writes here instead hands the database lock over at once.
-    sqlite_writer: Arc<tokio::sync::Mutex<()>>,
+    /// This process's writers, queued on SQLite.
+    writes: WriteQueue,
     /// Spends waiting for the next group commit ([`commit_spends`]).
     spends: mpsc::Sender<PendingSpend>,
 }
@@ -66,12 +58,7 @@ struct PendingSpend {
 /// The group-commit task: takes the spends waiting (at most [`SPEND_BATCH`]), records them in one
 /// statement and answers each once it is committed; when the statement fails, every spend in it
 /// is answered with the failure and none is recorded. Ends when every [`TokenStore`] is dropped.
-async fn commit_spends(
-    pool: AnyPool,
-    backend: Backend,
-    writer: Arc<tokio::sync::Mutex<()>>,
-    mut queue: mpsc::Receiver<PendingSpend>,
-) {
+async fn commit_spends(pool: AnyPool, writes: WriteQueue, mut queue: mpsc::Receiver<PendingSpend>) {
     while let Some(first) = queue.recv().await {
         let mut batch = vec![first];
         while batch.len() < SPEND_BATCH {
@@ -81,10 +68,7 @@ async fn commit_spends(
             }
         }
         let decided = {
-            let _writer = match backend {
-                Backend::Sqlite => Some(writer.lock().await),
-                Backend::Postgres => None,
-            };
+            let _turn = writes.turn().await;
             let mut attempt = 1;
             loop {
                 match insert_spends(&pool, &batch).await {
@@ -172,6 +156,13 @@ async fn insert_spends(pool: &AnyPool, batch: &[PendingSpend]) -> Result<Vec<boo
     Ok(batch.iter().map(|s| inserted.remove(&key(s))).collect())
 }
 
+fn db_error(e: DbError) -> GatewayError {
+    match e {
+        DbError::Sqlx(e) => GatewayError::Database(e),
+        other => GatewayError::Config(other.to_string()),
+    }
+}
+
 /// Seconds as the database stores them (`BIGINT`); later than any key's expiry saturates.
 fn seconds(v: u64) -> i64 {
     v.min(i64::MAX as u64) as i64
@@ -181,34 +172,12 @@ impl TokenStore {
     /// Connects to `url` (`sqlite:PATH` or `postgres://…`; a SQLite file is created when
     /// missing) and runs its back end's migrations.
     pub async fn open(url: &str) -> Result<Self> {
-        sqlx::any::install_default_drivers();
-        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Backend::Postgres
-        } else if url.starts_with("sqlite:") {
-            Backend::Sqlite
-        } else {
-            return Err(GatewayError::Config(
-                "the token database URL must start with sqlite: or postgres://".into(),
-            ));
+        let limits = PoolLimits {
+            sqlite_connections: 4,
+            postgres_connections: 16,
+            acquire_timeout: Duration::from_secs(10),
         };
-        let pool = AnyPoolOptions::new()
-            .max_connections(match backend {
-                Backend::Sqlite => 4,
-                Backend::Postgres => 16,
-            })
-            .acquire_timeout(Duration::from_secs(10))
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA synchronous = FULL").await?;
-                        conn.execute("PRAGMA busy_timeout = 10000").await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect(url)
-            .await?;
+        let (pool, backend) = arcane_db::connect(url, limits).await.map_err(db_error)?;
         let migrated = match backend {
             Backend::Sqlite => {
                 sqlx::migrate!("../migrations/gateway-sqlite")
@@ -222,28 +191,20 @@ impl TokenStore {
             }
         };
         migrated.map_err(|e| GatewayError::Database(e.into()))?;
-        let sqlite_writer = Arc::default();
+        let writes = WriteQueue::new(backend);
         let (spends, queue) = mpsc::channel(4 * SPEND_BATCH);
-        tokio::spawn(commit_spends(
-            pool.clone(),
-            backend,
-            Arc::clone(&sqlite_writer),
-            queue,
-        ));
+        tokio::spawn(commit_spends(pool.clone(), writes.clone(), queue));
         Ok(TokenStore {
             pool,
             backend,
-            sqlite_writer,
+            writes,
             spends,
         })
     }
 
-    /// The SQLite file at `path` (created when missing).
+    /// The SQLite file at `path` (created, mode 0600, when missing).
     pub async fn open_file(path: &Path) -> Result<Self> {
-        let path = path
-            .to_str()
-            .ok_or_else(|| GatewayError::Config(format!("{}: not UTF-8", path.display())))?;
-        Self::open(&format!("sqlite://{path}?mode=rwc")).await
+        Self::open(&arcane_db::sqlite_file_url(path).map_err(db_error)?).await
     }
 
     /// `url` when given, else the SQLite file `file` (what `--database` chooses between).
@@ -256,10 +217,7 @@ impl TokenStore {
 
     /// Queues this process's writes on SQLite (nothing on PostgreSQL, where rows are locked).
     async fn writer(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-        match self.backend {
-            Backend::Sqlite => Some(self.sqlite_writer.lock().await),
-            Backend::Postgres => None,
-        }
+        self.writes.turn().await
     }
 
     /// The pool, for an operator's (or a test's) own read-only queries.

@@ -3,32 +3,25 @@
 //! `UPDATE … FROM (VALUES …)`), so one implementation serves both and one test suite checks both.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Executor, Row};
+use arcane_db::{DbError, PoolLimits, WriteQueue};
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
 
 use crate::error::{LogError, Result};
 use arcane_verifier::Hash;
 
 /// Which database is behind the pool.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
-    /// An embedded SQLite file (WAL mode, full fsync on commit).
-    Sqlite,
-    /// A PostgreSQL server.
-    Postgres,
-}
+pub use arcane_db::Backend;
 
 /// The log's database.
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
-    /// SQLite allows one writer at a time and makes waiting writers sleep in growing steps;
-    /// queueing this process's writers here instead keeps the database lock handed over at once.
-    sqlite_writer: Arc<tokio::sync::Mutex<()>>,
+    /// This process's write transactions, queued on SQLite.
+    writes: WriteQueue,
 }
 
 /// Which pending entries a batch integrates.
@@ -201,30 +194,15 @@ fn checkpoint_from_row(row: &AnyRow) -> Result<StoredCheckpoint> {
 impl Store {
     /// Connects (creating a SQLite file if needed) and runs the migrations.
     pub async fn open(url: &str) -> Result<Self> {
-        sqlx::any::install_default_drivers();
-        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Backend::Postgres
-        } else if url.starts_with("sqlite:") {
-            Backend::Sqlite
-        } else {
-            return Err(LogError::Config(
-                "database URL must start with sqlite: or postgres://".into(),
-            ));
+        let limits = PoolLimits {
+            sqlite_connections: 8,
+            postgres_connections: 16,
+            acquire_timeout: Duration::from_secs(30),
         };
-        let options = AnyPoolOptions::new()
-            .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
-            .acquire_timeout(Duration::from_secs(30))
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA synchronous = FULL").await?;
-                        conn.execute("PRAGMA busy_timeout = 10000").await?;
-                    }
-                    Ok(())
-                })
-            });
-        let pool = options.connect(url).await?;
+        let (pool, backend) = arcane_db::connect(url, limits).await.map_err(|e| match e {
+            DbError::Sqlx(e) => LogError::from(e),
+            other => LogError::Config(other.to_string()),
+        })?;
         match backend {
             Backend::Sqlite => sqlx::migrate!("../migrations/sqlite").run(&pool).await?,
             Backend::Postgres => sqlx::migrate!("../migrations/postgres").run(&pool).await?,
@@ -232,16 +210,13 @@ impl Store {
         Ok(Store {
             pool,
             backend,
-            sqlite_writer: Arc::default(),
+            writes: WriteQueue::new(backend),
         })
     }
 
     /// Serialises this process's write transactions on SQLite (a no-op on PostgreSQL).
     async fn writer(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-        match self.backend {
-            Backend::Sqlite => Some(self.sqlite_writer.lock().await),
-            Backend::Postgres => None,
-        }
+        self.writes.turn().await
     }
 
     /// The back end in use.

@@ -1,0 +1,117 @@
+//! The model keys, one per model, named by the SHA-256 of the model's plaintext: a SQLite file
+//! (created with mode 0600) by default, or PostgreSQL (`migrations/keyrelease-*`). A key is
+//! stored before anything is sealed under it, and the first key stored for a model stays its
+//! key: two sealings of one model, even at once in two processes, use the same key.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arcane_db::{Backend, PoolLimits, WriteQueue};
+use arcane_verifier::sealed_model::ModelKey;
+use sqlx::{AnyPool, Row};
+use zeroize::Zeroizing;
+
+use crate::error::{KeyReleaseError, Result};
+
+/// The key release service's database.
+#[derive(Clone, Debug)]
+pub struct KeyStore {
+    pool: AnyPool,
+    backend: Backend,
+    writes: WriteQueue,
+}
+
+impl KeyStore {
+    /// Connects to `url` (`sqlite:…` or `postgres://…`) and runs its back end's migrations.
+    pub async fn open(url: &str) -> Result<Self> {
+        let limits = PoolLimits {
+            sqlite_connections: 2,
+            postgres_connections: 4,
+            acquire_timeout: Duration::from_secs(10),
+        };
+        let (pool, backend) = arcane_db::connect(url, limits).await?;
+        let migrated = match backend {
+            Backend::Sqlite => {
+                sqlx::migrate!("../migrations/keyrelease-sqlite")
+                    .run(&pool)
+                    .await
+            }
+            Backend::Postgres => {
+                sqlx::migrate!("../migrations/keyrelease-postgres")
+                    .run(&pool)
+                    .await
+            }
+        };
+        migrated.map_err(|e| KeyReleaseError::Database(e.into()))?;
+        Ok(KeyStore {
+            pool,
+            backend,
+            writes: WriteQueue::new(backend),
+        })
+    }
+
+    /// The SQLite file at `path` (created, mode 0600, when missing).
+    pub async fn open_file(path: &Path) -> Result<Self> {
+        Self::open(&arcane_db::sqlite_file_url(path)?).await
+    }
+
+    /// The back end in use.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// The key of the model whose plaintext has SHA-256 `model_sha256`, if it has one.
+    pub async fn key(&self, model_sha256: &[u8; 32]) -> Result<Option<ModelKey>> {
+        let name = hex::encode(model_sha256);
+        let row = sqlx::query("SELECT model_key FROM model_keys WHERE model_sha256 = $1")
+            .bind(&name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| decode_key(&name, Zeroizing::new(row.try_get("model_key")?)))
+            .transpose()
+    }
+
+    /// The model's key: the one stored, or a new one stored now (committed before it is
+    /// returned). When two callers race, both get the key that was stored first.
+    pub async fn key_or_new(&self, model_sha256: &[u8; 32], now: u64) -> Result<ModelKey> {
+        let name = hex::encode(model_sha256);
+        let fresh = ModelKey::generate();
+        let text = Zeroizing::new(hex::encode(fresh.as_bytes()));
+        {
+            let _turn = self.writes.turn().await;
+            sqlx::query(
+                "INSERT INTO model_keys (model_sha256, model_key, created_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (model_sha256) DO NOTHING",
+            )
+            .bind(&name)
+            .bind(text.as_str())
+            .bind(now.min(i64::MAX as u64) as i64)
+            .execute(&self.pool)
+            .await?;
+        }
+        self.key(model_sha256)
+            .await?
+            .ok_or_else(|| KeyReleaseError::CorruptKey { model_sha256: name })
+    }
+}
+
+fn decode_key(model_sha256: &str, text: Zeroizing<String>) -> Result<ModelKey> {
+    let corrupt = || KeyReleaseError::CorruptKey {
+        model_sha256: model_sha256.to_owned(),
+    };
+    let bytes = Zeroizing::new(hex::decode(text.as_str()).map_err(|_| corrupt())?);
+    ModelKey::from_bytes(&bytes).map_err(|_| corrupt())
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
