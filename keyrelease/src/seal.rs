@@ -2,8 +2,8 @@
 //! fit in memory), under the key the store holds for it. The model is read twice: once for the
 //! SHA-256 of its plaintext, which names its key (and is the digest its release entries name),
 //! then to seal it, checking that the second read gives the same digest. The sealed file is
-//! written beside its destination and renamed into place once it is whole and on disk: a
-//! destination path holds a complete sealed model or nothing.
+//! written beside its destination and linked into place once it is whole and on disk: a
+//! destination path holds a complete sealed model or nothing, and is never replaced.
 
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
@@ -91,8 +91,10 @@ fn seal_file(key: &ModelKey, model: &Path, out: &Path, digest: &[u8; 32]) -> Res
     name.push(".partial");
     let partial = PathBuf::from(name);
     let written = write_sealed(key, model, &partial, digest);
-    let renamed = written.and_then(|sealed| {
-        std::fs::rename(&partial, out).map_err(file_error(out))?;
+    let placed = written.and_then(|sealed| {
+        // A link, not a rename: it fails when `out` appeared meanwhile instead of replacing it.
+        std::fs::hard_link(&partial, out).map_err(file_error(out))?;
+        std::fs::remove_file(&partial).map_err(file_error(&partial))?;
         if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
             File::open(dir)
                 .and_then(|d| d.sync_all())
@@ -100,10 +102,10 @@ fn seal_file(key: &ModelKey, model: &Path, out: &Path, digest: &[u8; 32]) -> Res
         }
         Ok(sealed)
     });
-    if renamed.is_err() {
+    if placed.is_err() {
         let _ = std::fs::remove_file(&partial);
     }
-    renamed
+    placed
 }
 
 fn write_sealed(

@@ -79,6 +79,9 @@ impl KeyStore {
     /// The model's key: the one stored, or a new one stored now (committed before it is
     /// returned). When two callers race, both get the key that was stored first.
     pub async fn key_or_new(&self, model_sha256: &[u8; 32], now: u64) -> Result<ModelKey> {
+        if let Some(key) = self.key(model_sha256).await? {
+            return Ok(key);
+        }
         let name = hex::encode(model_sha256);
         let fresh = ModelKey::generate();
         let text = Zeroizing::new(hex::encode(fresh.as_bytes()));
