@@ -60,17 +60,11 @@ async fn blocking<T: Send + 'static>(
 
 /// Up to [`CHUNK_LEN`] bytes; fewer only at the end of the file.
 fn read_chunk(input: &mut impl Read, path: &Path) -> Result<Vec<u8>> {
-    let mut chunk = vec![0u8; CHUNK_LEN];
-    let mut filled = 0;
-    while filled < CHUNK_LEN {
-        match input.read(&mut chunk[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(file_error(path)(e)),
-        }
-    }
-    chunk.truncate(filled);
+    let mut chunk = Vec::with_capacity(CHUNK_LEN);
+    input
+        .take(CHUNK_LEN as u64)
+        .read_to_end(&mut chunk)
+        .map_err(file_error(path))?;
     Ok(chunk)
 }
 
