@@ -60,6 +60,11 @@ if [ -n "$model" ]; then
 else
   run inference env -u ARCANE_BENCH_MODEL cargo test -q --workspace --bench inference_bench
 fi
+if [ -n "$model" ]; then
+  run sealed-boot env ARCANE_BENCH_MODEL="$model" cargo test -q --workspace --bench sealed_boot_bench
+else
+  run sealed-boot env -u ARCANE_BENCH_MODEL cargo test -q --workspace --bench sealed_boot_bench
+fi
 run replay cargo bench -q -p arcane-audit --bench replay_bench
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)

@@ -6,6 +6,10 @@
 //!   of [`arcane_verifier::timeline`], fork evidence), `releases`, `keys`, `replay`;
 //! - [`replay`]: recomputes a whole log from its entry bundles with memory bounded by the tree's
 //!   frontier;
+//! - [`key_releases`]: a model owner's record of released model keys, decided again and
+//!   compared with the log;
+//! - [`receipts`]: a client's receipts verified offline (the node's signed statement, its
+//!   document, the release's proof) with the log's key and the Nitro root alone;
 //! - [`witness_server`]: a C2SP tlog-witness deciding with [`arcane_verifier::witness::decide`];
 //! - [`http`]: the way to the log (`arcane-log-client`, `http://` or `https://`).
 //!
@@ -31,6 +35,8 @@
 //! ```
 
 pub mod http;
+pub mod key_releases;
 pub mod log_commands;
+pub mod receipts;
 pub mod replay;
 pub mod witness_server;

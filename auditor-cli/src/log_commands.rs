@@ -89,8 +89,18 @@ impl Log {
         self.http.get(path).map_err(AuditError::Unreachable)
     }
 
+    /// The log's verifier key.
+    pub(crate) fn key(&self) -> &VerifierKey {
+        &self.key
+    }
+
+    /// The witnesses whose cosignatures every checkpoint must carry.
+    pub(crate) fn witness_policy(&self) -> &WitnessPolicy {
+        &self.policy
+    }
+
     /// The log's consistency proof from tree size `old` to `new`.
-    fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>> {
+    pub(crate) fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>> {
         ConsistencyReply::parse(&self.get(&log_api::consistency(old, new))?, old, new)
             .map_err(failed)
     }
@@ -431,6 +441,11 @@ pub fn current_entries(
                     "{} key {}…",
                     k.role.as_str(),
                     &hex::encode(k.key_id())[..16]
+                ),
+                EntryBody::ModelAccess(a) => format!(
+                    "model {}… for {} image(s)",
+                    &hex::encode(a.model_sha256)[..16],
+                    a.images.len()
                 ),
                 EntryBody::Unknown { kind, .. } => format!("unknown kind {kind}"),
             };

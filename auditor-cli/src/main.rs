@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use arcane_audit::http::Http;
-use arcane_audit::{log_commands, witness_server};
+use arcane_audit::{key_releases, log_commands, witness_server};
 
 use arcane_verifier::bundle::{TrustAnchors, verify_bundle};
 use arcane_verifier::cosignature::WitnessPolicy;
@@ -95,6 +95,32 @@ enum Command {
         /// Publisher keys to mark as trusted (repeatable).
         #[arg(long)]
         publisher: Vec<String>,
+    },
+    /// Receipts checked offline, with the log's key and the Nitro root alone.
+    Receipt {
+        #[command(subcommand)]
+        command: ReceiptCommand,
+    },
+    /// Decide again every release of a model key a model owner's key release service recorded,
+    /// and check that the entries that justified each are in this log.
+    KeyReleases {
+        #[command(flatten)]
+        log: LogArgs,
+        /// The key release service's base URL.
+        #[arg(long)]
+        service: String,
+        /// A publisher whose `release` entries the service counts (repeatable).
+        #[arg(long, required = true)]
+        publisher: Vec<String>,
+        /// The owner's publisher key: the only one whose `model-access` entries count.
+        #[arg(long)]
+        owner: String,
+        /// Trust this root (PEM) instead of the built-in AWS root: for development documents only.
+        #[arg(long)]
+        root: Option<PathBuf>,
+        /// The service's maximum document age, in seconds.
+        #[arg(long, default_value_t = 60)]
+        max_document_age_secs: u64,
     },
     /// Follow the log: check each new checkpoint extends the last, fetch only new bundles,
     /// recompute the tree, validate every new entry, report anomalies (forks, unknown publishers,
@@ -304,6 +330,66 @@ fn run_log_command(
     }
 }
 
+fn verify_receipts(
+    file: &std::path::Path,
+    log_key: &str,
+    root: Option<&std::path::Path>,
+    json: bool,
+) -> ExitCode {
+    let inputs = (|| -> Result<_, String> {
+        let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let key_path = std::path::Path::new(log_key);
+        let key_text = if key_path.is_file() {
+            std::fs::read_to_string(key_path).map_err(|e| format!("{log_key}: {e}"))?
+        } else {
+            log_key.to_owned()
+        };
+        let key = VerifierKey::parse(key_text.trim()).map_err(|e| format!("--log-key: {e}"))?;
+        let root = match root {
+            None => NitroRoot::aws(),
+            Some(path) => development_root(path)?,
+        };
+        Ok((text, key, root))
+    })();
+    let (text, key, root) = match inputs {
+        Ok(inputs) => inputs,
+        Err(e) => {
+            eprintln!("arcane-audit: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let outcomes = arcane_audit::receipts::verify_receipts(&text, &key, &root);
+    let valid = !outcomes.is_empty() && outcomes.iter().all(|o| o.valid);
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "valid": valid, "receipts": outcomes })
+        );
+    } else {
+        for o in &outcomes {
+            let verdict = if o.valid { "valid  " } else { "INVALID" };
+            println!("{verdict} line {}: {}", o.line, o.detail);
+        }
+    }
+    if valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// The development root in the PEM file at `path`, said loudly.
+fn development_root(path: &std::path::Path) -> Result<NitroRoot, String> {
+    let pem = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let der = pem_certificate(&pem).map_err(|e| format!("{}: {e}", path.display()))?;
+    eprintln!(
+        "arcane-audit: WARNING: trusting the development root {} instead of the AWS Nitro root; \
+         documents it accepts prove nothing about real enclaves",
+        path.display()
+    );
+    Ok(NitroRoot::development(der))
+}
+
 fn trusted_keys(keys: &[String]) -> Result<Vec<VerifierKey>, log_commands::AuditError> {
     keys.iter()
         .map(|k| {
@@ -335,6 +421,26 @@ enum AttestationCommand {
         #[arg(long)]
         publisher: Vec<String>,
         /// Print a JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReceiptCommand {
+    /// Verify each receipt in FILE (one JSON object per line, as `receipts.jsonl`): the node's
+    /// signed statement, its document and the release entry's proof. Exit status 0 only when
+    /// every receipt verifies.
+    Verify {
+        /// The receipts.
+        file: PathBuf,
+        /// The log's verifier key (text, or a file holding it).
+        #[arg(long)]
+        log_key: String,
+        /// Trust this root (PEM) instead of the built-in AWS root: for development documents only.
+        #[arg(long)]
+        root: Option<PathBuf>,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
@@ -389,6 +495,41 @@ fn main() -> ExitCode {
                 &trusted_keys(&publisher)?,
                 json,
             )
+        }),
+        Command::Receipt {
+            command:
+                ReceiptCommand::Verify {
+                    file,
+                    log_key,
+                    root,
+                    json,
+                },
+        } => verify_receipts(&file, &log_key, root.as_deref(), json),
+        Command::KeyReleases {
+            log,
+            service,
+            publisher,
+            owner,
+            root,
+            max_document_age_secs,
+        } => run_log_command(&log, |l, json| {
+            let input = log_commands::AuditError::Input;
+            let service = Http::new(&service, log.ca_cert.as_deref()).map_err(input)?;
+            let publishers = trusted_keys(&publisher)?;
+            let owner = VerifierKey::parse(owner.trim())
+                .map_err(|e| log_commands::AuditError::Input(format!("--owner: {e}")))?;
+            let root = match &root {
+                None => NitroRoot::aws(),
+                Some(path) => development_root(path).map_err(input)?,
+            };
+            let audit = key_releases::KeyReleaseAudit {
+                service: &service,
+                publishers: &publishers,
+                owner: &owner,
+                root: &root,
+                max_document_age_ms: max_document_age_secs.saturating_mul(1000),
+            };
+            key_releases::key_releases(l, &audit, json)
         }),
         Command::Monitor {
             log,
@@ -591,23 +732,10 @@ fn verify(
     let at = at.unwrap_or_else(now);
     let root = match root {
         None => NitroRoot::aws(),
-        Some(path) => {
-            let pem = match std::fs::read_to_string(&path) {
-                Ok(pem) => pem,
-                Err(e) => return fail(format!("{}: {e}", path.display())),
-            };
-            match pem_certificate(&pem) {
-                Ok(der) => {
-                    eprintln!(
-                        "arcane-audit: WARNING: trusting the development root {} instead of the AWS \
-                         Nitro root; documents it accepts prove nothing about real enclaves",
-                        path.display()
-                    );
-                    NitroRoot::development(der)
-                }
-                Err(e) => return fail(format!("{}: {e}", path.display())),
-            }
-        }
+        Some(path) => match development_root(&path) {
+            Ok(root) => root,
+            Err(e) => return fail(e),
+        },
     };
     let bytes = match std::fs::read(file) {
         Ok(bytes) => decode_maybe_base64(&bytes),

@@ -610,7 +610,7 @@ impl Stack {
         gateways.extend(replicas.iter().map(|r| r.gateway.url()));
         let running = arcane_compute::service::start(
             NodeOptions {
-                model: self.model.clone(),
+                model: self.model.clone().into(),
                 provider: self.nsm.clone(),
                 log_url: self.log_url.clone(),
                 trust: self.log_trust(),

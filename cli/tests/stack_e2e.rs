@@ -10,8 +10,21 @@ use arcane_client::receipts::read_all;
 use arcane_client::{ChatEvent, Check, Client, ClientConfig, ClientError, Route, Trust};
 use arcane_compute::attestation::{DeclaredMeasurements, SimulatedNsm};
 use arcane_verifier::inner::{ChatCompletionRequest, ChatMessage};
+use arcane_verifier::nitro::NitroRoot;
+use sha2::Digest;
 
 fn quiet(_: &str) {}
+
+/// The value of `field` in a signed answer.
+fn signed_field<'a>(
+    signed: &'a arcane_verifier::signed_answer::SignedAnswer,
+    field: &str,
+) -> &'a str {
+    match field {
+        "answer_sha256" => &signed.answer_sha256,
+        _ => &signed.request_sha256,
+    }
+}
 
 mod common;
 use common::{
@@ -106,6 +119,33 @@ async fn a_verified_request_streams_its_answer_and_leaves_a_receipt() {
     );
     assert_eq!(read_all(c.state()).unwrap(), vec![receipt.clone()]);
     assert_eq!(redeemed_at_gateway(&stack).await, 1);
+
+    // The node signed the answer inside the enclave: the receipt carries its statement, whose
+    // answer hash is this text's, and it verifies offline with the log's key and the root alone.
+    let signed = receipt.signed_answer.as_ref().expect("a signed answer");
+    assert_eq!(
+        signed.answer_sha256,
+        hex::encode(sha2::Sha256::digest(&text))
+    );
+    assert_eq!(signed.release_leaf_hash, receipt.release_leaf_hash);
+    let receipts =
+        std::fs::read_to_string(c.state().file(arcane_client::state::RECEIPTS_FILE)).unwrap();
+    let root = NitroRoot::development(stack.nsm.root_der().to_vec());
+    let verified = arcane_audit::receipts::verify_receipts(&receipts, &stack.log_key, &root);
+    assert!(verified.len() == 1 && verified[0].valid, "{verified:?}");
+    // Any other answer, request or document in it, and it no longer verifies.
+    for (field, other) in [
+        ("answer_sha256", hex::encode([1u8; 32])),
+        ("request_sha256", hex::encode([2u8; 32])),
+    ] {
+        let tampered = receipts.replace(signed_field(signed, field), &other);
+        assert_ne!(tampered, receipts);
+        let outcome = arcane_audit::receipts::verify_receipts(&tampered, &stack.log_key, &root);
+        assert!(!outcome[0].valid, "a receipt with another {field} verified");
+    }
+    // Not under AWS's root: these documents are the simulated NSM's.
+    let aws = arcane_audit::receipts::verify_receipts(&receipts, &stack.log_key, &NitroRoot::aws());
+    assert!(!aws[0].valid);
 
     // The same model on the device gives the same (greedy) answer: the cloud path changed nothing.
     let local = arcane_client::local::LocalModel::load(&stack.model, 64)

@@ -9,7 +9,11 @@ use arcane_verifier::inner::{
     ChatCompletionRequest, ChunkContent, InnerRequest, Usage, encode_inner_request,
 };
 use arcane_verifier::sealed::{self, ClientRequest, ResponseReader};
+use arcane_verifier::signed_answer::{
+    ExpectedAnswer, SignedAnswer, check_signed_answer, request_sha256,
+};
 use arcane_verifier::tokens::{Token, TokenMaterial};
+use sha2::{Digest, Sha256};
 
 use crate::checks::Candidate;
 use crate::error::{ClientError, Result};
@@ -71,15 +75,16 @@ pub fn prepare_chat(
 
 /// Seals `request` for `candidates` (every check passed): a fresh DEK, the inner request (with
 /// the node's token `material`) sealed under it, the DEK HPKE-wrapped to each verified REK, and
-/// the envelope the gateway takes with its OTT `gateway_ott`. Returns the envelope and what
-/// opens the answer. The plaintext copies of the messages and the token material are erased.
+/// the envelope the gateway takes with its OTT `gateway_ott`. Returns the envelope, what opens
+/// the answer, and the SHA-256 of the sealed request each candidate would receive (what the node
+/// that answers signs). The plaintext copies of the messages and the token material are erased.
 pub fn seal_chat(
     request: ChatCompletionRequest,
     candidates: &[Candidate],
     gateway_ott: &Token,
     material: &TokenMaterial,
     now_s: u64,
-) -> Result<(Vec<u8>, ClientRequest)> {
+) -> Result<(Vec<u8>, ClientRequest, Vec<[u8; 32]>)> {
     let mut inner_request = InnerRequest {
         chat: request,
         token: Some(material.encode().to_vec()),
@@ -96,7 +101,11 @@ pub fn seal_chat(
     let reks: Vec<_> = candidates.iter().map(|c| c.node.rek).collect();
     let (wrapped, ciphertext, opener) = sealed::seal_request(&inner, &reks, now_s)?;
     let envelope = ChatEnvelope::encode(&gateway_ott.encode(), &wrapped, &ciphertext)?;
-    Ok((envelope, opener))
+    let request_hashes = wrapped
+        .iter()
+        .map(|w| request_sha256(&w.encode(), &ciphertext))
+        .collect();
+    Ok((envelope, opener, request_hashes))
 }
 
 /// What a private answer's receipt names: the request's checkpoint and its verified candidates.
@@ -110,16 +119,24 @@ pub struct ReceiptContext {
     pub candidates: Vec<Candidate>,
     /// The checks the request passed, in order.
     pub checks: Vec<crate::checks::Passed>,
+    /// SHA-256 of the sealed request each candidate would receive, in the same order
+    /// ([`seal_chat`]'s third result).
+    pub request_hashes: Vec<[u8; 32]>,
+    /// The log's key (a node's statement may name a newer entry of its release, proven in
+    /// the log).
+    pub log_key: arcane_verifier::note::VerifierKey,
 }
 
 impl ReceiptContext {
-    /// The receipt of an answer from candidate `answered_by`, ended at `at_ms` as `outcome`.
+    /// The receipt of an answer from candidate `answered_by`, ended at `at_ms` as `outcome`,
+    /// with the node's statement when it signed one (checked before).
     pub fn receipt(
         &self,
         answered_by: usize,
         at_ms: u64,
         outcome: &str,
         completion_tokens: u64,
+        signed_answer: Option<SignedAnswer>,
     ) -> Option<Receipt> {
         let c = self.candidates.get(answered_by)?;
         let node = &c.node;
@@ -139,7 +156,35 @@ impl ReceiptContext {
             outcome: outcome.to_owned(),
             completion_tokens,
             checks: self.checks.clone(),
+            signed_answer,
         })
+    }
+
+    /// Checks the node's statement about the answer `answered_by` gave: this request, this
+    /// text (`answer_sha256`), its model and release, signed with the key its verified document
+    /// binds.
+    fn check_signed(
+        &self,
+        answered_by: usize,
+        signed: Option<&SignedAnswer>,
+        answer_sha256: [u8; 32],
+    ) -> Result<()> {
+        let refused = |e: arcane_verifier::Error| ClientError::Answer(e.to_string());
+        let signed = signed.ok_or(refused(arcane_verifier::Error::UnsignedAnswer))?;
+        let (c, request_sha256) = self
+            .candidates
+            .get(answered_by)
+            .zip(self.request_hashes.get(answered_by))
+            .ok_or_else(|| ClientError::Answer("an answer from no candidate".into()))?;
+        let expected = ExpectedAnswer {
+            request_sha256: *request_sha256,
+            answer_sha256,
+            release: &c.node.release,
+            model_sha256: c.node.model_sha256,
+            answer_key: c.node.answer_key,
+            log_key: &self.log_key,
+        };
+        check_signed_answer(signed, &expected).map_err(refused)
     }
 }
 
@@ -154,6 +199,10 @@ pub struct AnswerOpener {
     finish_reason: Option<String>,
     /// Text deltas of the chunk being read, not yet handed out.
     deltas: std::collections::VecDeque<String>,
+    /// SHA-256 over the answer's text so far.
+    answer: Sha256,
+    /// The node's statement, from the final chunk.
+    signed: Option<SignedAnswer>,
     /// The final chunk was read: `Done` follows the deltas.
     last: bool,
     ended: bool,
@@ -178,6 +227,8 @@ impl AnswerOpener {
             usage: None,
             finish_reason: None,
             deltas: Default::default(),
+            answer: Sha256::new(),
+            signed: None,
             last: false,
             ended: false,
         }
@@ -205,14 +256,23 @@ impl AnswerOpener {
             }
             if self.last {
                 self.ended = true;
-                let receipt = self.reader.answered_by().and_then(|i| {
-                    self.context.receipt(
-                        i,
-                        now_ms,
-                        "answered",
-                        self.usage.map_or(0, |u| u.completion_tokens),
-                    )
-                });
+                // No receipt, and an error instead of `Done`, for an answer its node did not
+                // sign as this request's.
+                let answered_by = self.reader.answered_by().unwrap_or(usize::MAX);
+                let answer_sha256: [u8; 32] = self.answer.clone().finalize().into();
+                if let Err(e) =
+                    self.context
+                        .check_signed(answered_by, self.signed.as_ref(), answer_sha256)
+                {
+                    return Some(Err(e));
+                }
+                let receipt = self.context.receipt(
+                    answered_by,
+                    now_ms,
+                    "answered",
+                    self.usage.map_or(0, |u| u.completion_tokens),
+                    self.signed.take(),
+                );
                 return Some(Ok(ChatEvent::Done(Box::new(Summary {
                     route: Route::Cloud,
                     usage: self.usage,
@@ -231,6 +291,9 @@ impl AnswerOpener {
                     if let Some(u) = c.usage {
                         self.usage = Some(u);
                     }
+                    if let Some(signed) = c.arcane_signed_answer {
+                        self.signed = Some(*signed);
+                    }
                     for choice in c.choices {
                         if let Some(r) = choice.finish_reason {
                             self.finish_reason = Some(r);
@@ -238,6 +301,7 @@ impl AnswerOpener {
                         if let Some(text) = choice.delta.content
                             && !text.is_empty()
                         {
+                            self.answer.update(text.as_bytes());
                             self.deltas.push_back(text);
                         }
                     }
@@ -280,7 +344,7 @@ impl AnswerOpener {
         };
         let receipt = self.reader.answered_by().and_then(|i| {
             self.context
-                .receipt(i, now_ms, "interrupted", self.chunks as u64)
+                .receipt(i, now_ms, "interrupted", self.chunks as u64, None)
         });
         Some((
             ClientError::Interrupted {

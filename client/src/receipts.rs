@@ -43,6 +43,12 @@ pub struct Receipt {
     /// record; absent in receipts written before it was kept).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<crate::checks::Passed>,
+    /// The node's signed statement about this answer (request, answer, model, its release
+    /// entry's proof bundle and its document), checked before the receipt was written; what
+    /// `arcane-audit receipt verify` checks with the log's key and the Nitro root alone. Absent
+    /// for interrupted answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_answer: Option<arcane_verifier::signed_answer::SignedAnswer>,
 }
 
 /// Appends a receipt.
@@ -319,6 +325,7 @@ mod tests {
             outcome: "answered".into(),
             completion_tokens: 3,
             checks: Vec::new(),
+            signed_answer: None,
         };
         let trust = LogTrust {
             log_key: log.verifier(),

@@ -404,7 +404,7 @@ impl Client {
         let material = self.wallet.material(&gateway_ott)?;
         let model = request.model.clone();
         // Only now, with every check passed: a fresh DEK, wrapped to each verified REK.
-        let (envelope, opener) = seal_chat(
+        let (envelope, opener, request_hashes) = seal_chat(
             request,
             &preflight.candidates,
             &gateway_ott.token,
@@ -445,6 +445,8 @@ impl Client {
             checkpoint: preflight.checkpoint.clone(),
             candidates: preflight.candidates,
             checks: preflight.report,
+            request_hashes,
+            log_key: self.checks.trust().log.log_key.clone(),
         };
         tokio::spawn(read_answer(
             answer,

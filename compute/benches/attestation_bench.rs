@@ -106,7 +106,11 @@ fn main() {
     let document = nsm
         .attest_at(
             Some(&[7; 32]),
-            Some(&binding_user_data(&model, &release.leaf_hash.0)),
+            Some(&binding_user_data(
+                &model,
+                &release.leaf_hash.0,
+                &[0x5a; 32],
+            )),
             None,
             now * 1000,
         )

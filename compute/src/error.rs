@@ -29,6 +29,17 @@ pub enum ComputeError {
     /// The node's server could not start or stopped.
     #[error("serving: {0}")]
     Serve(String),
+    /// A sealed model could not be opened: its file, its chunks, or its digest.
+    #[error("sealed model: {0}")]
+    SealedModel(String),
+    /// The key release service refused the node the model's key.
+    #[error("the key release service refused the model key ({status}): {why}")]
+    KeyRefused {
+        /// The HTTP status.
+        status: u16,
+        /// What the service said.
+        why: String,
+    },
     /// An input over its limit.
     #[error("input too large: {what} is {len} bytes, at most {max}")]
     TooLarge {

@@ -11,6 +11,8 @@
 //! - the model file and the engine running it are `arcane-engine`'s, shared with the client's
 //!   on-device route.
 //! - [`release`]: finding and refreshing the node's release proof in the log.
+//! - [`sealed_model`]: a model its owner gave the operator sealed: the key fetched from the
+//!   owner's key release service with a fresh attestation, the file decrypted into memory only.
 //! - [`node`]: REK, attested state, replay guard, the sealed request path.
 //! - [`service`]: the node as a library — [`service::start`] assembles, boots and serves one.
 //! - [`server`]: the HTTP API over TCP or vsock; [`registration`]: announcing the node to its gateways.
@@ -36,6 +38,7 @@ pub mod error;
 pub mod node;
 pub mod registration;
 pub mod release;
+pub mod sealed_model;
 pub mod server;
 pub mod service;
 pub mod tokens;

@@ -14,7 +14,8 @@ use arcane_compute::attestation::{AttestationProvider, DeclaredMeasurements, Sim
 use arcane_compute::error::ComputeError;
 use arcane_compute::node::{NodeConfig, now_seconds};
 use arcane_compute::release::LogTrust;
-use arcane_compute::service::{self, NodeOptions, TokenCheck};
+use arcane_compute::sealed_model::SealedModel;
+use arcane_compute::service::{self, ModelSource, NodeOptions, TokenCheck};
 use arcane_engine::SamplingDefaults;
 use arcane_engine::gguf::{TinyLlama, write_tiny_llama};
 use arcane_engine::model::ModelFile;
@@ -78,6 +79,16 @@ struct ServeArgs {
     /// The GGUF model file (local; nothing is ever downloaded).
     #[arg(long)]
     model: Option<PathBuf>,
+    /// A sealed model file (`arcane-keyrelease seal`) instead of --model: its key is fetched
+    /// from --key-release with a fresh attestation, and it is decrypted into memory only.
+    #[arg(long, conflicts_with = "model", requires_all = ["model_sha256", "key_release"])]
+    sealed_model: Option<PathBuf>,
+    /// The SHA-256 of the sealed model's plaintext (what `seal` printed; the release names it).
+    #[arg(long, requires = "sealed_model")]
+    model_sha256: Option<String>,
+    /// Base URL of the model owner's key release service.
+    #[arg(long, requires = "sealed_model")]
+    key_release: Option<String>,
     /// Base URL of the transparency log.
     #[arg(long)]
     log: Option<String>,
@@ -191,9 +202,14 @@ impl ServeArgs {
             self.advertise = self.advertise.or(file.advertise_address);
             self.vsock_port = self.vsock_port.or(file.vsock_port);
         }
-        if self.model.is_none() || self.log.is_none() || self.publishers.is_empty() {
+        if (self.model.is_none() && self.sealed_model.is_none())
+            || self.log.is_none()
+            || self.publishers.is_empty()
+        {
             return Err(ComputeError::Config(
-                "--model, --log and at least one --publisher are required (or in --config)".into(),
+                "--model (or --sealed-model), --log and at least one --publisher are required \
+                 (or in --config)"
+                    .into(),
             ));
         }
         if let Some(problem) = self.sampling().problem() {
@@ -263,6 +279,27 @@ fn provider(args: &ServeArgs) -> Result<Arc<dyn AttestationProvider>, ComputeErr
     ))
 }
 
+fn model_source(args: &ServeArgs) -> Result<ModelSource, ComputeError> {
+    match (&args.model, &args.sealed_model) {
+        (Some(path), _) => Ok(ModelFile::open(path)?.into()),
+        (None, Some(path)) => {
+            let digest = args.model_sha256.as_deref().unwrap_or_default();
+            let model_sha256 = hex::decode(digest.trim())
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .ok_or_else(|| {
+                    ComputeError::Config("--model-sha256 must be 64 hex digits".into())
+                })?;
+            Ok(ModelSource::Sealed(SealedModel {
+                path: path.clone(),
+                model_sha256,
+                key_release_url: args.key_release.clone().unwrap_or_default(),
+            }))
+        }
+        (None, None) => Err(ComputeError::Config("no model given".into())),
+    }
+}
+
 fn trust(args: &ServeArgs) -> Result<LogTrust, ComputeError> {
     let log_key_text = match (&args.log_key, &args.log_key_file) {
         (Some(k), _) => k.clone(),
@@ -300,7 +337,7 @@ async fn serve(args: ServeArgs) -> Result<(), ComputeError> {
         );
     }
     let options = NodeOptions {
-        model: ModelFile::open(args.model.as_deref().expect("checked in merge_config"))?,
+        model: model_source(&args)?,
         provider: provider(&args)?,
         log_url: args.log.clone().expect("checked in merge_config"),
         trust: trust(&args)?,

@@ -14,6 +14,8 @@ use arcane_verifier::nitro::{binding_user_data, parse_document};
 use arcane_verifier::sealed::{
     self, KEY_LEN, OpenedRequest, RekPublicKey, RekSecret, ResponseSealer,
 };
+use arcane_verifier::signed_answer::{AnswerSigningKey, AnswerStatement, SignedAnswer};
+use sha2::{Digest, Sha256};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use zeroize::{Zeroize, Zeroizing};
 
@@ -89,6 +91,24 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// The node's own PCRs, read from a document its provider makes for no one.
+pub fn own_measurements(provider: &dyn AttestationProvider) -> Result<OwnMeasurements> {
+    let own = provider.attest(None, None, None)?;
+    let (_, document) = parse_document(&own)?;
+    let pcr = |i: u8| {
+        document
+            .pcr(i)
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| ComputeError::Attestation(format!("own document lacks PCR{i}")))
+    };
+    Ok(OwnMeasurements {
+        pcr0: pcr(0)?,
+        pcr1: pcr(1)?,
+        pcr2: pcr(2)?,
+        pcr8: document.pcr(8).map(<[u8]>::to_vec),
+    })
+}
+
 /// Encapsulated keys seen within the request window.
 #[derive(Debug, Default)]
 struct ReplayGuard {
@@ -146,6 +166,7 @@ pub struct Attested {
 pub struct Node {
     config: NodeConfig,
     rek: RekSecret,
+    answer_key: AnswerSigningKey,
     provider: Arc<dyn AttestationProvider>,
     engine: Arc<dyn InferenceEngine>,
     tokens: Arc<dyn TokenVerifier>,
@@ -180,6 +201,8 @@ pub struct NodeParts {
     pub config: NodeConfig,
     /// The NSM (real or simulated).
     pub provider: Arc<dyn AttestationProvider>,
+    /// The key the node signs its answers with (bound in every document it attests).
+    pub answer_key: AnswerSigningKey,
     /// The inference engine, with the model loaded.
     pub engine: Arc<dyn InferenceEngine>,
     /// The token check.
@@ -197,20 +220,7 @@ impl Node {
     /// in the log (refusing to start without one, naming what is missing), and attests the REK
     /// bound to the model digest and the release's leaf hash.
     pub async fn boot(parts: NodeParts) -> Result<Arc<Node>> {
-        let own = parts.provider.attest(None, None, None)?;
-        let (_, document) = parse_document(&own)?;
-        let pcr = |i: u8| {
-            document
-                .pcr(i)
-                .map(<[u8]>::to_vec)
-                .ok_or_else(|| ComputeError::Attestation(format!("own document lacks PCR{i}")))
-        };
-        let measurements = OwnMeasurements {
-            pcr0: pcr(0)?,
-            pcr1: pcr(1)?,
-            pcr2: pcr(2)?,
-            pcr8: document.pcr(8).map(<[u8]>::to_vec),
-        };
+        let measurements = own_measurements(parts.provider.as_ref())?;
         let release = parts
             .log
             .find_release(
@@ -226,6 +236,7 @@ impl Node {
             peak_in_flight: Default::default(),
             config: parts.config,
             rek: RekSecret::generate(),
+            answer_key: parts.answer_key,
             provider: parts.provider,
             engine: parts.engine,
             tokens: parts.tokens,
@@ -254,7 +265,11 @@ impl Node {
     }
 
     fn attest_release(&self, release: &ProvenEntry, nonce: Option<&[u8]>) -> Result<Vec<u8>> {
-        let user_data = binding_user_data(&self.model.sha256, &release.verified.leaf_hash.0);
+        let user_data = binding_user_data(
+            &self.model.sha256,
+            &release.verified.leaf_hash.0,
+            &self.answer_key.public(),
+        );
         self.provider
             .attest(Some(&self.rek.public().0), Some(&user_data), nonce)
     }
@@ -432,6 +447,8 @@ impl Node {
     ) -> std::result::Result<mpsc::Receiver<Vec<u8>>, Refusal> {
         let request =
             NodeRequest::parse(body).map_err(|_| Refusal::BadRequest("malformed wrapped DEK"))?;
+        // What the node signs it answered: the sealed request exactly as it came.
+        let request_sha256: [u8; 32] = Sha256::digest(body).into();
         if let Err(why) = self.attested() {
             return Err(Refusal::NotServing(why));
         }
@@ -457,7 +474,8 @@ impl Node {
         let (tx, rx) = mpsc::channel(32);
         let node = Arc::clone(self);
         tokio::spawn(async move {
-            node.answer(opened, gateway_ott_nonce, tx, permit).await;
+            node.answer(opened, request_sha256, gateway_ott_nonce, tx, permit)
+                .await;
         });
         Ok(rx)
     }
@@ -465,6 +483,7 @@ impl Node {
     async fn answer(
         &self,
         opened: OpenedRequest,
+        request_sha256: [u8; 32],
         gateway_ott_nonce: Option<[u8; 32]>,
         tx: mpsc::Sender<Vec<u8>>,
         _permit: OwnedSemaphorePermit,
@@ -480,6 +499,7 @@ impl Node {
             id: format!("chatcmpl-{}", hex::encode(random_id())),
             model: self.model.name.clone(),
             created: now_seconds(),
+            answer: Sha256::new(),
         };
         let inner = match decode_inner_request(&opened.plaintext) {
             Ok(r) => r,
@@ -543,6 +563,7 @@ impl Node {
                     if !streaming && !whole.is_empty() && !stream.delta(&whole, true).await {
                         return;
                     }
+                    let signed = self.sign_answer(request_sha256, stream.answer_sha256());
                     stream
                         .finish(
                             reason.as_str(),
@@ -551,6 +572,7 @@ impl Node {
                                 completion_tokens,
                                 total_tokens: prompt_tokens + completion_tokens,
                             },
+                            signed,
                         )
                         .await;
                     return;
@@ -564,6 +586,32 @@ impl Node {
         stream
             .error("model_error", "the engine stopped without finishing")
             .await;
+    }
+}
+
+impl Node {
+    /// The node's signed statement that it answered `request_sha256` with `answer_sha256`,
+    /// with its current document. `None` (and the answer goes unsigned, which clients refuse)
+    /// only when the node stopped serving meanwhile.
+    fn sign_answer(
+        &self,
+        request_sha256: [u8; 32],
+        answer_sha256: [u8; 32],
+    ) -> Option<SignedAnswer> {
+        let attested = self.attested().ok()?;
+        let statement = AnswerStatement {
+            request_sha256,
+            answer_sha256,
+            model_sha256: self.model.sha256,
+            release_leaf_hash: attested.release.verified.leaf_hash.0,
+            document_sha256: Sha256::digest(&attested.bundle.document).into(),
+        };
+        Some(SignedAnswer::sign(
+            &self.answer_key,
+            &statement,
+            &attested.bundle.document,
+            &attested.release.bundle,
+        ))
     }
 }
 
@@ -581,9 +629,16 @@ struct ChunkStream<'a> {
     id: String,
     model: String,
     created: u64,
+    /// SHA-256 over the answer's text, as it is sent.
+    answer: Sha256,
 }
 
 impl ChunkStream<'_> {
+    /// SHA-256 of the text sent so far.
+    fn answer_sha256(&self) -> [u8; 32] {
+        self.answer.clone().finalize().into()
+    }
+
     async fn send(&mut self, content: &ChunkContent, last: bool) -> bool {
         let bytes = Zeroizing::new(content.to_bytes());
         match self.sealer.seal_chunk(&bytes, last, self.pad_to) {
@@ -612,10 +667,12 @@ impl ChunkStream<'_> {
                 finish_reason: finish_reason.map(str::to_owned),
             }],
             usage,
+            arcane_signed_answer: None,
         })
     }
 
     async fn delta(&mut self, text: &str, first: bool) -> bool {
+        self.answer.update(text.as_bytes());
         let content = self.chunk(
             Delta {
                 role: first.then(|| "assistant".to_owned()),
@@ -629,8 +686,11 @@ impl ChunkStream<'_> {
         sent
     }
 
-    async fn finish(&mut self, reason: &str, usage: Usage) {
-        let content = self.chunk(Delta::default(), Some(reason), Some(usage));
+    async fn finish(&mut self, reason: &str, usage: Usage, signed: Option<SignedAnswer>) {
+        let mut content = self.chunk(Delta::default(), Some(reason), Some(usage));
+        if let ChunkContent::Completion(chunk) = &mut content {
+            chunk.arcane_signed_answer = signed.map(Box::new);
+        }
         self.send(&content, true).await;
     }
 

@@ -30,10 +30,26 @@ pub enum TokenCheck {
     DevelopmentWithoutTokens,
 }
 
+/// Where the node's model comes from.
+#[derive(Clone, Debug)]
+pub enum ModelSource {
+    /// A plaintext GGUF file (already opened and hashed).
+    Plain(ModelFile),
+    /// A file its owner sealed: the key is fetched from the owner's key release service with a
+    /// fresh attestation and the model decrypted into memory ([`crate::sealed_model`]).
+    Sealed(crate::sealed_model::SealedModel),
+}
+
+impl From<ModelFile> for ModelSource {
+    fn from(model: ModelFile) -> Self {
+        ModelSource::Plain(model)
+    }
+}
+
 /// Everything [`start`] needs.
 pub struct NodeOptions {
-    /// The model file (already opened and hashed).
-    pub model: ModelFile,
+    /// The model.
+    pub model: ModelSource,
     /// The NSM, real or simulated.
     pub provider: Arc<dyn AttestationProvider>,
     /// Base URL of the transparency log.
@@ -157,6 +173,26 @@ pub async fn boot(
     } = options;
     let log = LogSource::new(&log_url)?;
     let (tokens, logged_keys) = token_verifier(tokens, &log, &trust).await?;
+    // The key the node signs its answers with: every document it attests binds it, the one
+    // that asks for a sealed model's key included.
+    let answer_key = arcane_verifier::signed_answer::AnswerSigningKey::generate();
+    let model = match model {
+        ModelSource::Plain(model) => model,
+        ModelSource::Sealed(sealed) => {
+            let started = std::time::Instant::now();
+            let attesting = crate::sealed_model::Attesting {
+                provider: provider.as_ref(),
+                answer_key: answer_key.public(),
+            };
+            let model = crate::sealed_model::open(&sealed, &attesting, &log, &trust).await?;
+            tracing::info!(
+                model = %model.name,
+                ms = started.elapsed().as_millis() as u64,
+                "model key released and sealed model decrypted into memory"
+            );
+            model
+        }
+    };
     tracing::info!(model = %model.name, sha256 = %hex::encode(model.sha256), "model file checked");
     let engine = MistralEngine::load(&model, config.max_concurrent)
         .await?
@@ -168,6 +204,7 @@ pub async fn boot(
     let node = Node::boot(NodeParts {
         config,
         provider,
+        answer_key,
         engine: Arc::new(engine),
         tokens,
         model,

@@ -84,6 +84,52 @@ async fn a_verified_request_is_answered_as_a_sealed_stream() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_signs_what_it_answered_with_the_key_its_attestation_binds() {
+    use arcane_verifier::signed_answer::{ExpectedAnswer, check_signed_answer};
+    use sha2::{Digest, Sha256};
+    let stack = stack().await;
+    let (_node, url) = stack.serving_node(NodeConfig::default()).await;
+    let client = stack.client(&url);
+    let verified = client.verified_node(None).await.unwrap();
+    let (body, state) = client.seal(
+        &client.inner("Tell me about the sea.", 16),
+        verified.rek,
+        now_seconds(),
+    );
+    let request_sha256: [u8; 32] = Sha256::digest(&body).into();
+    let answer = client.read(client.post(body).await, state).await.unwrap();
+    let ChunkContent::Completion(last) = answer.chunks.last().unwrap() else {
+        panic!("the last chunk is an error");
+    };
+    let signed = last.arcane_signed_answer.as_ref().expect("a signed answer");
+    // Only the last chunk carries it.
+    assert!(
+        answer.chunks[..answer.chunks.len() - 1]
+            .iter()
+            .all(|c| matches!(c, ChunkContent::Completion(c) if c.arcane_signed_answer.is_none()))
+    );
+    let expected = ExpectedAnswer {
+        request_sha256,
+        answer_sha256: Sha256::digest(answer.text.as_bytes()).into(),
+        release: &verified.release,
+        model_sha256: verified.model_sha256,
+        answer_key: verified.answer_key,
+        log_key: &stack.log_key,
+    };
+    check_signed_answer(signed, &expected).unwrap();
+    // Another request, another answer, another key: each refused.
+    let mut other = expected;
+    other.request_sha256[0] ^= 1;
+    assert!(check_signed_answer(signed, &other).is_err());
+    let mut other = expected;
+    other.answer_sha256[0] ^= 1;
+    assert!(check_signed_answer(signed, &other).is_err());
+    let mut other = expected;
+    other.answer_key = arcane_verifier::signed_answer::AnswerSigningKey::generate().public();
+    assert!(check_signed_answer(signed, &other).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_for_another_rek_is_refused_before_anything_runs() {
     let stack = stack().await;
     let (_node, url) = stack.serving_node(NodeConfig::default()).await;

@@ -165,7 +165,7 @@ fn release_policy() {
     let rel = release(&m, model);
     let nsm = SimulatedNsm::new(&m, NOW).unwrap();
     let root = NitroRoot::development(nsm.root_der().to_vec());
-    let binding = binding_user_data(&model, &rel.leaf_hash.0);
+    let binding = binding_user_data(&model, &rel.leaf_hash.0, &[0x5a; 32]);
     let rek = [0x42u8; 32];
     let policy = AttestationPolicy::default();
     let now_ms = NOW * 1000;
@@ -175,12 +175,12 @@ fn release_policy() {
         &nsm.attest_at(Some(&rek), Some(&binding), Some(b"n1"), now_ms - 5000)
             .unwrap(),
     );
+    let keys = check_attestation(&good, &rel, &policy, now_ms, Some(b"n1")).unwrap();
+    assert_eq!((keys.public_key, keys.answer_key), (&rek[..], [0x5a; 32]));
     assert_eq!(
-        check_attestation(&good, &rel, &policy, now_ms, Some(b"n1")).unwrap(),
-        &rek
-    );
-    assert_eq!(
-        check_attestation(&good, &rel, &policy, now_ms, None).unwrap(),
+        check_attestation(&good, &rel, &policy, now_ms, None)
+            .unwrap()
+            .public_key,
         &rek
     );
     assert_eq!(
@@ -230,7 +230,7 @@ fn release_policy() {
     let mut signed_build = m.clone();
     signed_build.pcr8 = Some([0x88; 48]);
     let rel8 = release(&signed_build, model);
-    let binding8 = binding_user_data(&model, &rel8.leaf_hash.0);
+    let binding8 = binding_user_data(&model, &rel8.leaf_hash.0, &[0x5a; 32]);
     let doc = verify(
         &nsm.attest_at(Some(&rek), Some(&binding8), None, now_ms)
             .unwrap(),

@@ -2,6 +2,7 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -29,6 +30,9 @@ pub struct ModelFile {
     pub name: String,
     /// The GGUF metadata.
     pub metadata: GgufMetadata,
+    /// The anonymous memory file a decrypted model lives in ([`ModelFile::in_memory`]): held
+    /// open for as long as the model may be read through `path`.
+    memory: Option<Arc<std::fs::File>>,
 }
 
 impl ModelFile {
@@ -62,7 +66,40 @@ impl ModelFile {
             sha256,
             name,
             metadata,
+            memory: None,
         })
+    }
+
+    /// A model that lives in an anonymous memory file (Linux `memfd`: never on a disk, gone
+    /// when the last handle closes), such as a sealed model decrypted inside an enclave. The
+    /// caller computed `sha256` while writing it (and checked it against the release); the
+    /// engine reads it through `/proc/self/fd`, so no other directory's files can override its
+    /// metadata. `fallback_name` names it when its metadata has no `general.name`.
+    pub fn in_memory(file: std::fs::File, sha256: [u8; 32], fallback_name: &str) -> Result<Self> {
+        #[cfg(target_os = "linux")]
+        let path = {
+            use std::os::fd::AsRawFd;
+            PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        };
+        #[cfg(not(target_os = "linux"))]
+        let path: PathBuf = return Err(EngineError::Model(
+            "a model in memory is read through /proc/self/fd, which needs Linux".into(),
+        ));
+        let metadata = gguf::read_metadata(&path)?;
+        metadata.check_loadable()?;
+        let name = metadata.name().unwrap_or(fallback_name).to_owned();
+        Ok(ModelFile {
+            path,
+            sha256,
+            name,
+            metadata,
+            memory: Some(Arc::new(file)),
+        })
+    }
+
+    /// Whether the model lives in an anonymous memory file rather than at a path on a disk.
+    pub fn is_in_memory(&self) -> bool {
+        self.memory.is_some()
     }
 
     /// The directory and file name, as the engine's loader wants them.

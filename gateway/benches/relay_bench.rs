@@ -230,6 +230,7 @@ async fn run(n: usize) {
             ..NodeConfig::default()
         },
         provider: nsm,
+        answer_key: arcane_verifier::signed_answer::AnswerSigningKey::generate(),
         engine: Arc::new(NoopEngine),
         tokens: Arc::new(DevelopmentWithoutTokens::for_development()),
         model: model.clone(),

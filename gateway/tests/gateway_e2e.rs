@@ -133,6 +133,7 @@ async fn tokens_and_a_sealed_chat_through_the_gateway() {
     let node = Node::boot(NodeParts {
         config: NodeConfig::default(),
         provider: nsm.clone(),
+        answer_key: arcane_verifier::signed_answer::AnswerSigningKey::generate(),
         engine: Arc::new(MistralEngine::load(&model, 2).await.unwrap()),
         tokens: Arc::new(LoggedTokenKeys::new(token_keys, 4)),
         model: model.clone(),

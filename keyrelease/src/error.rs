@@ -17,6 +17,18 @@ pub enum KeyReleaseError {
         /// The model it is stored for.
         model_sha256: String,
     },
+    /// The stored challenge secret is not one.
+    #[error("the stored challenge secret is not 32 bytes of hex")]
+    CorruptSecret,
+    /// The challenge was answered before: a key is released once per challenge.
+    #[error("this challenge was answered before")]
+    ChallengeUsed,
+    /// No key is stored for the model a request names.
+    #[error("no key is held for model {model_sha256}")]
+    UnknownModel {
+        /// The model.
+        model_sha256: String,
+    },
     /// A file could not be read or written.
     #[error("{path}: {why}")]
     File {
@@ -31,9 +43,10 @@ pub enum KeyReleaseError {
         /// The model file.
         path: String,
     },
-    /// Sealing itself refused (an empty model).
-    #[error("sealing: {0}")]
-    Sealing(#[from] arcane_verifier::Error),
+    /// A check or format of the verifier failed: sealing (an empty model), or a key request
+    /// (malformed, or refused by the release decision).
+    #[error("{0}")]
+    Verifier(#[from] arcane_verifier::Error),
 }
 
 /// Result with [`KeyReleaseError`].

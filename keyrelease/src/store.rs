@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arcane_db::{Backend, PoolLimits, WriteQueue};
+use arcane_verifier::model_key::{ChallengeSecret, MAX_RECORDS_PER_READ, ReleaseRecord};
 use arcane_verifier::sealed_model::ModelKey;
 use sqlx::{AnyPool, Row};
 use zeroize::Zeroizing;
@@ -100,6 +101,96 @@ impl KeyStore {
         self.key(model_sha256)
             .await?
             .ok_or_else(|| KeyReleaseError::CorruptKey { model_sha256: name })
+    }
+}
+
+impl KeyStore {
+    /// The secret challenges are authenticated with: the one stored, or a new one stored now.
+    pub async fn challenge_secret(&self) -> Result<ChallengeSecret> {
+        let read = || async {
+            let row = sqlx::query("SELECT secret FROM service_secrets WHERE name = 'challenge'")
+                .fetch_optional(&self.pool)
+                .await?;
+            row.map(|row| {
+                let text = Zeroizing::new(row.try_get::<String, _>("secret")?);
+                let bytes = Zeroizing::new(
+                    hex::decode(text.as_str()).map_err(|_| KeyReleaseError::CorruptSecret)?,
+                );
+                ChallengeSecret::from_bytes(&bytes).map_err(|_| KeyReleaseError::CorruptSecret)
+            })
+            .transpose()
+        };
+        if let Some(secret) = read().await? {
+            return Ok(secret);
+        }
+        let fresh = ChallengeSecret::generate();
+        let text = Zeroizing::new(hex::encode(fresh.as_bytes()));
+        {
+            let _turn = self.writes.turn().await;
+            sqlx::query(
+                "INSERT INTO service_secrets (name, secret) VALUES ('challenge', $1) \
+                 ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(text.as_str())
+            .execute(&self.pool)
+            .await?;
+        }
+        read().await?.ok_or(KeyReleaseError::CorruptSecret)
+    }
+
+    /// Appends `record` (its `seq` is ignored) and returns its place, committed before it
+    /// returns. A challenge already in the record is refused as
+    /// [`KeyReleaseError::ChallengeUsed`]: an attestation answers one challenge once, at one
+    /// replica or another.
+    pub async fn record_release(&self, record: &ReleaseRecord) -> Result<u64> {
+        let _turn = self.writes.turn().await;
+        let row = sqlx::query(
+            "INSERT INTO key_releases (challenge, released_at_ms, model_sha256, pcr0, \
+             document_sha256, release_leaf_hash, access_leaf_hash, request) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (challenge) DO NOTHING \
+             RETURNING seq",
+        )
+        .bind(&record.challenge)
+        .bind(record.released_at_ms.min(i64::MAX as u64) as i64)
+        .bind(&record.model_sha256)
+        .bind(&record.pcr0)
+        .bind(&record.document_sha256)
+        .bind(&record.release_leaf_hash)
+        .bind(&record.access_leaf_hash)
+        .bind(&record.request)
+        .fetch_optional(&self.pool)
+        .await?;
+        let row = row.ok_or(KeyReleaseError::ChallengeUsed)?;
+        Ok(row.try_get::<i64, _>("seq")?.max(0) as u64)
+    }
+
+    /// The records after `after` (by `seq`), oldest first, at most `limit` (capped at
+    /// [`MAX_RECORDS_PER_READ`]).
+    pub async fn releases(&self, after: u64, limit: u32) -> Result<Vec<ReleaseRecord>> {
+        let rows = sqlx::query(
+            "SELECT seq, released_at_ms, challenge, model_sha256, pcr0, document_sha256, \
+             release_leaf_hash, access_leaf_hash, request FROM key_releases \
+             WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(after.min(i64::MAX as u64) as i64)
+        .bind(i64::from(limit.clamp(1, MAX_RECORDS_PER_READ)))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(ReleaseRecord {
+                    seq: row.try_get::<i64, _>("seq")?.max(0) as u64,
+                    released_at_ms: row.try_get::<i64, _>("released_at_ms")?.max(0) as u64,
+                    challenge: row.try_get("challenge")?,
+                    model_sha256: row.try_get("model_sha256")?,
+                    pcr0: row.try_get("pcr0")?,
+                    document_sha256: row.try_get("document_sha256")?,
+                    release_leaf_hash: row.try_get("release_leaf_hash")?,
+                    access_leaf_hash: row.try_get("access_leaf_hash")?,
+                    request: row.try_get("request")?,
+                })
+            })
+            .collect()
     }
 }
 

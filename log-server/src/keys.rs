@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-use arcane_verifier::entry::{KIND_OHTTP_KEYS, KIND_RELEASE, KIND_TOKEN_KEY, kind_code, kind_name};
+use arcane_verifier::entry::{
+    KIND_MODEL_ACCESS, KIND_OHTTP_KEYS, KIND_RELEASE, KIND_TOKEN_KEY, kind_code, kind_name,
+};
 use arcane_verifier::note::{ALG_ED25519, NoteSigner, VerifierKey};
 use zeroize::Zeroizing;
 
@@ -65,12 +67,17 @@ impl AllowedKinds {
     /// Every typed kind, no opaque entries: the default for `publisher allow`.
     pub fn all_typed() -> Self {
         AllowedKinds {
-            typed: vec![KIND_RELEASE, KIND_OHTTP_KEYS, KIND_TOKEN_KEY],
+            typed: vec![
+                KIND_RELEASE,
+                KIND_OHTTP_KEYS,
+                KIND_TOKEN_KEY,
+                KIND_MODEL_ACCESS,
+            ],
             opaque: false,
         }
     }
 
-    /// Parses `release,ohttp-keys,token-key,opaque` (any non-empty subset).
+    /// Parses `release,ohttp-keys,token-key,model-access,opaque` (any non-empty subset).
     pub fn parse(list: &str) -> Result<Self> {
         let mut allowed = AllowedKinds {
             typed: Vec::new(),
@@ -82,7 +89,8 @@ impl AllowedKinds {
                 (_, Some(code)) if !allowed.typed.contains(&code) => allowed.typed.push(code),
                 _ => {
                     return Err(LogError::Config(format!(
-                        "unknown or repeated kind {name:?} (known: release, ohttp-keys, token-key, opaque)"
+                        "unknown or repeated kind {name:?} (known: release, ohttp-keys, token-key, \
+                         model-access, opaque)"
                     )));
                 }
             }

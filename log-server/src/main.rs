@@ -16,7 +16,7 @@ use arcane_log::publish::{
 };
 use arcane_log::{DEFAULT_LISTEN, LogError, POLICY_FILE, ServeConfig};
 use arcane_verifier::bundle::ProofBundle;
-use arcane_verifier::entry::{EntryBody, SignedEntry, TokenRole};
+use arcane_verifier::entry::{EntryBody, ModelAccess, SignedEntry, TokenRole};
 use arcane_verifier::note::VerifierKey;
 
 #[derive(Parser)]
@@ -149,7 +149,8 @@ enum PublisherCommand {
     Allow {
         #[arg(long, default_value = "./arcane-data")]
         data_dir: PathBuf,
-        /// What it may publish: any of release, ohttp-keys, token-key, opaque, comma-separated.
+        /// What it may publish: any of release, ohttp-keys, token-key, model-access, opaque,
+        /// comma-separated.
         #[arg(long, default_value = "release,ohttp-keys,token-key")]
         kinds: String,
         /// The publisher's verifier key text.
@@ -219,6 +220,21 @@ enum PublishCommand {
         /// DER or PEM SubjectPublicKeyInfo.
         #[arg(long)]
         public_key: PathBuf,
+    },
+    /// Publish, as a model's owner, which enclave images may receive the model's key from the
+    /// owner's key release service.
+    ModelAccess {
+        #[command(flatten)]
+        common: PublishArgs,
+        /// The SHA-256 of the model's plaintext (what `arcane-keyrelease seal` prints).
+        #[arg(long)]
+        model_sha256: String,
+        /// An image allowed, by its PCR0 (96 hex digits); repeat for more.
+        #[arg(long = "image")]
+        images: Vec<String>,
+        /// An image allowed, by its Nitro Enclave Image File (its PCR0 is computed); repeat.
+        #[arg(long = "eif")]
+        eifs: Vec<PathBuf>,
     },
 }
 
@@ -389,6 +405,14 @@ async fn wait_for_signal() {
     }
 }
 
+/// `N` bytes from hex digits, or a configuration error naming `what`.
+fn parse_hex_array<const N: usize>(text: &str, what: &str) -> Result<[u8; N], LogError> {
+    hex::decode(text.trim())
+        .ok()
+        .and_then(|b| <[u8; N]>::try_from(b).ok())
+        .ok_or_else(|| LogError::Config(format!("{what} must be {} hex digits", 2 * N)))
+}
+
 async fn publish(what: PublishCommand) -> Result<(), LogError> {
     let (common, body) = match what {
         PublishCommand::Release {
@@ -403,12 +427,7 @@ async fn publish(what: PublishCommand) -> Result<(), LogError> {
         } => {
             let model_sha256 = match (model, model_sha256) {
                 (Some(path), None) => file_sha256(&path)?,
-                (None, Some(text)) => hex::decode(text.trim())
-                    .ok()
-                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                    .ok_or_else(|| {
-                        LogError::Config("--model-sha256 must be 64 hex digits".into())
-                    })?,
+                (None, Some(text)) => parse_hex_array::<32>(&text, "--model-sha256")?,
                 _ => return Err(LogError::Config("give --model or --model-sha256".into())),
             };
             let measurements = measure_eif(&eif)?;
@@ -436,6 +455,26 @@ async fn publish(what: PublishCommand) -> Result<(), LogError> {
                 TokenRole::Ott
             };
             (common, token_key_from_file(&public_key, role)?)
+        }
+        PublishCommand::ModelAccess {
+            common,
+            model_sha256,
+            images,
+            eifs,
+        } => {
+            let model_sha256 = parse_hex_array::<32>(&model_sha256, "--model-sha256")?;
+            let mut pcr0s = Vec::new();
+            for image in &images {
+                pcr0s.push(parse_hex_array::<48>(image, "--image")?);
+            }
+            for eif in &eifs {
+                pcr0s.push(measure_eif(eif)?.pcr0);
+            }
+            let access = ModelAccess {
+                model_sha256,
+                images: pcr0s,
+            };
+            (common, EntryBody::ModelAccess(access))
         }
     };
     let publisher = read_secret_key(&common.key)?;

@@ -99,6 +99,8 @@ pub struct NodeTrust<'a> {
 pub struct VerifiedNode {
     /// The REK from the document's `public_key`.
     pub rek: RekPublicKey,
+    /// The key the node signs its answers with (bound in the document's `user_data`).
+    pub answer_key: [u8; 32],
     /// The release entry, its proof and checkpoint.
     pub release: VerifiedEntry,
     /// The model digest the node attested and the release names.
@@ -153,10 +155,11 @@ pub fn verify_node_document(
     };
     let model_sha256 = r.model_sha256;
     let document = cache.verify(document, trust.nitro_root, now)?;
-    let rek = check_attestation(&document, &release, trust.attestation, now_ms, nonce)?;
-    let rek = RekPublicKey::from_slice(rek)?;
+    let keys = check_attestation(&document, &release, trust.attestation, now_ms, nonce)?;
+    let rek = RekPublicKey::from_slice(keys.public_key)?;
     Ok(VerifiedNode {
         rek,
+        answer_key: keys.answer_key,
         model_sha256,
         document_hash: document.document_hash,
         attested_at_ms: document.document.timestamp_ms,

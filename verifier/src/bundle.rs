@@ -46,6 +46,26 @@ pub struct ProofBundle {
 }
 
 impl ProofBundle {
+    /// The bundle's proof, whoever published its entry: the checkpoint's log signature and
+    /// witness policy, and the inclusion proof of the entry's leaf hash in that checkpoint.
+    /// Returns the verified checkpoint and the leaf hash.
+    pub fn prove(
+        &self,
+        log_key: &VerifierKey,
+        witnesses: &WitnessPolicy,
+    ) -> Result<(VerifiedCheckpoint, Hash)> {
+        let checkpoint = verify_checkpoint(self.checkpoint.as_bytes(), log_key, witnesses)?;
+        let leaf = leaf_hash(&self.entry);
+        verify_inclusion(
+            self.index,
+            checkpoint.checkpoint.size,
+            &leaf,
+            &self.proof,
+            &checkpoint.checkpoint.root,
+        )?;
+        Ok((checkpoint, leaf))
+    }
+
     /// The bundle's text form.
     pub fn to_text(&self) -> String {
         let mut out = format!(
@@ -185,11 +205,7 @@ pub fn verify_bundle(
     now: u64,
 ) -> Result<VerifiedEntry> {
     let bundle = ProofBundle::parse(bytes)?;
-    let checkpoint = verify_checkpoint(
-        bundle.checkpoint.as_bytes(),
-        anchors.log_key,
-        anchors.witnesses,
-    )?;
+    let (checkpoint, leaf) = bundle.prove(anchors.log_key, anchors.witnesses)?;
     if let Some(current) = current {
         let (b, c) = (checkpoint.checkpoint.size, current.size);
         if b < c {
@@ -208,14 +224,6 @@ pub fn verify_bundle(
             return Err(Error::ForkedCheckpoint { size: b });
         }
     }
-    let leaf = leaf_hash(&bundle.entry);
-    verify_inclusion(
-        bundle.index,
-        checkpoint.checkpoint.size,
-        &leaf,
-        &bundle.proof,
-        &checkpoint.checkpoint.root,
-    )?;
     let entry = SignedEntry::decode(&bundle.entry)?;
     let publisher = entry.verify_signature(anchors.publishers)?.clone();
     anchors.policy.validate(&entry.entry)?;

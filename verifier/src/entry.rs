@@ -29,6 +29,10 @@ pub const KIND_RELEASE: u8 = 1;
 pub const KIND_OHTTP_KEYS: u8 = 2;
 /// Kind code of a `token-key` entry.
 pub const KIND_TOKEN_KEY: u8 = 3;
+/// Kind code of a `model-access` entry.
+pub const KIND_MODEL_ACCESS: u8 = 4;
+/// Most release images one `model-access` entry names.
+pub const MAX_ACCESS_IMAGES: usize = 64;
 
 /// RFC 9458 KEM id of DHKEM(X25519, HKDF-SHA256).
 pub const KEM_X25519_SHA256: u16 = 0x0020;
@@ -132,6 +136,26 @@ impl TokenKey {
     }
 }
 
+/// A `model-access`: a model owner's statement of which enclave images may receive the key of
+/// one model. Published by the owner (its key release service's publisher key); a key release
+/// service releases the model's key only to a node whose attested PCR0 it names and whose logged
+/// `release` names the model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelAccess {
+    /// SHA-256 of the model's plaintext file (the digest `release` entries name).
+    pub model_sha256: [u8; 32],
+    /// PCR0 (the whole enclave image) of each image allowed: 1 to [`MAX_ACCESS_IMAGES`], no
+    /// repeats.
+    pub images: Vec<[u8; 48]>,
+}
+
+impl ModelAccess {
+    /// Whether an image with this PCR0 may receive the model's key.
+    pub fn allows(&self, pcr0: &[u8]) -> bool {
+        self.images.iter().any(|image| image[..] == *pcr0)
+    }
+}
+
 /// The kind-specific part of an entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EntryBody {
@@ -141,6 +165,8 @@ pub enum EntryBody {
     OhttpKeys(OhttpKeyConfig),
     /// A token issuer key.
     TokenKey(TokenKey),
+    /// Which images may receive a model's key.
+    ModelAccess(ModelAccess),
     /// A kind this verifier does not know: carried, signed and dated, never interpreted.
     Unknown {
         /// The kind code.
@@ -157,11 +183,13 @@ impl EntryBody {
             EntryBody::Release(_) => KIND_RELEASE,
             EntryBody::OhttpKeys(_) => KIND_OHTTP_KEYS,
             EntryBody::TokenKey(_) => KIND_TOKEN_KEY,
+            EntryBody::ModelAccess(_) => KIND_MODEL_ACCESS,
             EntryBody::Unknown { kind, .. } => *kind,
         }
     }
 
-    /// The kind's name (`release`, `ohttp-keys`, `token-key`, or `unknown-<code>`).
+    /// The kind's name (`release`, `ohttp-keys`, `token-key`, `model-access`, or
+    /// `unknown-<code>`).
     pub fn kind_name(&self) -> String {
         kind_name(self.kind())
     }
@@ -173,6 +201,7 @@ pub fn kind_name(kind: u8) -> String {
         KIND_RELEASE => "release".into(),
         KIND_OHTTP_KEYS => "ohttp-keys".into(),
         KIND_TOKEN_KEY => "token-key".into(),
+        KIND_MODEL_ACCESS => "model-access".into(),
         other => format!("unknown-{other}"),
     }
 }
@@ -183,6 +212,7 @@ pub fn kind_code(name: &str) -> Option<u8> {
         "release" => Some(KIND_RELEASE),
         "ohttp-keys" => Some(KIND_OHTTP_KEYS),
         "token-key" => Some(KIND_TOKEN_KEY),
+        "model-access" => Some(KIND_MODEL_ACCESS),
         _ => None,
     }
 }
@@ -310,6 +340,8 @@ pub struct EntryPolicy {
     pub max_ohttp_keys_validity: u64,
     /// Longest validity of a `token-key` entry.
     pub max_token_key_validity: u64,
+    /// Longest validity of a `model-access` entry.
+    pub max_model_access_validity: u64,
 }
 
 const DAY: u64 = 24 * 60 * 60;
@@ -320,6 +352,7 @@ impl Default for EntryPolicy {
             max_release_validity: 366 * DAY,
             max_ohttp_keys_validity: 90 * DAY,
             max_token_key_validity: 90 * DAY,
+            max_model_access_validity: 366 * DAY,
         }
     }
 }
@@ -341,6 +374,10 @@ impl EntryPolicy {
             EntryBody::TokenKey(k) => {
                 validate_token_key(k)?;
                 ("token-key", self.max_token_key_validity)
+            }
+            EntryBody::ModelAccess(a) => {
+                validate_model_access(a)?;
+                ("model-access", self.max_model_access_validity)
             }
             EntryBody::Unknown { kind, .. } => return Err(Error::UnknownEntryKind(*kind)),
         };
@@ -428,6 +465,33 @@ fn validate_release(r: &Release) -> Result<()> {
     }
     if r.model_sha256 == [0u8; 32] || r.eif_sha384 == zero {
         return Err(invalid("release", "model and EIF digests must be set"));
+    }
+    Ok(())
+}
+
+fn validate_model_access(a: &ModelAccess) -> Result<()> {
+    if a.model_sha256 == [0u8; 32] {
+        return Err(invalid("model-access", "the model digest must be set"));
+    }
+    if a.images.is_empty() || a.images.len() > MAX_ACCESS_IMAGES {
+        return Err(invalid(
+            "model-access",
+            format!(
+                "names {} images, 1 to {MAX_ACCESS_IMAGES} allowed",
+                a.images.len()
+            ),
+        ));
+    }
+    for (i, image) in a.images.iter().enumerate() {
+        if *image == [0u8; 48] {
+            return Err(invalid(
+                "model-access",
+                "an image's PCR0 is all zeros (a debug enclave)",
+            ));
+        }
+        if a.images[..i].contains(image) {
+            return Err(invalid("model-access", "an image is named twice"));
+        }
     }
     Ok(())
 }
@@ -605,6 +669,15 @@ fn encode_body(body: &EntryBody) -> Result<Vec<u8>> {
             out.extend_from_slice(&len.to_be_bytes());
             out.extend_from_slice(&k.spki_der);
         }
+        EntryBody::ModelAccess(a) => {
+            out.extend_from_slice(&a.model_sha256);
+            let count = u8::try_from(a.images.len())
+                .map_err(|_| Error::MalformedEntry("too many images"))?;
+            out.push(count);
+            for image in &a.images {
+                out.extend_from_slice(image);
+            }
+        }
         EntryBody::Unknown { bytes, .. } => out.extend_from_slice(bytes),
     }
     Ok(out)
@@ -671,6 +744,18 @@ fn decode_body(kind: u8, bytes: &[u8]) -> Result<EntryBody> {
                 role,
                 token_type,
                 spki_der,
+            })
+        }
+        KIND_MODEL_ACCESS => {
+            let model_sha256 = r.array()?;
+            let count = usize::from(r.u8()?);
+            let mut images = Vec::with_capacity(count);
+            for _ in 0..count {
+                images.push(r.array()?);
+            }
+            EntryBody::ModelAccess(ModelAccess {
+                model_sha256,
+                images,
             })
         }
         other => {
@@ -869,6 +954,13 @@ pub enum BodyView {
         /// DER SubjectPublicKeyInfo (hex).
         spki: String,
     },
+    /// `model-access`.
+    ModelAccess {
+        /// Model SHA-256 (hex).
+        model_sha256: String,
+        /// PCR0 of each image allowed (hex).
+        images: Vec<String>,
+    },
     /// A kind this verifier does not know.
     Unknown {
         /// The body bytes (hex).
@@ -909,6 +1001,10 @@ impl SignedEntry {
                 token_key_id: hex(&k.key_id()),
                 modulus_bits: k.modulus_bits().ok(),
                 spki: hex(&k.spki_der),
+            },
+            EntryBody::ModelAccess(a) => BodyView::ModelAccess {
+                model_sha256: hex(&a.model_sha256),
+                images: a.images.iter().map(|i| hex(i)).collect(),
             },
             EntryBody::Unknown { bytes, .. } => BodyView::Unknown { body: hex(bytes) },
         };

@@ -135,6 +135,22 @@ pub enum Error {
     #[error("malformed node attestation bundle: {0}")]
     MalformedNodeBundle(&'static str),
 
+    // --- model key release ----------------------------------------------------------------------
+    #[error("malformed key release message: {0}")]
+    MalformedKeyRelease(&'static str),
+    #[error("model key release refused: {0}")]
+    KeyReleaseRefused(String),
+
+    // --- answers signed by the node -------------------------------------------------------------
+    #[error("malformed signed answer: {0}")]
+    MalformedSignedAnswer(&'static str),
+    #[error("signed answer: {0}")]
+    SignedAnswerMismatch(&'static str),
+    #[error("the answer's signature does not verify under the node's answer key")]
+    AnswerSignature,
+    #[error("the answer carries no signature from the node")]
+    UnsignedAnswer,
+
     // --- inner requests -----------------------------------------------------------------------
     #[error("malformed inner request: {0}")]
     MalformedInner(&'static str),

@@ -267,6 +267,10 @@ pub struct ChatCompletionChunk {
     /// Counts, in the last chunk.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    /// In the last chunk: the node's signed statement about this answer
+    /// ([`crate::signed_answer`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arcane_signed_answer: Option<Box<crate::signed_answer::SignedAnswer>>,
 }
 
 /// The error a node reports inside the sealed stream.

@@ -25,6 +25,10 @@
 //! - [`sealed`]: sealed requests (a DEK wrapped with HPKE to node REKs) and sealed streamed answers.
 //! - [`sealed_model`]: model files encrypted by their owner (chunked ChaCha20-Poly1305, STREAM
 //!   nonces), opened chunk by chunk inside a node.
+//! - [`model_key`]: releasing a model key to a node that attests a logged release the model's
+//!   owner allows: challenge, request, the one decision, the wrapped key.
+//! - [`signed_answer`]: the statement a node signs in an answer's final chunk (request, answer,
+//!   model, release, document), checked by the client and offline from a receipt.
 //! - [`envelope`]: the bodies client → gateway → node carry (chat envelope, node request, OTT grant
 //!   request), one encoder and one parser each.
 //! - [`openai`]: the OpenAI-compatible chat surface a local proxy offers: strict request reading,
@@ -70,6 +74,7 @@ pub mod inner;
 pub mod key_windows;
 pub mod log_api;
 pub mod merkle;
+pub mod model_key;
 pub mod nitro;
 pub mod note;
 pub mod openai;
@@ -77,6 +82,7 @@ pub mod pem;
 pub mod proof;
 pub mod sealed;
 pub mod sealed_model;
+pub mod signed_answer;
 pub mod streamed_response;
 pub mod tiles;
 pub mod timeline;

@@ -31,7 +31,9 @@ pub const AWS_NITRO_ROOT_G1_SHA256: &str =
 /// Largest document accepted.
 pub const MAX_DOCUMENT_BYTES: usize = 16 * 1024;
 /// Prefix of the `user_data` that binds a node to its release (see `spec/attestation.md`).
-pub const USER_DATA_PREFIX: &[u8; 16] = b"ARCANE-ATTEST-V1";
+pub const USER_DATA_PREFIX: &[u8; 16] = b"ARCANE-ATTEST-V2";
+/// Length of that `user_data`: prefix, model digest, release leaf hash, answer key.
+pub const USER_DATA_LEN: usize = 16 + 32 + 32 + 32;
 
 /// Where a root of trust comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -396,26 +398,42 @@ impl Default for AttestationPolicy {
     }
 }
 
-/// The `user_data` a node must attest: the prefix, the model's SHA-256 and the leaf hash of the
-/// release entry it runs (80 bytes).
-pub fn binding_user_data(model_sha256: &[u8; 32], release_leaf_hash: &[u8; 32]) -> Vec<u8> {
+/// The `user_data` a node must attest: the prefix, the model's SHA-256, the leaf hash of the
+/// release entry it runs, and the public key it signs its answers with
+/// ([`crate::signed_answer`]): 112 bytes.
+pub fn binding_user_data(
+    model_sha256: &[u8; 32],
+    release_leaf_hash: &[u8; 32],
+    answer_key: &[u8; 32],
+) -> Vec<u8> {
     let mut out = USER_DATA_PREFIX.to_vec();
     out.extend_from_slice(model_sha256);
     out.extend_from_slice(release_leaf_hash);
+    out.extend_from_slice(answer_key);
     out
+}
+
+/// The keys an attestation vouches for, once the release policy holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttestedKeys<'d> {
+    /// The document's `public_key`: the key to wrap to (a REK, or a node's key for a wrapped
+    /// model key).
+    pub public_key: &'d [u8],
+    /// The Ed25519 key the node signs its answers with (the tail of `user_data`).
+    pub answer_key: [u8; 32],
 }
 
 /// Applies the release policy to a verified document at `now_ms`: not a debug enclave, PCR0/1/2
 /// (and PCR8 when the release names one) equal to the release's, fresh enough, `user_data` binding
-/// the release's model digest and leaf hash, a public key present (returned: the REK to wrap to),
-/// and the nonce when one was asked for.
+/// the release's model digest and leaf hash (and an answer key), a public key present, and the
+/// nonce when one was asked for. Returns the public key and the answer key.
 pub fn check_attestation<'d>(
     verified: &'d VerifiedDocument,
     release: &VerifiedEntry,
     policy: &AttestationPolicy,
     now_ms: u64,
     nonce: Option<&[u8]>,
-) -> Result<&'d [u8]> {
+) -> Result<AttestedKeys<'d>> {
     let doc = &verified.document;
     let EntryBody::Release(r) = &release.entry.entry.body else {
         return Err(Error::WrongEntryKind {
@@ -449,12 +467,17 @@ pub fn check_attestation<'d>(
             max_ms: policy.max_age_ms,
         });
     }
-    let expected = binding_user_data(&r.model_sha256, &release.leaf_hash.0);
-    if doc.user_data.as_deref() != Some(&expected[..]) {
+    let user_data = doc.user_data.as_deref().unwrap_or_default();
+    let binds = user_data.len() == USER_DATA_LEN
+        && user_data[..16] == USER_DATA_PREFIX[..]
+        && user_data[16..48] == r.model_sha256
+        && user_data[48..80] == release.leaf_hash.0;
+    if !binds {
         return Err(Error::AttestationBinding(
             "user_data does not bind this release and model",
         ));
     }
+    let answer_key: [u8; 32] = user_data[80..].try_into().expect("32 bytes");
     if let Some(nonce) = nonce
         && doc.nonce.as_deref() != Some(nonce)
     {
@@ -462,9 +485,13 @@ pub fn check_attestation<'d>(
             "nonce differs from the challenge",
         ));
     }
-    doc.public_key.as_deref().ok_or(Error::AttestationBinding(
+    let public_key = doc.public_key.as_deref().ok_or(Error::AttestationBinding(
         "no public key (REK) in the document",
-    ))
+    ))?;
+    Ok(AttestedKeys {
+        public_key,
+        answer_key,
+    })
 }
 
 /// Verified documents by the SHA-256 of their exact bytes and of the root they chain to: a

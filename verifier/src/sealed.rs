@@ -127,6 +127,11 @@ impl RekSecret {
     pub fn public(&self) -> RekPublicKey {
         self.public
     }
+
+    /// The private key, for the crate's other HPKE receivers (a wrapped model key).
+    pub(crate) fn private(&self) -> &<RekKem as hpke::Kem>::PrivateKey {
+        &self.secret
+    }
 }
 
 impl std::fmt::Debug for RekSecret {

@@ -442,12 +442,22 @@ fn arb_entry() -> impl Strategy<Value = Entry> {
                 spki_der,
             })
         });
-    let unknown = (4u8..=255, proptest::collection::vec(any::<u8>(), 0..100))
+    let access = (
+        any::<[u8; 32]>(),
+        proptest::collection::vec(proptest::array::uniform::<_, 48>(any::<u8>()), 0..70),
+    )
+        .prop_map(|(model_sha256, images)| {
+            EntryBody::ModelAccess(ModelAccess {
+                model_sha256,
+                images,
+            })
+        });
+    let unknown = (5u8..=255, proptest::collection::vec(any::<u8>(), 0..100))
         .prop_map(|(kind, bytes)| EntryBody::Unknown { kind, bytes });
     (
         any::<u64>(),
         any::<u64>(),
-        prop_oneof![release, ohttp, token, unknown],
+        prop_oneof![release, ohttp, token, access, unknown],
     )
         .prop_map(|(not_before, not_after, body)| Entry {
             not_before,
@@ -492,4 +502,52 @@ proptest! {
         }
         let _ = decode_key_config(&bytes);
     }
+}
+
+#[test]
+fn model_access_rules() {
+    let entry = |images: Vec<[u8; 48]>, model_sha256: [u8; 32]| Entry {
+        not_before: 1_000,
+        not_after: 2_000,
+        publisher: publisher_id(),
+        body: EntryBody::ModelAccess(ModelAccess {
+            model_sha256,
+            images,
+        }),
+    };
+    let policy = EntryPolicy::default();
+    let good = entry(vec![[1; 48], [2; 48]], [3; 32]);
+    policy.validate(&good).unwrap();
+    let signed = good.clone().sign(&publisher()).unwrap();
+    let decoded = SignedEntry::decode(signed.as_bytes()).unwrap();
+    assert_eq!(decoded.entry, good);
+    assert_eq!(decoded.entry.body.kind_name(), "model-access");
+    let EntryBody::ModelAccess(access) = &decoded.entry.body else {
+        panic!("not model-access");
+    };
+    assert!(access.allows(&[2; 48]) && !access.allows(&[9; 48]));
+    for (bad, why) in [
+        (entry(vec![], [3; 32]), "no image"),
+        (entry(vec![[0; 48]], [3; 32]), "a debug image"),
+        (entry(vec![[1; 48], [1; 48]], [3; 32]), "an image twice"),
+        (entry(vec![[1; 48]], [0; 32]), "no model"),
+        (
+            entry((1..=65u8).map(|i| [i; 48]).collect(), [3; 32]),
+            "65 images",
+        ),
+    ] {
+        assert!(
+            matches!(
+                policy.validate(&bad),
+                Err(Error::InvalidEntry {
+                    kind: "model-access",
+                    ..
+                })
+            ),
+            "{why} must be refused"
+        );
+    }
+    let mut long = good;
+    long.not_after = long.not_before + 367 * 24 * 3600;
+    assert!(policy.validate(&long).is_err());
 }

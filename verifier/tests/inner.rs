@@ -152,6 +152,7 @@ fn chunk_contents_round_trip() {
             finish_reason: None,
         }],
         usage: None,
+        arcane_signed_answer: None,
     });
     assert_eq!(ChunkContent::parse(&chunk.to_bytes()).unwrap(), chunk);
     let error = ChunkContent::Error(ErrorBody {

@@ -102,7 +102,7 @@ pub fn bundle_from(
     timestamp_ms: u64,
 ) -> NodeBundle {
     let rek = RekSecret::generate().public();
-    let user_data = binding_user_data(&model_sha256, &release.verified.leaf_hash.0);
+    let user_data = binding_user_data(&model_sha256, &release.verified.leaf_hash.0, &[0x5a; 32]);
     NodeBundle {
         document: nsm
             .attest_at(Some(&rek.0), Some(&user_data), None, timestamp_ms)

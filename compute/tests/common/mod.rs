@@ -8,6 +8,7 @@ use std::time::Duration;
 use arcane_compute::attestation::{DeclaredMeasurements, SimulatedNsm};
 use arcane_compute::node::{Node, NodeConfig, NodeParts, now_ms, now_seconds};
 use arcane_compute::release::{LogSource, LogTrust};
+use arcane_compute::service::ModelSource;
 use arcane_compute::tokens::{DevelopmentWithoutTokens, TokenVerifier};
 use arcane_engine::gguf::{TinyLlama, write_tiny_llama};
 use arcane_engine::model::ModelFile;
@@ -90,29 +91,10 @@ pub fn random<const N: usize>() -> [u8; N] {
 impl Stack {
     /// Publishes a release for the stack's PCRs naming `model_sha256`; returns its bundle text.
     pub async fn publish_release(&self, model_sha256: [u8; 32]) -> String {
-        let client = arcane_log::client::LogClient::new(&self.log_url).unwrap();
-        let body = EntryBody::Release(Box::new(Release {
-            pcr0: self.measurements.pcr0,
-            pcr1: self.measurements.pcr1,
-            pcr2: self.measurements.pcr2,
-            pcr8: None,
-            model_sha256,
-            engine: "mistral.rs".into(),
-            engine_version: "0.8.1".into(),
-            source_commit: "0123456789abcdef0123456789abcdef01234567".into(),
-            eif_sha384: [9; 48],
-            notes: String::new(),
-        }));
-        arcane_log::publish::publish(
-            &client,
-            &self.publisher,
-            &self.log_key,
-            body,
-            Duration::from_secs(3600),
-        )
-        .await
-        .unwrap()
-        .bundle
+        let body = release_body(&self.measurements, model_sha256);
+        publish(self, &self.publisher, body, Duration::from_secs(3600))
+            .await
+            .0
     }
 
     /// Publishes a `token-key` entry for `key` in `role`.
@@ -162,6 +144,7 @@ impl Stack {
         Node::boot(NodeParts {
             config,
             provider: self.nsm.clone(),
+            answer_key: arcane_verifier::signed_answer::AnswerSigningKey::generate(),
             engine,
             tokens,
             model: self.model.clone(),
@@ -437,5 +420,170 @@ impl Stack {
         let mut client = self.client(&node.url);
         client.root = NitroRoot::development(node.root.clone());
         client
+    }
+}
+
+// --- a model's owner and its key release service (sealed models) ----------------------------
+
+/// The model's owner: its key store, its publisher key, its running service and the sealed file.
+pub struct Owner {
+    pub service: arcane_keyrelease::service::RunningService,
+    pub signer: NoteSigner,
+    pub sealed: std::path::PathBuf,
+    pub model_sha256: [u8; 32],
+    pub http: reqwest::Client,
+}
+
+/// How long a document may be old at the service in these tests.
+pub const MAX_DOCUMENT_AGE_MS: u64 = 60_000;
+
+pub async fn owner(stack: &Stack) -> Owner {
+    let dir = stack.dir.path().join("owner");
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = arcane_keyrelease::store::KeyStore::open_file(&dir.join("keys.db"))
+        .await
+        .unwrap();
+    let sealed = stack.dir.path().join("operator").join("tiny.sealed");
+    std::fs::create_dir_all(sealed.parent().unwrap()).unwrap();
+    let result = arcane_keyrelease::seal::seal_model(&store, &stack.model.path, &sealed)
+        .await
+        .unwrap();
+    assert_eq!(result.model_sha256, stack.model.sha256);
+    let signer = NoteSigner::from_seed("owner.test", ALG_ED25519, &random::<32>()).unwrap();
+    let policy = PublisherPolicy::new(stack.dir.path().join("log").join(arcane_log::POLICY_FILE));
+    policy
+        .allow(
+            &signer.verifier(),
+            &AllowedKinds::parse("model-access").unwrap(),
+        )
+        .unwrap();
+    // The operator may publish access entries too: the service must still count only the
+    // owner's.
+    policy
+        .allow(
+            &stack.publisher.verifier(),
+            &AllowedKinds::parse("release,token-key,model-access").unwrap(),
+        )
+        .unwrap();
+    let mut log = stack.trust();
+    log.publishers.push(signer.verifier());
+    let trust = arcane_keyrelease::service::ServiceTrust {
+        log,
+        owner: signer.verifier(),
+        nitro_root: NitroRoot::development(stack.nsm.root_der().to_vec()),
+        attestation: AttestationPolicy {
+            max_age_ms: MAX_DOCUMENT_AGE_MS,
+            ..AttestationPolicy::default()
+        },
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let service = arcane_keyrelease::service::start(store, trust, listener, Default::default())
+        .await
+        .unwrap();
+    Owner {
+        service,
+        signer,
+        sealed,
+        model_sha256: result.model_sha256,
+        http: reqwest::Client::new(),
+    }
+}
+
+/// Publishes `body` signed by `signer`, valid for `validity`; returns its bundle and leaf hash.
+pub async fn publish(
+    stack: &Stack,
+    signer: &NoteSigner,
+    body: EntryBody,
+    validity: Duration,
+) -> (String, [u8; 32]) {
+    let client = arcane_log::client::LogClient::new(&stack.log_url).unwrap();
+    let published = arcane_log::publish::publish(&client, signer, &stack.log_key, body, validity)
+        .await
+        .unwrap();
+    (published.bundle, published.verified.leaf_hash.0)
+}
+
+pub fn release_body(measurements: &DeclaredMeasurements, model_sha256: [u8; 32]) -> EntryBody {
+    EntryBody::Release(Box::new(Release {
+        pcr0: measurements.pcr0,
+        pcr1: measurements.pcr1,
+        pcr2: measurements.pcr2,
+        pcr8: None,
+        model_sha256,
+        engine: "mistral.rs".into(),
+        engine_version: "0.8.1".into(),
+        source_commit: "0123456789abcdef0123456789abcdef01234567".into(),
+        eif_sha384: [9; 48],
+        notes: String::new(),
+    }))
+}
+
+pub fn access_body(model_sha256: [u8; 32], images: Vec<[u8; 48]>) -> EntryBody {
+    EntryBody::ModelAccess(arcane_verifier::entry::ModelAccess {
+        model_sha256,
+        images,
+    })
+}
+
+impl Owner {
+    pub async fn challenge(&self) -> Vec<u8> {
+        let reply = self
+            .http
+            .post(format!("{}/v1/challenge", self.service.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 200);
+        arcane_verifier::model_key::ChallengeReply::parse(&reply.bytes().await.unwrap()).unwrap()
+    }
+
+    pub async fn send(&self, request: &arcane_verifier::model_key::KeyRequest) -> (u16, String) {
+        let reply = self
+            .http
+            .post(format!("{}/v1/model-key", self.service.url()))
+            .body(request.to_json())
+            .send()
+            .await
+            .unwrap();
+        (reply.status().as_u16(), reply.text().await.unwrap())
+    }
+
+    pub async fn records(&self) -> Vec<arcane_verifier::model_key::ReleaseRecord> {
+        self.http
+            .get(format!("{}/v1/releases", self.service.url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// The node's model options for the sealed file.
+    pub fn sealed_model(&self) -> ModelSource {
+        ModelSource::Sealed(arcane_compute::sealed_model::SealedModel {
+            path: self.sealed.clone(),
+            model_sha256: self.model_sha256,
+            key_release_url: self.service.url(),
+        })
+    }
+}
+
+pub fn node_options(
+    stack: &Stack,
+    owner: &Owner,
+    model: ModelSource,
+) -> arcane_compute::service::NodeOptions {
+    let mut trust = stack.trust();
+    trust.publishers.push(owner.signer.verifier());
+    arcane_compute::service::NodeOptions {
+        model,
+        provider: stack.nsm.clone(),
+        log_url: stack.log_url.clone(),
+        trust,
+        config: NodeConfig::default(),
+        tokens: arcane_compute::service::TokenCheck::DevelopmentWithoutTokens,
+        gateways: Vec::new(),
+        advertise: None,
     }
 }

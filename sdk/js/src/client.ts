@@ -119,6 +119,22 @@ export interface Receipt {
   completion_tokens: number;
   /** Every check the request passed before it was sealed, in order. */
   checks: Passed[];
+  /** The node's signed statement about the answer (checked before the receipt was written). */
+  signed_answer?: SignedAnswer;
+}
+
+/** What a node signs about an answer, inside the enclave (`spec/sealed.md` §5). */
+export interface SignedAnswer {
+  request_sha256: string;
+  answer_sha256: string;
+  model_sha256: string;
+  release_leaf_hash: string;
+  /** The node's attestation document, base64. */
+  document: string;
+  /** The proof bundle of the node's release entry (`c2sp.org/tlog-proof@v1` text). */
+  release: string;
+  /** Ed25519 over the statement, base64. */
+  signature: string;
 }
 
 /** Token counts, as the node reported. */

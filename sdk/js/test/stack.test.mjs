@@ -3,6 +3,7 @@
 // are skipped, loudly (the Rust test asserts that none was).
 
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { mkdtemp, readFile, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, isAbsolute, join } from "node:path";
@@ -61,6 +62,11 @@ test("a verified request streams its answer and leaves a receipt", { skip }, asy
   assert.equal(receipt.outcome, "answered");
   assert.match(receipt.model_sha256, /^[0-9a-f]{64}$/);
   assert.match(receipt.document_sha256, /^[0-9a-f]{64}$/);
+  // The node signed this very text inside the enclave; the SDK checked it before the receipt.
+  const text = deltas.join("");
+  assert.equal(receipt.signed_answer.answer_sha256, createHash("sha256").update(text).digest("hex"));
+  assert.equal(receipt.signed_answer.release_leaf_hash, receipt.release_leaf_hash);
+  assert.match(receipt.signed_answer.release, /^c2sp\.org\/tlog-proof@v1\n/);
   assert.equal(receipt.completion_tokens, summary.usage.completion_tokens);
   assert.deepEqual(receipt.checks, answer.report, "the receipt records the checks passed");
   assert.deepEqual(await c.receipts(), [receipt]);

@@ -585,7 +585,7 @@ impl Session {
         let gateway_ott = otts.pop().expect("two were taken");
         let relay_ott = otts.pop().expect("two were taken");
         let material = self.tokens.material(&gateway_ott).map_err(client_error)?;
-        let (envelope, opener) = seal_chat(
+        let (envelope, opener, request_hashes) = seal_chat(
             request,
             &self.candidates,
             &gateway_ott.token,
@@ -628,6 +628,8 @@ impl Session {
             checkpoint,
             candidates: std::mem::take(&mut self.candidates),
             checks: self.report.clone(),
+            request_hashes,
+            log_key: self.checks.trust().log.log_key.clone(),
         };
         self.answer = Some(AnswerStream {
             incoming,
