@@ -176,7 +176,7 @@ pub async fn boot(
     // The key the node signs its answers with: every document it attests binds it, the one
     // that asks for a sealed model's key included.
     let answer_key = arcane_verifier::signed_answer::AnswerSigningKey::generate();
-    let model = match model {
+    let mut model = match model {
         ModelSource::Plain(model) => model,
         ModelSource::Sealed(sealed) => {
             let started = std::time::Instant::now();
@@ -197,6 +197,8 @@ pub async fn boot(
     let engine = MistralEngine::load(&model, config.max_concurrent)
         .await?
         .with_sampling(config.sampling);
+    // A decrypted model's memory file is not needed once the engine holds the weights.
+    model.release_memory();
     // Before the node registers: its first client does not wait for what a first generation
     // pays once (about 250–400 ms on SmolLM2 here; BENCHMARKS.md).
     engine.warm_up().await?;

@@ -102,6 +102,17 @@ impl ModelFile {
         self.memory.is_some()
     }
 
+    /// Once the engine has loaded a model that lives in memory: closes this handle of the
+    /// memory file (its pages are freed with the last one), so the weights are not held twice
+    /// for as long as the model is served. The model keeps its name, digest and metadata; its
+    /// path becomes empty, which opens nothing (the descriptor number may be reused by another
+    /// file). A model on a disk is left as it is.
+    pub fn release_memory(&mut self) {
+        if self.memory.take().is_some() {
+            self.path = PathBuf::new();
+        }
+    }
+
     /// The directory and file name, as the engine's loader wants them.
     pub fn dir_and_file(&self) -> (String, String) {
         let dir = self.path.parent().expect("checked in open");
