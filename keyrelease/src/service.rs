@@ -30,7 +30,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use crate::error::{KeyReleaseError, Result};
-use crate::store::{KeyStore, now_seconds};
+use crate::store::{KeyStore, now_ms, now_seconds};
 
 /// What the service trusts.
 #[derive(Clone, Debug)]
@@ -112,13 +112,6 @@ pub async fn start(
         }
     });
     Ok(RunningService { addr, task })
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 fn random16() -> [u8; 16] {

@@ -204,8 +204,13 @@ fn decode_key(model_sha256: &str, text: Zeroizing<String>) -> Result<ModelKey> {
 
 /// Seconds since the Unix epoch.
 pub fn now_seconds() -> u64 {
+    now_ms() / 1000
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
+        .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }

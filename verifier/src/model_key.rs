@@ -175,17 +175,33 @@ impl ChallengeReply {
     pub fn parse(bytes: &[u8]) -> Result<Vec<u8>> {
         let reply: ChallengeReply = serde_json::from_slice(bytes)
             .map_err(|_| Error::MalformedKeyRelease("challenge reply is not the expected JSON"))?;
-        if reply.version != KEY_RELEASE_VERSION {
-            return Err(Error::MalformedKeyRelease("unsupported version"));
-        }
-        let challenge = BASE64
-            .decode(reply.challenge)
-            .map_err(|_| Error::MalformedKeyRelease("challenge is not base64"))?;
-        if challenge.len() != CHALLENGE_LEN {
-            return Err(Error::MalformedKeyRelease("a challenge is 56 bytes"));
-        }
-        Ok(challenge)
+        reply_field(
+            reply.version,
+            &reply.challenge,
+            CHALLENGE_LEN,
+            ("challenge is not base64", "a challenge is 56 bytes"),
+        )
     }
+}
+
+/// The one field of a service reply: the reply's version must be [`KEY_RELEASE_VERSION`], the
+/// field base64 of exactly `len` bytes (`what`: the errors for each).
+fn reply_field(
+    version: u32,
+    field: &str,
+    len: usize,
+    what: (&'static str, &'static str),
+) -> Result<Vec<u8>> {
+    if version != KEY_RELEASE_VERSION {
+        return Err(Error::MalformedKeyRelease("unsupported version"));
+    }
+    let bytes = BASE64
+        .decode(field)
+        .map_err(|_| Error::MalformedKeyRelease(what.0))?;
+    if bytes.len() != len {
+        return Err(Error::MalformedKeyRelease(what.1));
+    }
+    Ok(bytes)
 }
 
 /// What a node sends to `POST /v1/model-key`.
@@ -271,18 +287,15 @@ impl KeyReply {
     pub fn parse(bytes: &[u8]) -> Result<Vec<u8>> {
         let reply: KeyReply = serde_json::from_slice(bytes)
             .map_err(|_| Error::MalformedKeyRelease("key reply is not the expected JSON"))?;
-        if reply.version != KEY_RELEASE_VERSION {
-            return Err(Error::MalformedKeyRelease("unsupported version"));
-        }
-        let wrapped = BASE64
-            .decode(reply.wrapped_key)
-            .map_err(|_| Error::MalformedKeyRelease("wrapped key is not base64"))?;
-        if wrapped.len() != WRAPPED_KEY_LEN {
-            return Err(Error::MalformedKeyRelease(
+        reply_field(
+            reply.version,
+            &reply.wrapped_key,
+            WRAPPED_KEY_LEN,
+            (
+                "wrapped key is not base64",
                 "a wrapped model key is 80 bytes",
-            ));
-        }
-        Ok(wrapped)
+            ),
+        )
     }
 }
 
@@ -315,8 +328,6 @@ pub struct ApprovedKeyRequest {
     pub document_hash: [u8; 32],
     /// The node's PCR0 (the release's, which the document attested).
     pub pcr0: [u8; 48],
-    /// When the NSM signed the document (milliseconds since the epoch).
-    pub attested_at_ms: u64,
 }
 
 /// Decides a key request at `now_ms` (milliseconds since the epoch). Does not check the
@@ -382,7 +393,6 @@ pub fn check_key_request(
         access,
         document_hash: node.document_hash,
         pcr0,
-        attested_at_ms: node.attested_at_ms,
     })
 }
 

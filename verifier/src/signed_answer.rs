@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 
 use crate::bundle::{ProofBundle, VerifiedEntry};
 use crate::cosignature::WitnessPolicy;
-use crate::entry::{EntryBody, SignedEntry};
+use crate::entry::{EntryBody, Release, SignedEntry};
 use crate::nitro::{AttestationPolicy, NitroRoot, RootKind, binding_user_data, verify_document};
 use crate::note::VerifierKey;
 use crate::{Error, Result};
@@ -236,16 +236,17 @@ pub fn check_signed_answer(signed: &SignedAnswer, expected: &ExpectedAnswer<'_>)
         return mismatch("the statement names another model");
     }
     if statement.release_leaf_hash != expected.release.leaf_hash.0 {
-        let (_, leaf, named) = proven_release(&signed.release, expected.log_key)?;
-        let EntryBody::Release(verified) = &expected.release.entry.entry.body else {
-            return mismatch("the verified entry is not a release");
-        };
+        let proven = proven_release(&signed.release, expected.log_key)?;
+        let (named, verified) = (
+            release_of(&proven.entry)?,
+            release_of(&expected.release.entry)?,
+        );
         let same_image = named.pcr0 == verified.pcr0
             && named.pcr1 == verified.pcr1
             && named.pcr2 == verified.pcr2
             && named.pcr8 == verified.pcr8
             && named.model_sha256 == verified.model_sha256;
-        if leaf.0 != statement.release_leaf_hash || !same_image {
+        if proven.leaf_hash.0 != statement.release_leaf_hash || !same_image {
             return mismatch("the statement names another release");
         }
     }
@@ -261,30 +262,32 @@ pub fn check_signed_answer(signed: &SignedAnswer, expected: &ExpectedAnswer<'_>)
     check_signature(&statement, &signature, &expected.answer_key)
 }
 
-/// A release bundle proven in a checkpoint the log signed (whoever published the entry): the
-/// parsed bundle, the entry's leaf hash and the release.
-fn proven_release(
-    bundle: &str,
-    log_key: &VerifierKey,
-) -> Result<(VerifiedEntry, crate::Hash, Box<crate::entry::Release>)> {
+/// A release bundle proven in a checkpoint the log signed, whoever published the entry: the
+/// entry, its place and checkpoint. Its `publisher` is the log's key — no publisher is judged
+/// here (the caller compares the release with one it trusts, or names the entry's publisher id).
+fn proven_release(bundle: &str, log_key: &VerifierKey) -> Result<VerifiedEntry> {
     let parsed = ProofBundle::parse(bundle.as_bytes())?;
-    let (checkpoint, leaf) = parsed.prove(log_key, &WitnessPolicy::none())?;
+    let (checkpoint, leaf_hash) = parsed.prove(log_key, &WitnessPolicy::none())?;
     let entry = SignedEntry::decode(&parsed.entry)?;
-    let EntryBody::Release(release) = &entry.entry.body else {
-        return Err(Error::WrongEntryKind {
-            expected: "release",
-            found: entry.entry.body.kind_name(),
-        });
-    };
-    let release = release.clone();
-    let verified = VerifiedEntry {
+    release_of(&entry)?;
+    Ok(VerifiedEntry {
         entry,
         index: parsed.index,
-        leaf_hash: leaf,
+        leaf_hash,
         checkpoint,
         publisher: log_key.clone(),
-    };
-    Ok((verified, leaf, release))
+    })
+}
+
+/// The release an entry is, or an error naming its kind.
+fn release_of(entry: &SignedEntry) -> Result<&Release> {
+    match &entry.entry.body {
+        EntryBody::Release(release) => Ok(release),
+        other => Err(Error::WrongEntryKind {
+            expected: "release",
+            found: other.kind_name(),
+        }),
+    }
 }
 
 /// Everything an offline check of a receipt establishes.
@@ -314,8 +317,11 @@ pub fn verify_receipt_evidence(
     root: &NitroRoot,
 ) -> Result<VerifiedReceiptEvidence> {
     let (statement, document, signature) = signed.decode()?;
-    let (release_entry, leaf, release) = proven_release(&signed.release, log_key)?;
-    if statement.release_leaf_hash != leaf.0 || statement.model_sha256 != release.model_sha256 {
+    let release_entry = proven_release(&signed.release, log_key)?;
+    let release = release_of(&release_entry.entry)?;
+    if statement.release_leaf_hash != release_entry.leaf_hash.0
+        || statement.model_sha256 != release.model_sha256
+    {
         return Err(Error::SignedAnswerMismatch(
             "the statement names another release or model than its bundle proves",
         ));
