@@ -1,6 +1,7 @@
 //! The TypeScript SDK (`sdk/js`, the Rust checks compiled to WebAssembly) against the demo stack
 //! over 127.0.0.1, driven by Node's test runner (`sdk/js/test/`): a verified streamed chat with
-//! its receipt, and the Rust client's refusals — an unlogged release, an impostor checkpoint key,
+//! its receipt (through our relay, and through a relay written in the test that takes no token),
+//! and the Rust client's refusals — an unlogged release, an impostor checkpoint key,
 //! a forked log (split view, evidence kept), a spent token. This test sets the stacks up and
 //! hands their trust files to `node --test`; the published vectors run there too.
 //!
@@ -95,9 +96,10 @@ async fn the_typescript_sdk_chats_verified_and_refuses_what_the_rust_client_refu
         ],
     )
     .await;
-    // The gateway redeemed exactly the chats that were answered (the happy path's two and the
-    // first chat of the spent-token case): every refusal came before a DEK was wrapped.
-    assert_eq!(redeemed_at_gateway(&stack).await, 3, "{report}");
+    // The gateway redeemed exactly the chats that were answered (the happy path's two, the one
+    // through another relay and the first chat of the spent-token case): every refusal came
+    // before a DEK was wrapped.
+    assert_eq!(redeemed_at_gateway(&stack).await, 4, "{report}");
     assert_eq!(redeemed_at_gateway(&unlogged_stack).await, 0, "{report}");
     fork.shutdown().await;
     unlogged_stack.shutdown().await;

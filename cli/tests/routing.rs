@@ -27,7 +27,7 @@ fn client_of(stack: &Stack, replica: Option<&GatewayReplica>, state: &std::path:
     let mut trust = Trust::from_toml(&text, stack.trust_file.parent().unwrap()).unwrap();
     if let Some(replica) = replica {
         trust.gateway_url = replica.gateway.url();
-        trust.relay_url = replica.relay.url();
+        trust.relays = vec![arcane_client::trust::Relay::ours(&replica.relay.url())];
     }
     let mut config = ClientConfig::new(trust);
     config.state_root = state.to_path_buf();

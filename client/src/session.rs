@@ -19,7 +19,7 @@ use crate::error::{Check, ClientError, Result};
 use crate::receipts;
 use crate::state::StateDir;
 use crate::transport::{self, Hop, InnerHttp};
-use crate::trust::Trust;
+use crate::trust::{Relay, Trust};
 use crate::view::LogView;
 use crate::wallet::Wallet;
 
@@ -110,15 +110,21 @@ impl Client {
         }
         let state = StateDir::open(&config.state_root, &config.trust.log.log_key)?;
         let wallet = Wallet::load(&state)?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            // Below the servers' idle limit, so a pooled connection is not reused just as the
-            // other side closes it.
-            .pool_idle_timeout(Duration::from_secs(5))
+        let roots = config.trust.tls_roots_pem.as_deref();
+        let config_error =
+            |e: arcane_log_client::LogClientError| ClientError::Config(format!("tls_roots: {e}"));
+        let http = arcane_log_client::http_client_builder(roots)
+            .map_err(config_error)?
             .build()
             .map_err(|e| ClientError::Config(e.to_string()))?;
-        let log = arcane_log_client::LogClient::new(&config.trust.log_url)
-            .map_err(|e| ClientError::Config(e.to_string()))?;
+        let log = arcane_log_client::LogClient::with_options(
+            &config.trust.log_url,
+            &arcane_log_client::LogClientOptions {
+                extra_roots_pem: config.trust.tls_roots_pem.clone(),
+                timeout: None,
+            },
+        )
+        .map_err(config_error)?;
         Ok(Client {
             checks: Checks::new(config.trust),
             view: LogView::default(),
@@ -218,9 +224,11 @@ impl Client {
                 api_key,
             )
             .await;
-        // A refill that fails is fatal only when this request cannot be paid for: two OTTs,
-        // and one more when the node list must be fetched.
-        let needed = 2 + usize::from(self.pool.is_empty());
+        // A refill that fails is fatal only when this request may not be paid for: the
+        // gateway's OTT, and where a relay takes tokens one more, and one more when the node
+        // list must be fetched.
+        let relay_tokens = usize::from(trust.relays.iter().any(|r| r.token));
+        let needed = 1 + relay_tokens * (1 + usize::from(self.pool.is_empty()));
         if let Err(e) = refilled {
             if self.wallet.available() < needed {
                 return Err(e);
@@ -339,13 +347,26 @@ impl Client {
         Ok(verified)
     }
 
-    /// Fetches candidate node bundles through the relay (one OTT) into the pool.
+    /// The relay for one request, picked at random, and the OTT it takes, if any.
+    async fn relay_hop(&mut self) -> Result<(Relay, Option<crate::wallet::Ott>)> {
+        let random = getrandom::u32()
+            .map_err(|e| ClientError::Config(format!("no randomness for the relay choice: {e}")))?;
+        let relay = self.checks.trust().pick_relay(random, false)?.clone();
+        let ott = if relay.token {
+            Some(self.wallet.take(1).await?.remove(0))
+        } else {
+            None
+        };
+        Ok((relay, ott))
+    }
+
+    /// Fetches candidate node bundles through a relay (one OTT where it takes one) into the
+    /// pool.
     pub async fn prefetch(&mut self, keys: &GatewayKeys) -> Result<usize> {
-        let trust = Arc::clone(self.checks.trust());
-        let ott = self.wallet.take(1).await?.remove(0);
+        let (relay, ott) = self.relay_hop().await?;
         let (status, body) = transport::call(
             &self.http,
-            Hop::Relay(&trust.relay_url, &ott.token),
+            Hop::Relay(&relay, ott.as_ref().map(|o| &o.token)),
             &keys.ohttp_config,
             &InnerHttp {
                 method: "GET",
@@ -396,11 +417,10 @@ impl Client {
         let (mut request, model) = prepare_chat(request)?;
         let preflight = self.preflight(model.as_deref()).await?;
         request.model = preflight.candidates[0].model.clone();
-        // Two OTTs: one admits the request at the relay, one is redeemed by the gateway (and
-        // checked by the node with the TGT inside the sealed request).
-        let mut otts = self.wallet.take(2).await?;
-        let gateway_ott = otts.pop().expect("two");
-        let relay_ott = otts.pop().expect("two");
+        // One OTT is redeemed by the gateway (and checked by the node with the TGT inside the
+        // sealed request); where the relay takes tokens, another admits the request there.
+        let (relay, relay_ott) = self.relay_hop().await?;
+        let gateway_ott = self.wallet.take(1).await?.remove(0);
         let material = self.wallet.material(&gateway_ott)?;
         let model = request.model.clone();
         // Only now, with every check passed: a fresh DEK, wrapped to each verified REK.
@@ -411,19 +431,21 @@ impl Client {
             &material,
             now_ms() / 1000,
         )?;
-        let trust = Arc::clone(self.checks.trust());
-        let mut answer = transport::call_streaming(
-            &self.http,
-            Hop::Relay(&trust.relay_url, &relay_ott.token),
-            &preflight.keys.ohttp_config,
-            &InnerHttp {
-                method: "POST",
-                path: "/v1/chat",
-                headers: &[],
-                body: &envelope,
-            },
-        )
-        .await?;
+        let hop = Hop::Relay(&relay, relay_ott.as_ref().map(|o| &o.token));
+        let inner = InnerHttp {
+            method: "POST",
+            path: "/v1/chat",
+            headers: &[],
+            body: &envelope,
+        };
+        let config = &preflight.keys.ohttp_config;
+        let mut answer = if relay.chunked {
+            transport::call_streaming(&self.http, hop, config, &inner).await?
+        } else {
+            // A relay that forwards only RFC 9458's standard requests: the answer comes whole.
+            let (status, content) = transport::call(&self.http, hop, config, &inner).await?;
+            transport::StreamedAnswer::whole(status, content)
+        };
         if answer.status != 200 {
             let mut body = Vec::new();
             while let Some(Ok(piece)) = answer.content.recv().await {

@@ -6,6 +6,8 @@ use arcane_verifier::tokens::Token;
 
 use crate::error::{ClientError, Result};
 #[cfg(feature = "net")]
+use crate::trust::Relay;
+#[cfg(feature = "net")]
 pub use exchange::*;
 
 /// Media type of a standard encapsulated request.
@@ -152,10 +154,11 @@ mod exchange {
     /// Where an encapsulated request goes.
     #[derive(Clone, Copy, Debug)]
     pub enum Hop<'a> {
-        /// Straight to the gateway (token issuance: the gateway learns the address anyway).
+        /// Straight to the gateway's base URL (token issuance: the gateway learns the address
+        /// anyway).
         Gateway(&'a str),
-        /// Through the relay, admitted with a one-time token.
-        Relay(&'a str, &'a Token),
+        /// Through a relay, with the one-time token that admits it there when it takes one.
+        Relay(&'a Relay, Option<&'a Token>),
     }
 
     impl Hop<'_> {
@@ -200,14 +203,11 @@ mod exchange {
         media_type: &str,
         body: Vec<u8>,
     ) -> Result<reqwest::Response> {
-        let (base, token) = match hop {
-            Hop::Gateway(base) => (base, None),
-            Hop::Relay(base, token) => (base, Some(token)),
+        let (url, token) = match hop {
+            Hop::Gateway(base) => (format!("{base}/.well-known/ohttp-gateway"), None),
+            Hop::Relay(relay, token) => (relay.url.clone(), token),
         };
-        let mut request = http
-            .post(format!("{base}/.well-known/ohttp-gateway"))
-            .header("content-type", media_type)
-            .body(body);
+        let mut request = http.post(url).header("content-type", media_type).body(body);
         if let Some(token) = token {
             request = request.header("authorization", token_authorization(token));
         }
@@ -252,6 +252,18 @@ mod exchange {
         pub status: u16,
         /// Content pieces; an `Err` ends the stream (the connection broke or did not verify).
         pub content: tokio::sync::mpsc::Receiver<Result<Vec<u8>, String>>,
+    }
+
+    impl StreamedAnswer {
+        /// An answer that arrived whole (a standard OHTTP exchange), as one piece.
+        pub fn whole(status: u16, content: Vec<u8>) -> StreamedAnswer {
+            let (tx, rx) = tokio::sync::mpsc::channel(1);
+            let _ = tx.try_send(Ok(content));
+            StreamedAnswer {
+                status,
+                content: rx,
+            }
+        }
     }
 
     /// A chunked OHTTP exchange whose answer is read as it streams.

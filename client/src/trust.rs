@@ -5,7 +5,12 @@
 //! log = "https://log.example"
 //! log_key = "log.example+1a2b3c4d+AQ…"
 //! gateway = "https://gateway.example"
-//! relay = "https://relay.example"
+//! relay = "https://relay.example"   # our relay (a one-time token admits each request)
+//! # relays = [                         # or any RFC 9458 relays, one picked at random per request
+//! #   { url = "https://relay.example/.well-known/ohttp-gateway", token = true, http3 = true },
+//! #   { url = "https://ohttp.third-party.example/arcane", token = false },
+//! # ]
+//! # tls_roots = "ca.pem"                # certificate authorities beside the system's
 //! publishers = ["operator.example+5e6f7a8b+AQ…"]
 //! witnesses = ["witness.example+9c0d1e2f+BA…"]
 //! witness_threshold = 1
@@ -42,8 +47,16 @@ pub struct TrustFile {
     pub log_key: String,
     /// The gateway's base URL (keys and token issuance).
     pub gateway: String,
-    /// The relay's base URL (every request that carries a prompt or names nodes).
-    pub relay: String,
+    /// Our relay's base URL: shorthand for a `relays` entry at
+    /// `<relay>/.well-known/ohttp-gateway` that takes a token.
+    #[serde(default)]
+    pub relay: Option<String>,
+    /// The relays every request that carries a prompt or names nodes may go through.
+    #[serde(default)]
+    pub relays: Vec<RelayFile>,
+    /// Certificate authorities (PEM) trusted beside the system's, for the relays' TLS.
+    #[serde(default)]
+    pub tls_roots: Option<PathBuf>,
     /// Publisher keys whose entries are accepted.
     pub publishers: Vec<String>,
     /// Witness keys.
@@ -66,6 +79,56 @@ pub struct TrustFile {
     pub development_nitro_root: Option<PathBuf>,
 }
 
+/// A relay in the file form.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayFile {
+    /// The relay resource: the URL encapsulated requests are posted to.
+    pub url: String,
+    /// Whether it admits a request only with a one-time token (ours); a third party's relay
+    /// knows nothing of tokens.
+    #[serde(default)]
+    pub token: bool,
+    /// Whether it forwards chunked OHTTP (`message/ohttp-chunked-req`), so that answers stream;
+    /// a relay that forwards only RFC 9458's `message/ohttp-req` gets whole answers.
+    #[serde(default = "yes")]
+    pub chunked: bool,
+    /// Whether it also answers HTTP/3 (QUIC, UDP) at the URL's host and port.
+    #[serde(default)]
+    pub http3: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A relay the client may send through (RFC 9458 §2: it forwards the body and its media type to
+/// one gateway and the answer back; it sees the client's address, never what is inside).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Relay {
+    /// The relay resource encapsulated requests are posted to.
+    pub url: String,
+    /// Whether each request spends a one-time token here.
+    pub token: bool,
+    /// Whether it forwards chunked OHTTP.
+    pub chunked: bool,
+    /// Whether it answers HTTP/3 at the URL's host and port.
+    pub http3: bool,
+}
+
+impl Relay {
+    /// Our relay at `base`: it takes a token, forwards chunked requests, speaks HTTP/1.1 and
+    /// HTTP/2.
+    pub fn ours(base: &str) -> Relay {
+        Relay {
+            url: format!("{}/.well-known/ohttp-gateway", base.trim_end_matches('/')),
+            token: true,
+            chunked: true,
+            http3: false,
+        }
+    }
+}
+
 impl TrustFile {
     /// Parses a trust file's text.
     pub fn parse(text: &str) -> Result<TrustFile> {
@@ -84,8 +147,10 @@ pub struct Trust {
     pub log_url: String,
     /// The gateway's base URL.
     pub gateway_url: String,
-    /// The relay's base URL.
-    pub relay_url: String,
+    /// The relays (at least one); each request picks one at random ([`Trust::pick_relay`]).
+    pub relays: Vec<Relay>,
+    /// Certificate authorities (PEM) trusted beside the system's.
+    pub tls_roots_pem: Option<Vec<u8>>,
     /// Log key, witnesses, publishers, entry rules.
     pub log: LogTrust,
     /// The root node documents must chain to.
@@ -192,10 +257,15 @@ impl Trust {
                     })
             })
             .collect::<Result<Vec<_>>>()?;
+        let tls_roots_pem = match &file.tls_roots {
+            None => None,
+            Some(p) => Some(read(p).map_err(|e| bad("tls_roots", e))?.into_bytes()),
+        };
         Ok(Trust {
             log_url: url("log", &file.log)?,
             gateway_url: url("gateway", &file.gateway)?,
-            relay_url: url("relay", &file.relay)?,
+            relays: relays(&file)?,
+            tls_roots_pem,
             log: LogTrust {
                 log_key,
                 witnesses,
@@ -212,10 +282,59 @@ impl Trust {
         })
     }
 
+    /// The relay for one request: uniformly at random among those listed, so that no relay sees
+    /// all of a client's requests (`random` from the caller: a fresh random number).
+    /// `streaming`: only among relays that forward chunked requests (a caller that can read
+    /// only streamed answers).
+    pub fn pick_relay(&self, random: u32, streaming: bool) -> Result<&Relay> {
+        let eligible: Vec<&Relay> = self
+            .relays
+            .iter()
+            .filter(|r| r.chunked || !streaming)
+            .collect();
+        if eligible.is_empty() {
+            return Err(bad(
+                "relays",
+                "no relay listed forwards chunked requests (`chunked = true`)",
+            ));
+        }
+        Ok(eligible[random as usize % eligible.len()])
+    }
+
     /// Whether node documents are checked against a development root (a simulated NSM).
     pub fn is_development(&self) -> bool {
         self.nitro_root.kind() != RootKind::Aws
     }
+}
+
+/// The relays a file lists: `relay` (ours) first, then `relays`; at least one.
+fn relays(file: &TrustFile) -> Result<Vec<Relay>> {
+    let mut out = Vec::new();
+    if let Some(base) = &file.relay {
+        out.push(Relay::ours(&url("relay", base)?));
+    }
+    for r in &file.relays {
+        let url = url("relays", &r.url)?;
+        if r.http3 && !url.starts_with("https://") {
+            return Err(bad(
+                "relays",
+                format!("{url}: HTTP/3 needs an https:// URL"),
+            ));
+        }
+        out.push(Relay {
+            url,
+            token: r.token,
+            chunked: r.chunked,
+            http3: r.http3,
+        });
+    }
+    if out.is_empty() {
+        return Err(bad(
+            "relays",
+            "at least one relay is needed (`relay` or `relays`)",
+        ));
+    }
+    Ok(out)
 }
 
 /// The development root a trust file names: read only by a build with the `development`
@@ -339,6 +458,73 @@ mod tests {
                 .to_string()
                 .contains("relay")
         );
+    }
+
+    #[test]
+    fn relays_are_listed_with_what_each_needs_and_picked_among_evenly() {
+        let trust = Trust::from_toml(
+            &file(
+                "relays = [\n  { url = \"https://ohttp.other.example/arcane/\" },\n  \
+                 { url = \"https://strict.example/r\", chunked = false },\n  \
+                 { url = \"https://relay.example/.well-known/ohttp-gateway\", token = true, http3 = true },\n]\n",
+            ),
+            Path::new("."),
+        )
+        .unwrap();
+        let urls: Vec<&str> = trust.relays.iter().map(|r| r.url.as_str()).collect();
+        assert_eq!(
+            urls,
+            [
+                "https://relay.example/.well-known/ohttp-gateway",
+                "https://ohttp.other.example/arcane",
+                "https://strict.example/r",
+                "https://relay.example/.well-known/ohttp-gateway",
+            ]
+        );
+        // `relay` is ours: a token, chunked; a listed relay needs nothing unless it says so.
+        assert_eq!(trust.relays[0], Relay::ours("https://relay.example"));
+        assert!(!trust.relays[1].token && trust.relays[1].chunked && !trust.relays[1].http3);
+        assert!(!trust.relays[2].chunked);
+        assert!(trust.relays[3].token && trust.relays[3].http3);
+        // Uniform over the random number: every relay is reached, each as often.
+        let mut hits = [0usize; 4];
+        for random in 0..400u32 {
+            let picked = trust.pick_relay(random, false).unwrap();
+            let i = trust
+                .relays
+                .iter()
+                .position(|r| std::ptr::eq(r, picked))
+                .unwrap();
+            hits[i] += 1;
+        }
+        assert_eq!(hits, [100; 4]);
+        // A caller that reads only streams never gets the relay that forwards whole requests.
+        for random in 0..30u32 {
+            assert!(trust.pick_relay(random, true).unwrap().chunked);
+        }
+        let only_whole = Trust::from_toml(
+            &file("").replace(
+                "relay = \"https://relay.example\"",
+                "relays = [{ url = \"https://strict.example/r\", chunked = false }]",
+            ),
+            Path::new("."),
+        )
+        .unwrap();
+        assert!(only_whole.pick_relay(7, false).is_ok());
+        let e = only_whole.pick_relay(7, true).unwrap_err();
+        assert!(e.to_string().contains("chunked"), "{e}");
+    }
+
+    #[test]
+    fn a_file_without_a_relay_or_with_http3_over_plain_http_is_refused() {
+        let none = file("").replace("relay = \"https://relay.example\"\n", "");
+        let e = Trust::from_toml(&none, Path::new(".")).unwrap_err();
+        assert!(e.to_string().contains("at least one relay"), "{e}");
+        let plain = file("relays = [{ url = \"http://127.0.0.1:9/r\", http3 = true }]\n");
+        let e = Trust::from_toml(&plain, Path::new(".")).unwrap_err();
+        assert!(e.to_string().contains("HTTP/3 needs an https://"), "{e}");
+        let unknown = file("relays = [{ url = \"https://r.example\", tokens = 1 }]\n");
+        assert!(Trust::from_toml(&unknown, Path::new(".")).is_err());
     }
 
     #[test]

@@ -107,6 +107,30 @@ pub struct LogClientOptions {
     pub timeout: Option<Duration>,
 }
 
+/// How every client of arcane-aip's services starts its HTTP client: no redirects followed,
+/// a connect timeout, pooled connections given up before the servers' idle limit (their header
+/// timeout), so that one is not reused just as the other side closes it, and the PEM
+/// certificates of `extra_roots_pem` trusted beside the system's (services behind a private CA).
+pub fn http_client_builder(extra_roots_pem: Option<&[u8]>) -> Result<reqwest::ClientBuilder> {
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(5));
+    if let Some(pem) = extra_roots_pem {
+        let roots = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| LogClientError::Config(format!("CA certificates: {e}")))?;
+        if roots.is_empty() {
+            return Err(LogClientError::Config(
+                "CA certificates: no PEM certificate".into(),
+            ));
+        }
+        for root in roots {
+            builder = builder.add_root_certificate(root);
+        }
+    }
+    Ok(builder)
+}
+
 /// Talks to one log.
 #[derive(Clone, Debug)]
 pub struct LogClient {
@@ -122,25 +146,8 @@ impl LogClient {
 
     /// A client for the log at `base` built with `options`.
     pub fn with_options(base: &str, options: &LogClientOptions) -> Result<Self> {
-        let mut builder = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(options.timeout.unwrap_or(DEFAULT_TIMEOUT))
-            .connect_timeout(Duration::from_secs(10))
-            // Below the servers' idle limit (their header timeout), so a pooled connection is
-            // not reused just as the other side closes it.
-            .pool_idle_timeout(Duration::from_secs(5));
-        if let Some(pem) = &options.extra_roots_pem {
-            let roots = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| LogClientError::Config(format!("CA certificates: {e}")))?;
-            if roots.is_empty() {
-                return Err(LogClientError::Config(
-                    "CA certificates: no PEM certificate".into(),
-                ));
-            }
-            for root in roots {
-                builder = builder.add_root_certificate(root);
-            }
-        }
+        let builder = http_client_builder(options.extra_roots_pem.as_deref())?
+            .timeout(options.timeout.unwrap_or(DEFAULT_TIMEOUT));
         let http = builder
             .build()
             .map_err(|e| LogClientError::Config(e.to_string()))?;

@@ -175,11 +175,24 @@ export interface ChatRequest {
   stop?: string | string[];
 }
 
+/** A relay the trust file lists, and what it needs. */
+export interface RelaySummary {
+  /** The relay resource requests are posted to. */
+  url: string;
+  /** Whether it admits a request only with a one-time token. */
+  token: boolean;
+  /** Whether it forwards chunked requests (streamed answers); chats go only through these. */
+  chunked: boolean;
+  /** Whether it also speaks HTTP/3 (used by the Rust SDK; `fetch` picks its own protocol). */
+  http3: boolean;
+}
+
 /** Where the services are, as the trust file says. */
 export interface TrustSummary {
   log: string;
   gateway: string;
-  relay: string;
+  /** The relays, one picked at random per request. */
+  relays: RelaySummary[];
   origin: string;
   development: boolean;
 }

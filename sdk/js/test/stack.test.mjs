@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { mkdtemp, readFile, stat } from "node:fs/promises";
+import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { dirname, isAbsolute, join } from "node:path";
 import test from "node:test";
@@ -82,6 +83,50 @@ test("a verified request streams its answer and leaves a receipt", { skip }, asy
   const again = await c.chat(hello);
   assert.match(again.report[2].detail, /size \d+ (as saved|extends the saved size \d+)/);
   await again.text();
+});
+
+/**
+ * A relay written from RFC 9458 §2 alone, in front of `gateway`: it forwards the body and its
+ * media type, answers with the gateway's status, media type and body (streamed), adds nothing and
+ * knows nothing of tokens. Resolves to its URL and the header names of each request it got.
+ */
+async function minimalRelay(gateway) {
+  const seen = [];
+  const server = createServer(async (req, res) => {
+    seen.push(Object.keys(req.headers));
+    const body = [];
+    for await (const piece of req) body.push(piece);
+    const answer = await fetch(`${gateway}/.well-known/ohttp-gateway`, {
+      method: "POST",
+      headers: { "content-type": req.headers["content-type"] },
+      body: Buffer.concat(body),
+      redirect: "manual",
+    });
+    res.writeHead(answer.status, { "content-type": answer.headers.get("content-type") ?? "" });
+    for await (const piece of answer.body) res.write(piece);
+    res.end();
+  });
+  await new Promise((ready) => server.listen(0, "127.0.0.1", ready));
+  server.unref();
+  return { url: `http://127.0.0.1:${server.address().port}/arcane`, seen };
+}
+
+test("a verified request goes through a relay that is not ours and takes no token", { skip }, async () => {
+  const { trust, files } = await trustOf(env.ARCANE_SDK_TRUST);
+  const gateway = trust.match(/^gateway = "(.*)"$/m)[1];
+  const relay = await minimalRelay(gateway);
+  const edited = trust.replace(/^relay = ".*"$/m, `relays = [{ url = "${relay.url}" }]`);
+  const c = await connect({ trust: edited, files, storage: new MemoryStorage(), candidates: 2 });
+  assert.deepEqual(c.trust.relays, [{ url: relay.url, token: false, chunked: true, http3: false }]);
+  const answer = await c.chat(hello);
+  const deltas = [];
+  for await (const d of answer) deltas.push(d);
+  const summary = await answer.summary;
+  assert.ok(deltas.length > 0);
+  assert.equal(summary.receipt.outcome, "answered");
+  // The node list and the chat went through it, neither with a token.
+  assert.equal(relay.seen.length, 2);
+  for (const names of relay.seen) assert.ok(!names.includes("authorization"), names.join());
 });
 
 test("a checkpoint signed by another key is refused before anything is sent", { skip }, async () => {

@@ -30,7 +30,7 @@ use std::task::{Context, Poll};
 use arcane_client::answer::{AnswerOpener, ReceiptContext, prepare_chat, seal_chat};
 use arcane_client::checks::{Candidate, Checks, GatewayKeys, ModelListing, NodeList, Passed};
 use arcane_client::transport::{self, InnerHttp, OHTTP_CHUNKED_REQ, OHTTP_REQ};
-use arcane_client::trust::{Trust, TrustFile};
+use arcane_client::trust::{Relay, Trust, TrustFile};
 use arcane_client::view::{LogView, SplitView, Verdict, check_checkpoint};
 use arcane_client::wallet::{Refill, RefillStep, Tokens};
 use arcane_client::{ChatEvent, Check, ClientError};
@@ -48,7 +48,7 @@ use wasm_bindgen::prelude::*;
 mod explorer;
 pub use explorer::Explorer;
 
-/// Where an OHTTP request is posted, on the gateway or the relay.
+/// Where an OHTTP request is posted on the gateway.
 const OHTTP_PATH: &str = "/.well-known/ohttp-gateway";
 /// Most bytes of an error answer kept for its message.
 const MAX_ERROR_BODY: usize = 4096;
@@ -233,14 +233,16 @@ impl Session {
         })
     }
 
-    /// `{log, gateway, relay, development}`: where the services are and whether node
+    /// `{log, gateway, relays, development}`: where the services are and whether node
     /// documents are checked against a development root.
     pub fn trust(&self) -> String {
         let t = self.checks.trust();
         json!({
             "log": t.log_url,
             "gateway": t.gateway_url,
-            "relay": t.relay_url,
+            "relays": t.relays.iter().map(|r| json!({
+                "url": r.url, "token": r.token, "chunked": r.chunked, "http3": r.http3,
+            })).collect::<Vec<_>>(),
             "development": t.is_development(),
             "origin": t.log.log_key.name(),
         })
@@ -457,7 +459,12 @@ impl Session {
     /// wallet before sending it).
     #[wasm_bindgen(js_name = nodesRequest)]
     pub fn nodes_request(&mut self) -> Result<Outgoing, JsValue> {
-        let ott = self.tokens.take(1).map_err(client_error)?.remove(0);
+        let relay = pick_relay(self, false)?;
+        let ott = if relay.token {
+            Some(self.tokens.take(1).map_err(client_error)?.remove(0))
+        } else {
+            None
+        };
         let keys = keys_of(self)?;
         let (body, response) = transport::encapsulate(
             &keys.ohttp_config,
@@ -471,9 +478,9 @@ impl Session {
         .map_err(client_error)?;
         self.waiting = Some(response);
         Ok(Outgoing {
-            url: format!("{}{OHTTP_PATH}", self.checks.trust().relay_url),
+            url: relay.url,
             content_type: OHTTP_REQ.into(),
-            authorization: Some(transport::token_authorization(&ott.token)),
+            authorization: ott.map(|o| transport::token_authorization(&o.token)),
             body,
             service: "relay".into(),
         })
@@ -581,9 +588,14 @@ impl Session {
             .latest()
             .cloned()
             .ok_or_else(|| refused(Check::Checkpoint, "no verified checkpoint"))?;
-        let mut otts = self.tokens.take(2).map_err(client_error)?;
-        let gateway_ott = otts.pop().expect("two were taken");
-        let relay_ott = otts.pop().expect("two were taken");
+        // The answer is read as it streams: a relay that forwards chunked requests.
+        let relay = pick_relay(self, true)?;
+        let mut otts = self
+            .tokens
+            .take(1 + usize::from(relay.token))
+            .map_err(client_error)?;
+        let gateway_ott = otts.pop().expect("one was taken");
+        let relay_ott = otts.pop();
         let material = self.tokens.material(&gateway_ott).map_err(client_error)?;
         let (envelope, opener, request_hashes) = seal_chat(
             request,
@@ -640,9 +652,9 @@ impl Session {
             opener: AnswerOpener::new(opener, context),
         });
         Ok(Outgoing {
-            url: format!("{}{OHTTP_PATH}", self.checks.trust().relay_url),
+            url: relay.url,
             content_type: OHTTP_CHUNKED_REQ.into(),
-            authorization: Some(transport::token_authorization(&relay_ott.token)),
+            authorization: relay_ott.map(|o| transport::token_authorization(&o.token)),
             body: sink.take(),
             service: "relay".into(),
         })
@@ -653,6 +665,22 @@ impl Session {
     pub fn take_answer(&mut self) -> Option<AnswerStream> {
         self.answer.take()
     }
+}
+
+/// The relay for one request, picked at random (`streaming`: among those that forward chunked
+/// requests).
+fn pick_relay(session: &Session, streaming: bool) -> Result<Relay, JsValue> {
+    let random = getrandom::u32().map_err(|e| {
+        client_error(ClientError::Config(format!(
+            "no randomness for the relay choice: {e}"
+        )))
+    })?;
+    session
+        .checks
+        .trust()
+        .pick_relay(random, streaming)
+        .cloned()
+        .map_err(client_error)
 }
 
 fn toml_file(text: &str) -> Result<TrustFile, JsValue> {
