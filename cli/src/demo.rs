@@ -500,6 +500,7 @@ impl Stack {
                 trust: trust.clone(),
                 key_refresh: options.key_refresh,
                 limits_http: arcane_serve::ServeLimits::default(),
+                transport: Default::default(),
             },
             any_port(),
         )
@@ -682,6 +683,7 @@ impl Stack {
                 trust: self.log_trust(),
                 key_refresh: self.options.key_refresh,
                 limits_http: arcane_serve::ServeLimits::default(),
+                transport: Default::default(),
             },
             any_port(),
         )

@@ -1,7 +1,8 @@
-//! Any relay: the client through relays that are not ours, over 127.0.0.1 against the demo
-//! stack. The relay here is written from RFC 9458 §2 alone — it forwards the encapsulated
-//! request's body and media type to one gateway and the answer's status, media type and body
-//! back, and adds nothing — and knows nothing of our tokens.
+//! Any relay: the client through relays that are not ours, and through ours over HTTPS and
+//! HTTP/3, over 127.0.0.1 against the demo stack. The third-party relay here is written from
+//! RFC 9458 §2 alone — it forwards the encapsulated request's body and media type to one gateway
+//! and the answer's status, media type and body back, and adds nothing — and knows nothing of our
+//! tokens. Our relay's certificate comes from a test CA the trust file names (`tls_roots`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -9,6 +10,8 @@ use std::sync::{Arc, Mutex};
 use arcane_cli::demo::Stack;
 use arcane_client::receipts::read_all;
 use arcane_client::{ChatEvent, Client, Route};
+use arcane_gateway::service::Transport;
+use arcane_serve::tls::TlsIdentity;
 use arcane_verifier::inner::{ChatCompletionRequest, ChatMessage};
 use axum::body::Body;
 use axum::extract::State;
@@ -16,7 +19,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 mod common;
-use common::{client_with, redeemed_at_gateway, stack};
+use common::{
+    client_with, our_relay, over_tls, redeemed_at_gateway, relays_instead, stack, test_ca,
+};
 
 /// What the minimal relay saw.
 #[derive(Default)]
@@ -95,16 +100,19 @@ async fn minimal_relay(stack: &Stack, media_types: &'static [&'static str]) -> (
     (url, seen)
 }
 
-/// The stack's trust file with its relay line replaced by `relays`.
-fn relays_instead(relays: String) -> impl FnOnce(String) -> String {
-    move |text| {
-        let ours = text
-            .lines()
-            .find(|l| l.starts_with("relay = "))
-            .expect("the stack's trust file names its relay")
-            .to_owned();
-        text.replace(&ours, &relays)
-    }
+/// Tokens spent at the stack's relay: one per request through it.
+async fn spent_at_our_relay(stack: &Stack) -> i64 {
+    let db = arcane_gateway::store::TokenStore::open_file(
+        &stack.options.data_dir.join("relay/relay.db"),
+    )
+    .await
+    .unwrap();
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM spent_tokens WHERE scope = 'relay'")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    db.close().await;
+    n
 }
 
 fn request(prompt: &str) -> ChatCompletionRequest {
@@ -212,12 +220,106 @@ async fn requests_are_spread_at_random_over_ours_and_another_relay() {
         chat(&mut client, &format!("Request {i}")).await;
     }
     assert_eq!(redeemed_at_gateway(&stack).await, chats as i64);
-    // Each of the chats (and the one node list) went through one of the two; both were used
-    // (all 17 through one relay: 2 in 2^17).
-    let through_other = seen.forwarded.load(Ordering::SeqCst);
+    // Each chat and node list went through one of the two, and both were used (all through one
+    // relay: 2 in 2^16 at most).
+    let through_other = seen.forwarded.load(Ordering::SeqCst) as i64;
+    let through_ours = spent_at_our_relay(&stack).await;
     assert!(
-        through_other > 0 && through_other < chats + 1,
-        "{through_other} of {} through the other relay",
-        chats + 1
+        through_other > 0 && through_ours > 0,
+        "{through_other} and {through_ours}"
     );
+    assert!(through_other + through_ours > chats as i64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verified_chat_streams_over_http3_and_over_https_when_quic_is_not_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = stack(dir.path(), true).await;
+    let identity = test_ca(&stack);
+
+    // Our relay on HTTPS and HTTP/3: the client asks over HTTP/3.
+    let both = our_relay(&stack, "relay-h3", Transport::TlsAndHttp3(identity.clone())).await;
+    assert!(both.url().starts_with("https://127.0.0.1:"));
+    let mut client = client_with(&stack, relays_instead(over_tls(&both, true)));
+    let (text, deltas) = chat(&mut client, "Hello over QUIC").await;
+    assert!(!text.is_empty());
+    assert!(
+        deltas >= 2,
+        "the answer streamed over HTTP/3 ({deltas} deltas)"
+    );
+    assert_eq!(redeemed_at_gateway(&stack).await, 1);
+
+    // The same relay's HTTP/3 alone — nothing listens on its TCP port — answers too: the
+    // chat above could have gone over QUIC, and this one can only have.
+    let tcp_port_free = both.addr();
+    both.shutdown().await.unwrap();
+    let quic_only = quic_only_relay(&stack, tcp_port_free, &identity).await;
+    let mut client = client_with(&stack, relays_instead(over_tls_at(tcp_port_free, true)));
+    chat(&mut client, "Hello over QUIC alone").await;
+    assert_eq!(redeemed_at_gateway(&stack).await, 2);
+    quic_only.abort();
+
+    // A relay said to offer HTTP/3 that does not: after the QUIC attempt times out, the chat
+    // goes over HTTPS (HTTP/2); the next one goes there at once.
+    let tls_only = our_relay(&stack, "relay-tls", Transport::Tls(identity)).await;
+    let mut client = client_with(&stack, relays_instead(over_tls(&tls_only, true)));
+    chat(&mut client, "Hello after falling back").await;
+    chat(&mut client, "Hello again").await;
+    assert_eq!(redeemed_at_gateway(&stack).await, 4);
+    // Over plain HTTPS, said to speak only TCP, it answers as well.
+    let mut client = client_with(&stack, relays_instead(over_tls(&tls_only, false)));
+    chat(&mut client, "Hello over HTTPS").await;
+    assert_eq!(redeemed_at_gateway(&stack).await, 5);
+}
+
+fn over_tls_at(addr: std::net::SocketAddr, http3: bool) -> String {
+    format!(
+        "relays = [{{ url = \"https://{addr}/.well-known/ohttp-gateway\", token = true, http3 = {http3} }}]\n\
+         tls_roots = \"relay-ca.pem\""
+    )
+}
+
+/// Our relay's routes served over HTTP/3 only, on UDP `addr`.
+async fn quic_only_relay(
+    stack: &Stack,
+    addr: std::net::SocketAddr,
+    identity: &TlsIdentity,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    let log = arcane_log_client::LogClient::new(&stack.log_url).unwrap();
+    let keys = arcane_gateway::proven::bundles_of_kind(
+        &log,
+        &stack.log_trust(),
+        "token-key",
+        common::now_ms() / 1000,
+    )
+    .await
+    .unwrap();
+    let store = arcane_gateway::store::TokenStore::open_file(
+        &stack.options.data_dir.join("relay-quic-only.db"),
+    )
+    .await
+    .unwrap();
+    let relay = arcane_gateway::relay::Relay::new(
+        stack.gateway.url(),
+        arcane_gateway::proven::LoggedOttKeys::from_entries(&keys),
+        store,
+        reqwest::Client::new(),
+    );
+    let limits = arcane_serve::ServeLimits::default();
+    // The port's last owner may hold it a moment longer.
+    let mut endpoint = arcane_serve::http3::endpoint(addr, identity, limits);
+    for _ in 0..50 {
+        if endpoint.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        endpoint = arcane_serve::http3::endpoint(addr, identity, limits);
+    }
+    let endpoint = endpoint.unwrap();
+    tokio::spawn(arcane_serve::http3::serve(
+        endpoint,
+        arcane_gateway::relay::router(Arc::new(relay)),
+        limits,
+        std::future::pending(),
+    ))
 }

@@ -11,6 +11,7 @@ use arcane_verifier::attested::{NodeBundle, NodeTrust, VerifiedNode, verify_node
 use arcane_verifier::bundle::{LogTrust, VerifiedEntry, verify_bundle};
 use arcane_verifier::checkpoint::VerifiedCheckpoint;
 use arcane_verifier::entry::{EntryBody, TokenRole, encode_key_config};
+use arcane_verifier::fraud_data::FraudDataKey;
 use arcane_verifier::nitro::DocumentCache;
 use arcane_verifier::tokens::IssuerKey;
 use base64::Engine as _;
@@ -126,6 +127,8 @@ pub struct GatewayKeys {
     pub tgt_key_ids: Vec<[u8; 32]>,
     /// Every OTT issuer key served, with a valid entry (tokens under others are unusable).
     pub ott_key_ids: Vec<[u8; 32]>,
+    /// The fraud detection service's keys served, each with a valid entry and its class.
+    pub fraud_data_keys: Vec<FraudDataKey>,
     /// The checkpoints the proofs were made against (to anchor in the client's view).
     pub checkpoints: Vec<VerifiedCheckpoint>,
     /// How many keys were checked.
@@ -143,6 +146,7 @@ impl GatewayKeys {
             ott: self.ott_key.clone(),
             valid_tgt_ids: self.tgt_key_ids.clone(),
             valid_ott_ids: self.ott_key_ids.clone(),
+            fraud_data: self.fraud_data_keys.clone(),
         }
     }
 }
@@ -307,6 +311,7 @@ impl Checks {
         let mut ott_key: Option<(IssuerKey, u64)> = None;
         let mut ott_key_ids = Vec::new();
         let mut tgt_key_ids = Vec::new();
+        let mut fraud_data_keys = Vec::new();
         let mut checkpoints: Vec<VerifiedCheckpoint> = Vec::new();
         let mut entries = Vec::with_capacity(list.keys.len());
         for served in &list.keys {
@@ -374,6 +379,14 @@ impl Checks {
                                 ott_key = Some((issuer, not_before));
                             }
                         }
+                        (TokenRole::FraudData(class), Some("fraud-data")) => {
+                            fraud_data_keys.push(FraudDataKey {
+                                class,
+                                key: issuer,
+                                not_before,
+                                not_after: entry.entry.entry.not_after,
+                            });
+                        }
                         _ => {
                             return Err(ClientError::refused(
                                 check,
@@ -417,6 +430,7 @@ impl Checks {
                 ott_key,
                 tgt_key_ids,
                 ott_key_ids,
+                fraud_data_keys,
                 checkpoints,
                 checked: list.keys.len(),
                 stale_at: entries

@@ -47,6 +47,8 @@
 pub mod answer;
 pub mod checks;
 pub mod error;
+#[cfg(feature = "net")]
+pub mod http3;
 pub mod receipts;
 #[cfg(feature = "net")]
 pub mod session;

@@ -80,6 +80,7 @@ pub struct Client {
     view: LogView,
     state: StateDir,
     http: reqwest::Client,
+    http3: crate::http3::Http3,
     log: arcane_log_client::LogClient,
     wallet: Wallet,
     keys_answer: Option<(Instant, Vec<u8>)>,
@@ -125,11 +126,14 @@ impl Client {
             },
         )
         .map_err(config_error)?;
+        let http3 = crate::http3::Http3::new(config.trust.tls_roots_pem.as_deref())
+            .map_err(ClientError::Config)?;
         Ok(Client {
             checks: Checks::new(config.trust),
             view: LogView::default(),
             state,
             http,
+            http3,
             log,
             wallet,
             keys_answer: None,
@@ -366,7 +370,11 @@ impl Client {
         let (relay, ott) = self.relay_hop().await?;
         let (status, body) = transport::call(
             &self.http,
-            Hop::Relay(&relay, ott.as_ref().map(|o| &o.token)),
+            Hop::Relay {
+                relay: &relay,
+                token: ott.as_ref().map(|o| &o.token),
+                http3: &self.http3,
+            },
             &keys.ohttp_config,
             &InnerHttp {
                 method: "GET",
@@ -431,7 +439,11 @@ impl Client {
             &material,
             now_ms() / 1000,
         )?;
-        let hop = Hop::Relay(&relay, relay_ott.as_ref().map(|o| &o.token));
+        let hop = Hop::Relay {
+            relay: &relay,
+            token: relay_ott.as_ref().map(|o| &o.token),
+            http3: &self.http3,
+        };
         let inner = InnerHttp {
             method: "POST",
             path: "/v1/chat",

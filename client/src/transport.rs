@@ -150,6 +150,7 @@ mod exchange {
     use futures::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
     use super::*;
+    use crate::http3::{Body, Http3, Http3Failure};
 
     /// Where an encapsulated request goes.
     #[derive(Clone, Copy, Debug)]
@@ -157,15 +158,22 @@ mod exchange {
         /// Straight to the gateway's base URL (token issuance: the gateway learns the address
         /// anyway).
         Gateway(&'a str),
-        /// Through a relay, with the one-time token that admits it there when it takes one.
-        Relay(&'a Relay, Option<&'a Token>),
+        /// Through a relay.
+        Relay {
+            /// The relay.
+            relay: &'a Relay,
+            /// The one-time token that admits the request there, when it takes one.
+            token: Option<&'a Token>,
+            /// The client's HTTP/3 connections, for a relay that offers HTTP/3.
+            http3: &'a Http3,
+        },
     }
 
     impl Hop<'_> {
         fn service(&self) -> &'static str {
             match self {
                 Hop::Gateway(_) => "gateway",
-                Hop::Relay(..) => "relay",
+                Hop::Relay { .. } => "relay",
             }
         }
     }
@@ -182,14 +190,6 @@ mod exchange {
             .map_err(|e| unreachable(service, e))
     }
 
-    /// The first 300 characters of an error answer, for messages.
-    async fn error_text(reply: reqwest::Response, service: &'static str) -> String {
-        match read_limited(reply, 4096, service).await {
-            Ok(body) => String::from_utf8_lossy(&body).chars().take(300).collect(),
-            Err(e) => e.to_string(),
-        }
-    }
-
     fn unreachable(service: &'static str, e: impl std::fmt::Display) -> ClientError {
         ClientError::Unreachable {
             service,
@@ -197,30 +197,84 @@ mod exchange {
         }
     }
 
+    /// A whole body, refusing one larger than `limit` bytes as it arrives.
+    async fn collect_limited(
+        mut body: Body,
+        limit: usize,
+        service: &'static str,
+    ) -> Result<Vec<u8>> {
+        use futures::StreamExt as _;
+        let mut all = Vec::new();
+        while let Some(piece) = body.next().await {
+            let piece = piece.map_err(|e| unreachable(service, e))?;
+            if all.len() + piece.len() > limit {
+                return Err(unreachable(
+                    service,
+                    format!("the answer exceeds {limit} bytes"),
+                ));
+            }
+            all.extend_from_slice(&piece);
+        }
+        Ok(all)
+    }
+
+    /// Posts an encapsulated request: over HTTP/3 to a relay that offers it (unless it failed
+    /// lately), else over HTTP/2 or HTTP/1.1. Returns the body of a 200 answer.
     async fn post(
         http: &reqwest::Client,
         hop: Hop<'_>,
         media_type: &str,
         body: Vec<u8>,
-    ) -> Result<reqwest::Response> {
+    ) -> Result<Body> {
         let (url, token) = match hop {
             Hop::Gateway(base) => (format!("{base}/.well-known/ohttp-gateway"), None),
-            Hop::Relay(relay, token) => (relay.url.clone(), token),
+            Hop::Relay { relay, token, .. } => (relay.url.clone(), token),
         };
-        let mut request = http.post(url).header("content-type", media_type).body(body);
-        if let Some(token) = token {
-            request = request.header("authorization", token_authorization(token));
+        let authorization = token.map(token_authorization);
+        let mut answer = None;
+        if let Hop::Relay { relay, http3, .. } = hop
+            && relay.http3
+            && http3.worth_trying(&url)
+        {
+            let mut headers = vec![("content-type", media_type)];
+            if let Some(a) = &authorization {
+                headers.push(("authorization", a.as_str()));
+            }
+            // A copy: the body goes over TCP after all when QUIC cannot reach the relay.
+            match http3.post(&url, &headers, body.clone()).await {
+                Ok(a) => answer = Some(a),
+                Err(Http3Failure::FallBack(reason)) => {
+                    tracing::warn!(%reason, "the relay is not reachable over HTTP/3; using HTTP/2");
+                }
+                Err(Http3Failure::Broken(reason)) => {
+                    return Err(unreachable(hop.service(), reason));
+                }
+            }
         }
-        let reply = request
-            .send()
-            .await
-            .map_err(|e| unreachable(hop.service(), e))?;
-        let status = reply.status().as_u16();
+        let (status, answer) = match answer {
+            Some(a) => a,
+            None => {
+                let mut request = http.post(url).header("content-type", media_type).body(body);
+                if let Some(a) = authorization {
+                    request = request.header("authorization", a);
+                }
+                let reply = request
+                    .send()
+                    .await
+                    .map_err(|e| unreachable(hop.service(), e))?;
+                let status = reply.status().as_u16();
+                let stream: Body = Box::pin(reply.bytes_stream().map_err(std::io::Error::other));
+                (status, stream)
+            }
+        };
         if status == 200 {
-            return Ok(reply);
+            return Ok(answer);
         }
-        let message = error_text(reply, hop.service()).await;
-        if status == 401 && matches!(hop, Hop::Relay(..)) {
+        let message = match collect_limited(answer, 4096, hop.service()).await {
+            Ok(body) => String::from_utf8_lossy(&body).chars().take(300).collect(),
+            Err(e) => e.to_string(),
+        };
+        if status == 401 && matches!(hop, Hop::Relay { .. }) {
             return Err(ClientError::TokenRefused {
                 by: "relay",
                 reason: message,
@@ -241,8 +295,8 @@ mod exchange {
         inner: &InnerHttp<'_>,
     ) -> Result<(u16, Vec<u8>)> {
         let (encapsulated, response) = encapsulate(key_config, inner)?;
-        let reply = post(http, hop, OHTTP_REQ, encapsulated).await?;
-        let bytes = read_limited(reply, MAX_ANSWER, hop.service()).await?;
+        let answer = post(http, hop, OHTTP_REQ, encapsulated).await?;
+        let bytes = collect_limited(answer, MAX_ANSWER, hop.service()).await?;
         decapsulate(response, &bytes)
     }
 
@@ -284,12 +338,9 @@ mod exchange {
             .and(writer.close().await)
             .map_err(|e| ClientError::Answer(format!("OHTTP encapsulation: {e}")))?;
         let encapsulated = sink.take();
-        let reply = post(http, hop, OHTTP_CHUNKED_REQ, encapsulated).await?;
+        let answer = post(http, hop, OHTTP_CHUNKED_REQ, encapsulated).await?;
         let service = hop.service();
-        let body = reply
-            .bytes_stream()
-            .map_err(std::io::Error::other)
-            .into_async_read();
+        let body = answer.into_async_read();
         let decrypted: Pin<Box<dyn AsyncRead + Send>> = Box::pin(
             writer
                 .response(body)

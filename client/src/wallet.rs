@@ -14,6 +14,10 @@
 //! gateway no longer lists (expired) are dropped rather than spent.
 
 use arcane_verifier::envelope::OttGrantRequest;
+use arcane_verifier::fraud_data::{
+    FRAUD_DATA_FIELD, FraudDataKey, FraudDataRequest, FraudDataResponse, MAX_CLASSES_PER_REQUEST,
+    fraud_data_challenge, fraud_data_nonce,
+};
 use arcane_verifier::tokens::{
     IssuerKey, NK, OTT_ISSUER, PendingToken, TGT_ISSUER, Token, TokenChallenge, TokenMaterial,
     ott_nonce, request_token, tgt_nonce,
@@ -32,6 +36,8 @@ pub const LOW_WATER: usize = 4;
 pub const TGT_PATH: &str = "/v1/tokens/tgt";
 /// Where the token granting service issues OTT batches.
 pub const OTT_PATH: &str = "/v1/tokens/ott";
+/// The fraud detection service's inner path.
+pub const FRAUD_DATA_PATH: &str = "/v1/fraud-data";
 
 #[derive(Default, Serialize, Deserialize)]
 struct WalletFile {
@@ -47,6 +53,9 @@ struct StoredTgt {
     /// The token granting service has no more OTTs for this TGT.
     #[serde(default)]
     used_up: bool,
+    /// Fraud data bound to this TGT (an encoded token, base64), when the gateway asked for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fraud_data: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -64,12 +73,14 @@ pub struct Ott {
     pub token: Token,
 }
 
-/// The wallet's TGT: the token, its secret, the next OTT index, and whether it is used up.
+/// The wallet's TGT: the token, its secret, the next OTT index, whether it is used up, and the
+/// fraud data bound to it.
 struct HeldTgt {
     token: Token,
     secret: Zeroizing<[u8; 32]>,
     next_index: u32,
     used_up: bool,
+    fraud_data: Option<Token>,
 }
 
 /// The keys the gateway currently offers for tokens (each with a verified entry).
@@ -83,6 +94,26 @@ pub struct TokenKeys {
     pub valid_tgt_ids: Vec<[u8; 32]>,
     /// Every OTT key the gateway lists (OTTs under others are dropped).
     pub valid_ott_ids: Vec<[u8; 32]>,
+    /// The fraud detection service's keys the gateway lists, one or more per class: when there
+    /// are any, each TGT gets fraud data before it is shown for OTTs (`spec/tokens.md` §5).
+    pub fraud_data: Vec<FraudDataKey>,
+}
+
+impl TokenKeys {
+    /// Per class, the key with the newest entry: the one fraud data is blinded to.
+    fn fraud_data_signing(&self) -> Vec<&FraudDataKey> {
+        let mut newest: Vec<&FraudDataKey> = Vec::new();
+        for key in &self.fraud_data {
+            match newest.iter_mut().find(|k| k.class == key.class) {
+                Some(k) if k.not_before < key.not_before => *k = key,
+                Some(_) => {}
+                None => newest.push(key),
+            }
+        }
+        newest.sort_by_key(|k| k.class);
+        newest.truncate(MAX_CLASSES_PER_REQUEST);
+        newest
+    }
 }
 
 /// Why the token granting service refused, as it says in its `reason` field.
@@ -145,6 +176,7 @@ impl Tokens {
                     secret,
                     next_index: t.next_index,
                     used_up: t.used_up,
+                    fraud_data: t.fraud_data.as_deref().map(token).transpose()?,
                 })
             }
         };
@@ -170,6 +202,7 @@ impl Tokens {
                 secret: hex::encode(&t.secret[..]),
                 next_index: t.next_index,
                 used_up: t.used_up,
+                fraud_data: t.fraud_data.as_ref().map(|f| b64.encode(f.encode())),
             }),
             otts: self
                 .otts
@@ -238,6 +271,7 @@ impl Tokens {
             has_api_key,
             attempt: 0,
             waiting: Waiting::Nothing,
+            fraud_data_refused: None,
         }
     }
 }
@@ -246,12 +280,29 @@ impl Tokens {
 /// the relay: token issuance learns the address anyway).
 #[derive(Debug)]
 pub struct TokenPost {
-    /// [`TGT_PATH`] or [`OTT_PATH`].
+    /// [`TGT_PATH`], [`FRAUD_DATA_PATH`] or [`OTT_PATH`].
     pub path: &'static str,
-    /// Send the API key as `authorization: Bearer …` (the identity service needs it).
+    /// Send the API key as `authorization: Bearer …` (the identity service and the fraud
+    /// detection service need it).
     pub with_api_key: bool,
+    /// Fraud data for the token granting service (`arcane-fraud-data`, base64url).
+    pub fraud_data: Option<String>,
     /// The content.
     pub body: Vec<u8>,
+}
+
+impl TokenPost {
+    /// The inner request's header fields, `bearer` being `Bearer <API key>` when there is one.
+    pub fn headers<'a>(&'a self, bearer: Option<&'a str>) -> Vec<(&'a str, &'a str)> {
+        let mut headers = Vec::new();
+        if let (true, Some(b)) = (self.with_api_key, bearer) {
+            headers.push(("authorization", b));
+        }
+        if let Some(f) = &self.fraud_data {
+            headers.push((FRAUD_DATA_FIELD, f.as_str()));
+        }
+        headers
+    }
 }
 
 /// What a refill wants next.
@@ -267,6 +318,7 @@ pub enum RefillStep {
 enum Waiting {
     Nothing,
     Tgt(Zeroizing<[u8; 32]>, Box<PendingToken>),
+    FraudData(Vec<(u8, PendingToken)>),
     Otts(Vec<(u32, PendingToken)>),
 }
 
@@ -280,6 +332,8 @@ pub struct Refill {
     has_api_key: bool,
     attempt: u8,
     waiting: Waiting,
+    /// Why the fraud detection service refused this refill, when it did.
+    fraud_data_refused: Option<String>,
 }
 
 impl std::fmt::Debug for Refill {
@@ -310,7 +364,7 @@ impl Refill {
             Some(t) => t.used_up || !self.keys.valid_tgt_ids.contains(&t.token.token_key_id),
         };
         if !fresh_tgt_needed {
-            return self.ask_for_otts(tokens);
+            return self.fraud_data_then_otts(tokens);
         }
         if !self.has_api_key {
             return Err(ClientError::TokensExhausted(
@@ -327,8 +381,84 @@ impl Refill {
         Ok(RefillStep::Post(TokenPost {
             path: TGT_PATH,
             with_api_key: true,
+            fraud_data: None,
             body: request.encode(),
         }))
+    }
+
+    /// Fraud data for the held TGT first, when the gateway lists fraud-data keys and the TGT
+    /// has none under a key it lists; then the OTTs.
+    fn fraud_data_then_otts(&mut self, tokens: &mut Tokens) -> Result<RefillStep> {
+        let signing = self.keys.fraud_data_signing();
+        let listed: Vec<[u8; 32]> = self.keys.fraud_data.iter().map(|k| k.key.id()).collect();
+        let Some(tgt) = tokens.tgt.as_mut() else {
+            return Err(ClientError::TokensExhausted("no TGT".into()));
+        };
+        if tgt
+            .fraud_data
+            .as_ref()
+            .is_some_and(|f| !listed.contains(&f.token_key_id))
+        {
+            // Its key is no longer listed (expired or retiring): stale.
+            tgt.fraud_data = None;
+        }
+        if signing.is_empty()
+            || tgt.fraud_data.is_some()
+            || !self.has_api_key
+            || self.fraud_data_refused.is_some()
+        {
+            return self.ask_for_otts(tokens);
+        }
+        // One blinded request per class key: the service picks the one of our class.
+        let nonce = fraud_data_nonce(&tgt.token.nonce);
+        let mut requests = Vec::with_capacity(signing.len());
+        let mut pendings = Vec::with_capacity(signing.len());
+        for key in signing {
+            let (request, pending) = request_token(&key.key, &fraud_data_challenge(), nonce)?;
+            requests.push((key.class, request));
+            pendings.push((key.class, pending));
+        }
+        self.waiting = Waiting::FraudData(pendings);
+        Ok(RefillStep::Post(TokenPost {
+            path: FRAUD_DATA_PATH,
+            with_api_key: true,
+            fraud_data: None,
+            body: FraudDataRequest { requests }.encode(),
+        }))
+    }
+
+    fn fraud_data_answer(
+        &mut self,
+        tokens: &mut Tokens,
+        pendings: Vec<(u8, PendingToken)>,
+        status: u16,
+        body: &[u8],
+    ) -> Result<RefillStep> {
+        if status != 200 {
+            // Not fatal here: the token granting service may not require it. Kept for the
+            // error if it does.
+            self.fraud_data_refused = Some(format!(
+                "the fraud detection service answered {status}: {}",
+                String::from_utf8_lossy(&body[..body.len().min(200)])
+            ));
+            return self.ask_for_otts(tokens);
+        }
+        let answer = FraudDataResponse::decode(body)?;
+        let (_, pending) = pendings
+            .into_iter()
+            .find(|(class, _)| *class == answer.class)
+            .ok_or_else(|| {
+                ClientError::Answer(format!(
+                    "the fraud detection service answered for class {}, which was not asked",
+                    answer.class
+                ))
+            })?;
+        // Finalization verifies the signature under the logged key of that class.
+        let fraud_data = pending.finalize(&answer.blind_signature)?;
+        if let Some(tgt) = tokens.tgt.as_mut() {
+            tgt.fraud_data = Some(fraud_data);
+        }
+        self.ask_for_otts(tokens)
     }
 
     fn ask_for_otts(&mut self, tokens: &Tokens) -> Result<RefillStep> {
@@ -350,9 +480,11 @@ impl Refill {
         }
         let body = OttGrantRequest::encode(&tgt.token.encode(), &requests)?;
         self.waiting = Waiting::Otts(pendings);
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         Ok(RefillStep::Post(TokenPost {
             path: OTT_PATH,
             with_api_key: false,
+            fraud_data: tgt.fraud_data.as_ref().map(|f| b64.encode(f.encode())),
             body,
         }))
     }
@@ -375,11 +507,13 @@ impl Refill {
                     secret,
                     next_index: 0,
                     used_up: false,
+                    fraud_data: None,
                 });
                 // OTTs derive from the TGT they were granted under: the old ones go with it.
                 tokens.otts.clear();
-                self.ask_for_otts(tokens)
+                self.fraud_data_then_otts(tokens)
             }
+            Waiting::FraudData(pendings) => self.fraud_data_answer(tokens, pendings, status, body),
             Waiting::Otts(pendings) => self.batch_answer(tokens, pendings, status, body),
         }
     }
@@ -394,7 +528,32 @@ impl Refill {
         if status != 200 {
             let reason = refusal_reason(answer).unwrap_or_default();
             let text = String::from_utf8_lossy(&answer[..answer.len().min(200)]).into_owned();
-            if reason != "tgt-used-up" && reason != "tgt-key-invalid" {
+            let fraud_data_wanted = matches!(
+                reason.as_str(),
+                "fraud-data-required" | "fraud-data-stale" | "fraud-data-invalid"
+            );
+            if fraud_data_wanted && self.attempt == 0 && self.fraud_data_refused.is_none() {
+                // Fresh fraud data, once.
+                self.attempt = 1;
+                if let Some(t) = tokens.tgt.as_mut() {
+                    t.fraud_data = None;
+                }
+                return self.fraud_data_then_otts(tokens);
+            }
+            if fraud_data_wanted {
+                return Err(ClientError::TokensExhausted(format!(
+                    "the token service answered {status}: {text}{}",
+                    self.fraud_data_refused
+                        .as_deref()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
+                )));
+            }
+            // A class limit, like a used-up allotment, is lifted only by a new TGT.
+            if !matches!(
+                reason.as_str(),
+                "tgt-used-up" | "tgt-key-invalid" | "fraud-class-limit"
+            ) {
                 return Err(ClientError::TokensExhausted(format!(
                     "the token service answered {status}: {text}"
                 )));
@@ -587,12 +746,8 @@ mod file {
                 match step? {
                     RefillStep::Done(added) => return Ok(added),
                     RefillStep::Post(post) => {
-                        let bearer = Zeroizing::new(format!("Bearer {}", api_key.unwrap_or("")));
-                        let headers: &[(&str, &str)] = if post.with_api_key {
-                            &[("authorization", bearer.as_str())]
-                        } else {
-                            &[]
-                        };
+                        let bearer = api_key.map(|k| Zeroizing::new(format!("Bearer {k}")));
+                        let headers = post.headers(bearer.as_ref().map(|b| b.as_str()));
                         let (status, body) = call(
                             http,
                             Hop::Gateway(gateway),
@@ -600,7 +755,7 @@ mod file {
                             &InnerHttp {
                                 method: "POST",
                                 path: post.path,
-                                headers,
+                                headers: &headers,
                                 body: &post.body,
                             },
                         )
@@ -647,6 +802,7 @@ mod tests {
                 ott: self.ott.public().clone(),
                 valid_tgt_ids: vec![self.tgt.public().id()],
                 valid_ott_ids: vec![self.ott.public().id()],
+                fraud_data: Vec::new(),
             }
         }
 
@@ -815,6 +971,7 @@ mod tests {
                     secret: secret.clone(),
                     next_index: n,
                     used_up: false,
+                    fraud_data: None,
                 }),
                 otts: (0..n)
                     .map(|i| Ott {

@@ -114,6 +114,8 @@ impl LoggedTokenKeys {
             match k.role {
                 TokenRole::Tgt => set.tgt.push(key),
                 TokenRole::Ott => set.ott.push(key),
+                // The node checks tokens; fraud data stays at the token granting service.
+                TokenRole::FraudData(_) => {}
             }
         }
         if set.tgt.is_empty() || set.ott.is_empty() {

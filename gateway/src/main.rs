@@ -13,10 +13,10 @@ use arcane_gateway::error::{GatewayError, Result};
 use arcane_gateway::keys;
 use arcane_gateway::proven::LogTrust;
 use arcane_gateway::service::{
-    GatewayOptions, RelayOptions, RunningService, start_gateway, start_relay,
+    GatewayOptions, RelayOptions, RunningService, Transport, start_gateway, start_relay,
 };
 use arcane_gateway::store::TokenStore;
-use arcane_gateway::tokens::{TokenLimits, TokenServices};
+use arcane_gateway::tokens::{FraudDataPolicy, TokenLimits, TokenServices};
 use arcane_verifier::cosignature::{WitnessPolicy, parse_policy_file};
 use arcane_verifier::entry::EntryPolicy;
 use arcane_verifier::nitro::NitroRoot;
@@ -54,7 +54,8 @@ enum Command {
 
 #[derive(Args)]
 struct RelayArgs {
-    /// Address to listen on (HTTP/1.1 and cleartext HTTP/2).
+    /// Address to listen on (HTTP/1.1 and cleartext HTTP/2; with `--tls-cert`, HTTPS; with
+    /// `--http3`, HTTP/3 on the same UDP port too).
     #[arg(long, default_value = "127.0.0.1:8751")]
     listen: SocketAddr,
     /// The gateway's base URL.
@@ -82,6 +83,15 @@ struct RelayArgs {
     /// Seconds between re-reads of the OTT keys' proofs from the log.
     #[arg(long, default_value_t = 60)]
     key_refresh_secs: u64,
+    /// The relay's TLS certificate chain (PEM, leaf first): it then serves HTTPS.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of `--tls-cert` (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Also serve HTTP/3 (QUIC) on the same port, over UDP (needs `--tls-cert`).
+    #[arg(long, requires = "tls_cert")]
+    http3: bool,
 }
 
 #[derive(Subcommand)]
@@ -166,6 +176,10 @@ struct ServeArgs {
     /// Seconds between re-reads of the key files and their proofs from the log.
     #[arg(long, default_value_t = 60)]
     key_refresh_secs: u64,
+    /// Fraud data: the fraud detection service's verdicts per account, and whether and how
+    /// the token granting service asks for it (a TOML file, `spec/tokens.md` §5).
+    #[arg(long)]
+    fraud_data: Option<PathBuf>,
 }
 
 fn config_error(e: impl std::fmt::Display) -> GatewayError {
@@ -208,6 +222,18 @@ async fn relay(args: RelayArgs) -> Result<()> {
         log: args.log,
         key_refresh: Duration::from_secs(args.key_refresh_secs),
         limits_http: arcane_serve::ServeLimits::default(),
+        transport: match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => {
+                let identity = arcane_serve::tls::TlsIdentity::from_pem_files(cert, key)
+                    .map_err(|e| GatewayError::Config(e.to_string()))?;
+                if args.http3 {
+                    Transport::TlsAndHttp3(identity)
+                } else {
+                    Transport::Tls(identity)
+                }
+            }
+            _ => Transport::Plain,
+        },
     };
     let relay = start_relay(&options, args.listen).await?;
     println!("arcane-relay listening on {}", relay.url());
@@ -269,6 +295,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
             otts_per_tgt: args.otts_per_tgt,
             tgts_per_period: args.tgts_per_period,
             ..TokenLimits::default()
+        },
+        fraud_data: match &args.fraud_data {
+            Some(path) => FraudDataPolicy::load(path)?,
+            None => FraudDataPolicy::default(),
         },
         body_timeout: Duration::from_secs(args.body_timeout_secs),
         place_wait: Duration::from_millis(args.place_wait_ms),

@@ -7,6 +7,7 @@ use std::time::Duration;
 use arcane_log_client::LogClient;
 use arcane_verifier::bundle::{VerifiedEntry, verify_bundle};
 use arcane_verifier::entry::{EntryBody, TokenRole, encode_key_config};
+use arcane_verifier::fraud_data::FraudDataKey;
 use arcane_verifier::tokens::{IssuerKey, IssuerSecret};
 use ohttp::KeyConfig;
 
@@ -119,6 +120,16 @@ pub struct ProvenIssuer {
     pub proof: Proven,
 }
 
+impl ProvenIssuer {
+    /// The role its entry gives it.
+    pub fn role(&self) -> Option<TokenRole> {
+        match &self.proof.verified.entry.entry.body {
+            EntryBody::TokenKey(k) => Some(k.role),
+            _ => None,
+        }
+    }
+}
+
 /// Matches a local issuer key with a valid `token-key` entry of `role`.
 pub fn prove_issuer(
     secret: IssuerSecret,
@@ -153,6 +164,8 @@ pub struct KeyRing {
     pub tgt: Vec<ProvenIssuer>,
     /// Proven OTT issuer keys.
     pub ott: Vec<ProvenIssuer>,
+    /// Proven fraud-data keys (the fraud detection service's), of every class.
+    pub fraud_data: Vec<ProvenIssuer>,
 }
 
 impl std::fmt::Debug for KeyRing {
@@ -161,6 +174,7 @@ impl std::fmt::Debug for KeyRing {
             .field("ohttp", &self.ohttp.len())
             .field("tgt", &self.tgt.len())
             .field("ott", &self.ott.len())
+            .field("fraud_data", &self.fraud_data.len())
             .finish()
     }
 }
@@ -171,18 +185,45 @@ impl KeyRing {
         self.ohttp.iter().filter(move |k| k.proof.valid_at(now))
     }
 
-    fn issuers(&self, role: TokenRole) -> &[ProvenIssuer] {
-        match role {
+    fn issuers(&self, role: TokenRole) -> impl Iterator<Item = &ProvenIssuer> {
+        let keys = match role {
             TokenRole::Tgt => &self.tgt,
             TokenRole::Ott => &self.ott,
-        }
+            TokenRole::FraudData(_) => &self.fraud_data,
+        };
+        keys.iter().filter(move |i| i.role() == Some(role))
+    }
+
+    /// The fraud-data keys valid at `now`, each with its class and window: what the token
+    /// granting service checks fraud data against.
+    pub fn fraud_data_keys(&self, now: u64) -> Vec<FraudDataKey> {
+        self.fraud_data
+            .iter()
+            .filter(|i| i.proof.valid_at(now))
+            .filter_map(|i| match i.role() {
+                Some(TokenRole::FraudData(class)) => Some(FraudDataKey {
+                    class,
+                    key: i.secret.public().clone(),
+                    not_before: i.proof.not_before(),
+                    not_after: i.proof.not_after(),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The classes of the fraud-data keys valid at `now`.
+    pub fn fraud_data_classes(&self, now: u64) -> Vec<u8> {
+        let mut classes: Vec<u8> = self.fraud_data_keys(now).iter().map(|k| k.class).collect();
+        classes.sort_unstable();
+        classes.dedup();
+        classes
     }
 
     /// The `role` issuer keys valid at `now`, newest entry (latest `not_before`) first.
     pub fn issuers_at(&self, role: TokenRole, now: u64) -> Vec<&ProvenIssuer> {
         let mut valid: Vec<&ProvenIssuer> = self
             .issuers(role)
-            .iter()
             .filter(|i| i.proof.valid_at(now))
             .collect();
         valid.sort_by_key(|i| std::cmp::Reverse(i.proof.not_before()));
@@ -242,7 +283,6 @@ impl KeyRing {
         now: u64,
     ) -> Option<&ProvenIssuer> {
         self.issuers(role)
-            .iter()
             .find(|i| i.proof.valid_at(now) && &i.secret.public().id() == id)
     }
 
@@ -294,8 +334,8 @@ fn key_files(dir: &Path, prefix: &str) -> Result<Vec<PathBuf>> {
     Ok(paths)
 }
 
-/// Reads every key file in `dir` (`ohttp*.key`, `tgt*.key`, `ott*.key`: old and new keys side
-/// by side during a rotation) and keeps those the log proves at `now`. Keys without a valid
+/// Reads every key file in `dir` (`ohttp*.key`, `tgt*.key`, `ott*.key`, `fraud*.key`: old and
+/// new keys side by side during a rotation) and keeps those the log proves at `now`. Keys without a valid
 /// entry are left out with a warning; a ring missing a kind is the caller's to judge
 /// ([`KeyRing::missing_at`]).
 pub async fn load_key_ring(
@@ -320,13 +360,31 @@ pub async fn load_key_ring(
             match prove_issuer(secret, role, &token_entries) {
                 Ok(issuer) => match role {
                     TokenRole::Tgt => ring.tgt.push(issuer),
-                    TokenRole::Ott => ring.ott.push(issuer),
+                    _ => ring.ott.push(issuer),
                 },
                 Err(_) => tracing::warn!(
                     file = %path.display(),
                     "a token issuer key has no valid token-key entry in the log; it is not used"
                 ),
             }
+        }
+    }
+    // The fraud detection service's keys (`fraud*.key`): the class is the entry's.
+    for path in key_files(dir, "fraud")? {
+        let secret = crate::keys::load_issuer_key(&path)?;
+        let proof = token_entries.iter().find(|p| {
+            matches!(&p.verified.entry.entry.body, EntryBody::TokenKey(k)
+                if matches!(k.role, TokenRole::FraudData(_)) && k.spki_der == secret.public().spki())
+        });
+        match proof {
+            Some(proof) => ring.fraud_data.push(ProvenIssuer {
+                secret,
+                proof: proof.clone(),
+            }),
+            None => tracing::warn!(
+                file = %path.display(),
+                "a fraud-data key has no valid token-key entry in the log; it is not used"
+            ),
         }
     }
     Ok(ring)

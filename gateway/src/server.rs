@@ -10,7 +10,8 @@
 //! - `GET /healthz`.
 //!
 //! Inner (inside OHTTP, BHTTP requests): `GET /v1/models`, `GET /v1/nodes`,
-//! `POST /v1/tokens/tgt`, `POST /v1/tokens/ott`, `POST /v1/chat`; anything else is a BHTTP 404.
+//! `POST /v1/tokens/tgt`, `POST /v1/fraud-data`, `POST /v1/tokens/ott` (with fraud data in
+//! `arcane-fraud-data` when it has some), `POST /v1/chat`; anything else is a BHTTP 404.
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -21,6 +22,7 @@ use arcane_verifier::envelope::{
     BusyAnswer, ChatEnvelope, MAX_CANDIDATES, NODE_BUSY, NODE_REFUSAL_HEADER, NodeRequest,
     OttGrantRequest,
 };
+use arcane_verifier::fraud_data::FRAUD_DATA_FIELD;
 use arcane_verifier::streamed_response;
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -200,7 +202,14 @@ async fn keys_with_proofs(State(g): State<Arc<Gateway>>) -> Response {
             bundle: k.proof.bundle.clone(),
         })
         .collect();
-    for role in [TokenRole::Tgt, TokenRole::Ott] {
+    let fraud_data = ring
+        .fraud_data_classes(now)
+        .into_iter()
+        .map(TokenRole::FraudData);
+    for role in [TokenRole::Tgt, TokenRole::Ott]
+        .into_iter()
+        .chain(fraud_data)
+    {
         for issuer in ring.issuers_offered(role, now) {
             keys.push(KeyWithProof {
                 kind: "token-key",
@@ -516,14 +525,20 @@ async fn dispatch(g: &Arc<Gateway>, inner: &[u8]) -> InnerAnswer {
             )
         }
         (b"POST", b"/v1/tokens/tgt") => {
-            let api_key = message
-                .header()
-                .get(b"authorization")
-                .and_then(|v| v.strip_prefix(b"Bearer "))
-                .and_then(|v| std::str::from_utf8(v).ok())
-                .unwrap_or("");
+            let api_key = bearer(&message);
             match g.tokens.issue_tgt(&g.keys(), api_key, content, now).await {
                 Ok(r) => InnerAnswer::Full(200, "application/private-token-response", r),
+                Err(r) => inner_refusal(r),
+            }
+        }
+        (b"POST", b"/v1/fraud-data") => {
+            let api_key = bearer(&message);
+            match g
+                .tokens
+                .issue_fraud_data(&g.keys(), api_key, content, now)
+                .await
+            {
+                Ok(r) => InnerAnswer::Full(200, "application/octet-stream", r),
                 Err(r) => inner_refusal(r),
             }
         }
@@ -535,9 +550,23 @@ async fn dispatch(g: &Arc<Gateway>, inner: &[u8]) -> InnerAnswer {
                 );
             };
             let requests: Vec<Vec<u8>> = grant.requests.iter().map(|r| r.to_vec()).collect();
+            let fraud_data = message
+                .header()
+                .get(FRAUD_DATA_FIELD.as_bytes())
+                .map(|v| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(v));
+            let fraud_data = match fraud_data {
+                None => None,
+                Some(Ok(bytes)) => Some(bytes),
+                Some(Err(_)) => {
+                    return inner_json(
+                        400,
+                        serde_json::json!({ "error": "the fraud data is not base64url" }),
+                    );
+                }
+            };
             match g
                 .tokens
-                .grant_otts(&g.keys(), grant.tgt, &requests, now)
+                .grant_otts(&g.keys(), grant.tgt, &requests, fraud_data.as_deref(), now)
                 .await
             {
                 Ok(r) => InnerAnswer::Full(200, "application/private-token-response", r.concat()),
@@ -547,6 +576,16 @@ async fn dispatch(g: &Arc<Gateway>, inner: &[u8]) -> InnerAnswer {
         (b"POST", b"/v1/chat") => route_chat(g, content, now).await,
         _ => inner_json(404, serde_json::json!({ "error": "not found" })),
     }
+}
+
+/// The API key in an inner request's `authorization: Bearer …`, or "".
+fn bearer(message: &bhttp::Message) -> &str {
+    message
+        .header()
+        .get(b"authorization")
+        .and_then(|v| v.strip_prefix(b"Bearer "))
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .unwrap_or("")
 }
 
 /// `POST /v1/chat` ([`ChatEnvelope`]): `OTT ‖ n ‖ n × wrapped DEK ‖ request ciphertext`. The

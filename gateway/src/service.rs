@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arcane_serve::ServeLimits;
+use arcane_serve::tls::TlsIdentity;
 use arcane_verifier::nitro::{AttestationPolicy, NitroRoot};
 use axum::serve::ListenerExt;
 
@@ -16,7 +17,7 @@ use crate::registry::Registry;
 use crate::relay::Relay;
 use crate::server::{Gateway, now_ms, now_seconds};
 use crate::store::TokenStore;
-use crate::tokens::{TokenLimits, TokenServices};
+use crate::tokens::{FraudDataPolicy, TokenLimits, TokenServices};
 use arcane_log_client::LogClient;
 
 /// How often listed nodes are re-checked.
@@ -27,7 +28,8 @@ pub const DEFAULT_KEY_REFRESH: Duration = Duration::from_secs(60);
 /// What a gateway needs to start.
 #[derive(Clone, Debug)]
 pub struct GatewayOptions {
-    /// Key files (`ohttp*.key`, `tgt*.key`, `ott*.key`) and `gateway.db`.
+    /// Key files (`ohttp*.key`, `tgt*.key`, `ott*.key`, the fraud detection service's
+    /// `fraud*.key`) and `gateway.db`.
     pub data_dir: PathBuf,
     /// The token database (`sqlite:…` or `postgres://…`, which replicas share); `None`:
     /// `gateway.db` in `data_dir`.
@@ -42,6 +44,9 @@ pub struct GatewayOptions {
     pub max_attestation_age: Duration,
     /// Token issuance limits.
     pub limits: TokenLimits,
+    /// The fraud detection service's verdicts and what the token granting service asks of
+    /// fraud data (default: nothing; the service answers no account).
+    pub fraud_data: FraudDataPolicy,
     /// Longest a client may take to send a request body.
     pub body_timeout: Duration,
     /// Longest a chat waits for a place at a candidate node before it is answered busy.
@@ -64,6 +69,7 @@ impl GatewayOptions {
             nitro_root,
             max_attestation_age: Duration::from_secs(600),
             limits: TokenLimits::default(),
+            fraud_data: FraudDataPolicy::default(),
             body_timeout: crate::server::DEFAULT_BODY_TIMEOUT,
             place_wait: crate::server::DEFAULT_PLACE_WAIT,
             key_refresh: DEFAULT_KEY_REFRESH,
@@ -94,7 +100,8 @@ pub async fn build_gateway(options: &GatewayOptions) -> Result<Gateway> {
         &options.data_dir.join("gateway.db"),
     )
     .await?;
-    let tokens = TokenServices::new(store, options.limits);
+    let tokens =
+        TokenServices::new(store, options.limits).with_fraud_data(options.fraud_data.clone());
     let registry = Registry::new(
         options.trust.clone(),
         options.nitro_root.clone(),
@@ -118,6 +125,7 @@ pub async fn build_gateway(options: &GatewayOptions) -> Result<Gateway> {
 #[derive(Debug)]
 pub struct RunningService {
     addr: SocketAddr,
+    scheme: &'static str,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<()>>>,
     background: Option<tokio::task::JoinHandle<()>>,
@@ -129,9 +137,9 @@ impl RunningService {
         self.addr
     }
 
-    /// `http://ADDR`.
+    /// `http://ADDR`, or `https://ADDR` over TLS.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// Stops accepting, lets requests in progress finish, and waits.
@@ -168,8 +176,22 @@ impl Drop for RunningService {
     }
 }
 
+/// How a service's connections are secured: plain HTTP (TLS ends in front of it), TLS over TCP,
+/// or TLS over TCP and HTTP/3 over QUIC on the same port.
+#[derive(Clone, Debug, Default)]
+pub enum Transport {
+    /// HTTP/1.1 and cleartext HTTP/2.
+    #[default]
+    Plain,
+    /// HTTPS (HTTP/2 or HTTP/1.1 by ALPN) with this certificate chain and key.
+    Tls(TlsIdentity),
+    /// HTTPS, and HTTP/3 on the same UDP port, with this certificate chain and key.
+    TlsAndHttp3(TlsIdentity),
+}
+
 async fn serve_router(
     listen: SocketAddr,
+    transport: &Transport,
     router: axum::Router,
     limits: ServeLimits,
     background: Option<tokio::task::JoinHandle<()>>,
@@ -184,16 +206,51 @@ async fn serve_router(
         // Without it small sealed chunks wait for delayed ACKs.
         let _ = tcp.set_nodelay(true);
     });
+    let tls_error = |e: arcane_serve::tls::TlsError| GatewayError::Config(e.to_string());
+    let (acceptor, quic) = match transport {
+        Transport::Plain => (None, None),
+        Transport::Tls(identity) => (Some(identity.tcp_acceptor().map_err(tls_error)?), None),
+        Transport::TlsAndHttp3(identity) => (
+            Some(identity.tcp_acceptor().map_err(tls_error)?),
+            // The same port number, over UDP.
+            Some(arcane_serve::http3::endpoint(addr, identity, limits).map_err(tls_error)?),
+        ),
+    };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    let until_stopped = move || {
+        let mut stopping = stopping.clone();
+        async move {
+            let _ = stopping.wait_for(|s| *s).await;
+        }
+    };
     let task = tokio::spawn(async move {
-        arcane_serve::serve(listener, router, limits, async {
+        let signal = async move {
             let _ = stopped.await;
-        })
-        .await
-        .map_err(|e| GatewayError::Serve(e.to_string()))
+            let _ = stopping_tx.send(true);
+        };
+        let http3 = async {
+            match quic {
+                Some(endpoint) => {
+                    arcane_serve::http3::serve(endpoint, router.clone(), limits, until_stopped())
+                        .await
+                }
+                None => Ok(()),
+            }
+        };
+        let tcp =
+            arcane_serve::serve_tls(listener, acceptor, router.clone(), limits, until_stopped());
+        let ((), tcp, http3) = tokio::join!(signal, tcp, http3);
+        tcp.and(http3)
+            .map_err(|e| GatewayError::Serve(e.to_string()))
     });
     Ok(RunningService {
         addr,
+        scheme: if matches!(transport, Transport::Plain) {
+            "http"
+        } else {
+            "https"
+        },
         stop: Some(stop),
         task: Some(task),
         background,
@@ -209,6 +266,7 @@ pub async fn serve_gateway(
     let background = tokio::spawn(maintain(Arc::clone(&gateway), options.clone()));
     serve_router(
         listen,
+        &Transport::Plain,
         crate::server::router(gateway),
         options.limits_http,
         Some(background),
@@ -299,6 +357,8 @@ pub struct RelayOptions {
     pub key_refresh: Duration,
     /// Connection limits and timeouts of the HTTP server.
     pub limits_http: ServeLimits,
+    /// Plain HTTP, TLS, or TLS and HTTP/3.
+    pub transport: Transport,
 }
 
 async fn logged_ott_keys(log: &LogClient, options: &RelayOptions) -> Result<LoggedOttKeys> {
@@ -355,6 +415,7 @@ pub async fn start_relay(options: &RelayOptions, listen: SocketAddr) -> Result<R
     });
     serve_router(
         listen,
+        &options.transport,
         crate::relay::router(relay),
         options.limits_http,
         Some(background),

@@ -13,6 +13,9 @@ use crate::error::Result;
 use crate::proven::KeyRing;
 use crate::store::{Spend, TokenStore};
 use arcane_verifier::entry::TokenRole;
+use arcane_verifier::fraud_data::{
+    FraudDataRefusal, FraudDataRequest, FraudDataResponse, check_fraud_data,
+};
 use arcane_verifier::tokens::{OTT_ISSUER, TGT_ISSUER, Token, TokenChallenge, TokenRequest};
 use sha2::{Digest, Sha256};
 
@@ -50,6 +53,18 @@ pub mod reason {
     pub const SPENT: &str = "spent";
     /// No issuer key is valid right now, or the database is unavailable.
     pub const UNAVAILABLE: &str = "unavailable";
+    /// The token granting service requires fraud data and none came with the TGT.
+    pub const FRAUD_DATA_REQUIRED: &str = "fraud-data-required";
+    /// The fraud data is under a key that is not valid now: get fresh fraud data.
+    pub const FRAUD_DATA_STALE: &str = "fraud-data-stale";
+    /// The fraud data does not verify, or is bound to another TGT.
+    pub const FRAUD_DATA_INVALID: &str = "fraud-data-invalid";
+    /// The TGT has had every OTT its fraud-data class allows: a new TGT is needed.
+    pub const FRAUD_CLASS_LIMIT: &str = "fraud-class-limit";
+    /// The fraud detection service has no class for this account.
+    pub const FRAUD_DATA_REFUSED: &str = "fraud-data-refused";
+    /// The account has had its fraud data for this period.
+    pub const FRAUD_DATA_BUDGET_EXHAUSTED: &str = "fraud-data-budget-exhausted";
 }
 
 fn refuse(status: u16, reason: &'static str, message: impl Into<String>) -> Refusal {
@@ -88,10 +103,80 @@ impl Default for TokenLimits {
     }
 }
 
+/// Fraud data ([`arcane_verifier::fraud_data`], `spec/tokens.md` §5): what the fraud detection
+/// service vouches for, and what the token granting service asks of it. Read from a TOML file
+/// (`arcane-gateway serve --fraud-data FILE`):
+///
+/// ```toml
+/// required = true                 # OTTs only for a TGT shown with fresh fraud data
+/// per_account_per_period = 64     # fraud data the service signs for one account per period
+/// default_class = 1               # accounts not listed below (absent: refused)
+/// [accounts]                      # the operator's verdicts, by account name
+/// alice = 3
+/// [class_limits]                  # most OTTs one TGT gets with fraud data of a class
+/// "0" = 16
+/// ```
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FraudDataPolicy {
+    /// The token granting service grants OTTs only to a TGT shown with fresh fraud data.
+    #[serde(default)]
+    pub required: bool,
+    /// Fraud data the service signs for one account per period (default 64).
+    #[serde(default = "default_fraud_data_budget")]
+    pub per_account_per_period: u32,
+    /// The class of accounts the file does not list; none: they are refused.
+    #[serde(default)]
+    pub default_class: Option<u8>,
+    /// Each listed account's class.
+    #[serde(default)]
+    pub accounts: std::collections::BTreeMap<String, u8>,
+    /// The most OTT indices a TGT shown with fraud data of a class may get (classes not listed:
+    /// the TGT's whole allotment). Keys are classes, as strings.
+    #[serde(default)]
+    pub class_limits: std::collections::BTreeMap<String, u32>,
+}
+
+fn default_fraud_data_budget() -> u32 {
+    64
+}
+
+impl FraudDataPolicy {
+    /// Reads and checks a policy file.
+    pub fn load(path: &std::path::Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| crate::error::GatewayError::Config(format!("{}: {e}", path.display())))?;
+        let policy: FraudDataPolicy = toml::from_str(&text)
+            .map_err(|e| crate::error::GatewayError::Config(format!("{}: {e}", path.display())))?;
+        for class in policy.class_limits.keys() {
+            class.parse::<u8>().map_err(|_| {
+                crate::error::GatewayError::Config(format!(
+                    "{}: class_limits: {class:?} is not a class (0–255)",
+                    path.display()
+                ))
+            })?;
+        }
+        Ok(policy)
+    }
+
+    /// The class the service vouches for for `account`.
+    pub fn class_of(&self, account: &str) -> Option<u8> {
+        self.accounts.get(account).copied().or(self.default_class)
+    }
+
+    /// The most OTT indices a TGT shown with fraud data of `class` may get, within `allotment`.
+    pub fn limit_of(&self, class: u8, allotment: u32) -> u32 {
+        self.class_limits
+            .get(&class.to_string())
+            .map_or(allotment, |l| (*l).min(allotment))
+    }
+}
+
 /// The token services.
 pub struct TokenServices {
     store: TokenStore,
     limits: TokenLimits,
+    fraud_data: FraudDataPolicy,
 }
 
 impl std::fmt::Debug for TokenServices {
@@ -126,7 +211,125 @@ pub async fn spend(
 impl TokenServices {
     /// Services over `store` with `limits`.
     pub fn new(store: TokenStore, limits: TokenLimits) -> Self {
-        TokenServices { store, limits }
+        TokenServices {
+            store,
+            limits,
+            fraud_data: FraudDataPolicy::default(),
+        }
+    }
+
+    /// With the fraud detection service's verdicts and the granting service's demands.
+    pub fn with_fraud_data(mut self, policy: FraudDataPolicy) -> Self {
+        self.fraud_data = policy;
+        self
+    }
+
+    /// The fraud detection service: authenticates `api_key`, takes one of the account's fraud
+    /// data for this period, and blind-signs the request of the account's class under that
+    /// class's current key. The answer is the class and the blind signature.
+    pub async fn issue_fraud_data(
+        &self,
+        ring: &KeyRing,
+        api_key: &str,
+        request: &[u8],
+        now: u64,
+    ) -> std::result::Result<Vec<u8>, Refusal> {
+        let request = FraudDataRequest::decode(request)
+            .map_err(|e| refuse(400, reason::MALFORMED, e.to_string()))?;
+        let account = self
+            .store
+            .account(&sha256_hex(api_key.as_bytes()))
+            .await
+            .map_err(|_| unavailable())?
+            .ok_or_else(|| refuse(401, reason::UNKNOWN_ACCOUNT, "unknown API key"))?;
+        let class = self.fraud_data.class_of(&account).ok_or_else(|| {
+            refuse(
+                403,
+                reason::FRAUD_DATA_REFUSED,
+                "the fraud detection service vouches for no class for this account",
+            )
+        })?;
+        let (_, blinded) = request
+            .requests
+            .iter()
+            .find(|(c, _)| *c == class)
+            .ok_or_else(|| {
+                refuse(
+                    400,
+                    reason::MALFORMED,
+                    format!("the request holds no blinded request for class {class}"),
+                )
+            })?;
+        let issuer = ring
+            .issuer_for_request(TokenRole::FraudData(class), blinded.truncated_key_id, now)
+            .ok_or_else(|| {
+                refuse(
+                    400,
+                    reason::MALFORMED,
+                    format!("the class {class} request is blinded to no key valid now"),
+                )
+            })?;
+        // Counted per account and period (its own row beside the TGT budgets): an account
+        // cannot have fraud data signed for many devices' TGTs beyond its budget.
+        let counted = format!("fraud-data:{account}");
+        let period = self.period(now);
+        let reserved = self
+            .store
+            .reserve_tgt(&counted, period, self.fraud_data.per_account_per_period)
+            .await
+            .map_err(|_| unavailable())?;
+        if !reserved {
+            return Err(refuse(
+                429,
+                reason::FRAUD_DATA_BUDGET_EXHAUSTED,
+                format!(
+                    "this account has had its {} fraud data for this period",
+                    self.fraud_data.per_account_per_period
+                ),
+            ));
+        }
+        match issuer.secret.issue(blinded) {
+            Ok(signature) => Ok(FraudDataResponse {
+                class,
+                blind_signature: signature,
+            }
+            .encode()),
+            Err(e) => {
+                let _ = self.store.refund_tgt(&counted, period).await;
+                Err(refuse(400, reason::MALFORMED, e.to_string()))
+            }
+        }
+    }
+
+    /// The OTT indices `tgt` may have in all, given the fraud data shown with it: the class's
+    /// limit, or the whole allotment.
+    fn allotment_for(
+        &self,
+        ring: &KeyRing,
+        tgt: &Token,
+        fraud_data: Option<&[u8]>,
+        now: u64,
+    ) -> std::result::Result<u32, Refusal> {
+        let Some(fraud_data) = fraud_data else {
+            return if self.fraud_data.required {
+                Err(refuse(
+                    403,
+                    reason::FRAUD_DATA_REQUIRED,
+                    FraudDataRefusal::Missing.to_string(),
+                ))
+            } else {
+                Ok(self.limits.otts_per_tgt)
+            };
+        };
+        match check_fraud_data(fraud_data, tgt, &ring.fraud_data_keys(now), now) {
+            Ok(key) => Ok(self
+                .fraud_data
+                .limit_of(key.class, self.limits.otts_per_tgt)),
+            Err(e @ FraudDataRefusal::Stale) => {
+                Err(refuse(403, reason::FRAUD_DATA_STALE, e.to_string()))
+            }
+            Err(e) => Err(refuse(403, reason::FRAUD_DATA_INVALID, e.to_string())),
+        }
     }
 
     /// The store behind them.
@@ -215,8 +418,10 @@ impl TokenServices {
         }
     }
 
-    /// The token granting service: checks the TGT under a currently valid TGT key, reserves up
-    /// to `requests.len()` of its remaining OTT indices, then blind-signs that many under the
+    /// The token granting service: checks the TGT under a currently valid TGT key, and the fraud
+    /// data shown with it (required or not, as the policy says; its class may limit the TGT's
+    /// allotment), reserves up to `requests.len()` of its remaining OTT indices, then
+    /// blind-signs that many under the
     /// current OTT key. The answer holds one response per reserved index, for the first
     /// requests in order (fewer than asked only when the allotment ran out: the next batch
     /// needs a new TGT).
@@ -225,6 +430,7 @@ impl TokenServices {
         ring: &KeyRing,
         tgt: &[u8],
         requests: &[Vec<u8>],
+        fraud_data: Option<&[u8]>,
         now: u64,
     ) -> std::result::Result<Vec<Vec<u8>>, Refusal> {
         let tgt = Token::decode(tgt).map_err(|e| refuse(400, reason::MALFORMED, e.to_string()))?;
@@ -242,6 +448,7 @@ impl TokenServices {
             &TokenChallenge::for_issuer(TGT_ISSUER),
         )
         .map_err(|e| refuse(403, reason::TGT_INVALID, e.to_string()))?;
+        let allotment = self.allotment_for(ring, &tgt, fraud_data, now)?;
         let n = requests.len() as u32;
         if n == 0 || n > self.limits.max_batch {
             return Err(refuse(
@@ -270,14 +477,18 @@ impl TokenServices {
         // statement, so replicas on one database cannot both take the last indices.
         let reserved = self
             .store
-            .reserve_otts(
-                &tgt.nonce,
-                n,
-                self.limits.otts_per_tgt,
-                tgt_issuer.proof.not_after(),
-            )
+            .reserve_otts(&tgt.nonce, n, allotment, tgt_issuer.proof.not_after())
             .await
             .map_err(|_| unavailable())?;
+        if reserved == 0 && allotment < self.limits.otts_per_tgt {
+            return Err(refuse(
+                429,
+                reason::FRAUD_CLASS_LIMIT,
+                format!(
+                    "this TGT has had the {allotment} OTTs its fraud-data class allows: get a new TGT"
+                ),
+            ));
+        }
         if reserved == 0 {
             return Err(refuse(
                 429,

@@ -293,6 +293,7 @@ async fn tokens_and_a_sealed_chat_through_the_gateway() {
                 match t.role {
                     TokenRole::Tgt => tgt_key = Some(issuer),
                     TokenRole::Ott => ott_key = Some(issuer),
+                    TokenRole::FraudData(_) => panic!("this gateway has no fraud-data key"),
                 }
             }
             other => panic!("unexpected entry {other:?}"),

@@ -214,9 +214,12 @@ enum PublishCommand {
     TokenKey {
         #[command(flatten)]
         common: PublishArgs,
-        /// tgt or ott.
-        #[arg(long, value_parser = ["tgt", "ott"])]
+        /// tgt, ott or fraud-data.
+        #[arg(long, value_parser = ["tgt", "ott", "fraud-data"])]
         role: String,
+        /// The class a fraud-data key vouches for (0–255; with `--role fraud-data` only).
+        #[arg(long)]
+        class: Option<u8>,
         /// DER or PEM SubjectPublicKeyInfo.
         #[arg(long)]
         public_key: PathBuf,
@@ -447,12 +450,21 @@ async fn publish(what: PublishCommand) -> Result<(), LogError> {
         PublishCommand::TokenKey {
             common,
             role,
+            class,
             public_key,
         } => {
-            let role = if role == "tgt" {
-                TokenRole::Tgt
-            } else {
-                TokenRole::Ott
+            let role = match (role.as_str(), class) {
+                ("tgt", None) => TokenRole::Tgt,
+                ("ott", None) => TokenRole::Ott,
+                ("fraud-data", Some(class)) => TokenRole::FraudData(class),
+                ("fraud-data", None) => {
+                    return Err(LogError::Config("a fraud-data key needs --class".into()));
+                }
+                _ => {
+                    return Err(LogError::Config(
+                        "--class is only for --role fraud-data".into(),
+                    ));
+                }
             };
             (common, token_key_from_file(&public_key, role)?)
         }

@@ -15,7 +15,9 @@
 //!   process would.
 //!
 //! - a **body timeout**: a request body must arrive whole within it from the end of its head,
-//!   or reading it fails (handlers answer with an error; sizes are the handlers' own limits).
+//!   or reading it fails (handlers answer with an error; sizes are the handlers' own limits);
+//! - optionally **TLS** ([`tls`], TLS 1.3, HTTP/2 or HTTP/1.1 by ALPN), its handshake within the
+//!   header timeout, and **HTTP/3** over QUIC ([`http3`]) under the same limits.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -70,18 +72,21 @@ impl Default for ServeLimits {
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+pub mod http3;
+pub mod tls;
+
 /// Open connections per peer address.
 #[derive(Default)]
-struct Peers(Mutex<HashMap<IpAddr, usize>>);
+pub(crate) struct Peers(Mutex<HashMap<IpAddr, usize>>);
 
 /// A peer's connection slot, given back when dropped.
-struct PeerSlot {
+pub(crate) struct PeerSlot {
     peers: Arc<Peers>,
     ip: IpAddr,
 }
 
 impl Peers {
-    fn take(self: &Arc<Self>, ip: IpAddr, limit: usize) -> Option<PeerSlot> {
+    pub(crate) fn take(self: &Arc<Self>, ip: IpAddr, limit: usize) -> Option<PeerSlot> {
         let mut open = self.0.lock().expect("peers lock");
         let count = open.entry(ip).or_insert(0);
         if *count >= limit {
@@ -112,7 +117,22 @@ impl Drop for PeerSlot {
 ///
 /// The connections belong to the returned future: dropping it closes all of them mid-request.
 pub async fn serve<L>(
+    listener: L,
+    router: Router,
+    limits: ServeLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()>
+where
+    L: Listener<Addr = SocketAddr>,
+{
+    serve_tls(listener, None, router, limits, shutdown).await
+}
+
+/// [`serve`], over TLS when `tls` is given: the handshake, too, must complete within the header
+/// timeout.
+pub async fn serve_tls<L>(
     mut listener: L,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     router: Router,
     limits: ServeLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -141,9 +161,18 @@ where
         };
         let router = router.clone();
         let stop = stop_rx.clone();
+        let tls = tls.clone();
         open.spawn(async move {
             let _held = (permit, slot);
-            serve_connection(io, router, limits, stop).await;
+            match tls {
+                None => serve_connection(io, router, limits, stop).await,
+                Some(tls) => {
+                    let handshake = tokio::time::timeout(limits.header_timeout, tls.accept(io));
+                    if let Ok(Ok(io)) = handshake.await {
+                        serve_connection(io, router, limits, stop).await;
+                    }
+                }
+            }
         });
     }
     let _ = stop_tx.send(true);
@@ -289,13 +318,13 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Prefixed<I> {
 }
 
 /// A request body that fails once `deadline` has passed before it ended.
-struct DeadlineBody<B> {
+pub(crate) struct DeadlineBody<B> {
     inner: B,
     deadline: Pin<Box<tokio::time::Sleep>>,
 }
 
 impl<B> DeadlineBody<B> {
-    fn new(inner: B, timeout: Duration) -> Self {
+    pub(crate) fn new(inner: B, timeout: Duration) -> Self {
         DeadlineBody {
             inner,
             deadline: Box::pin(tokio::time::sleep(timeout)),

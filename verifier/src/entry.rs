@@ -101,6 +101,9 @@ pub enum TokenRole {
     Tgt,
     /// One-time tokens, issued by the token granting service.
     Ott,
+    /// Fraud data of one class (0–255, the operator's meaning), issued by the fraud detection
+    /// service ([`crate::fraud_data`]): one key per class.
+    FraudData(u8),
 }
 
 impl TokenRole {
@@ -109,6 +112,7 @@ impl TokenRole {
         match self {
             TokenRole::Tgt => "tgt",
             TokenRole::Ott => "ott",
+            TokenRole::FraudData(_) => "fraud-data",
         }
     }
 }
@@ -659,10 +663,11 @@ fn encode_body(body: &EntryBody) -> Result<Vec<u8>> {
             out.extend_from_slice(&config);
         }
         EntryBody::TokenKey(k) => {
-            out.push(match k.role {
-                TokenRole::Tgt => 1,
-                TokenRole::Ott => 2,
-            });
+            match k.role {
+                TokenRole::Tgt => out.push(1),
+                TokenRole::Ott => out.push(2),
+                TokenRole::FraudData(class) => out.extend_from_slice(&[3, class]),
+            }
             out.extend_from_slice(&k.token_type.to_be_bytes());
             let len = u16::try_from(k.spki_der.len())
                 .map_err(|_| Error::MalformedEntry("public key too long"))?;
@@ -731,9 +736,10 @@ fn decode_body(kind: u8, bytes: &[u8]) -> Result<EntryBody> {
             let role = match r.u8()? {
                 1 => TokenRole::Tgt,
                 2 => TokenRole::Ott,
+                3 => TokenRole::FraudData(r.u8()?),
                 _ => {
                     return Err(Error::MalformedEntry(
-                        "token role must be 1 (tgt) or 2 (ott)",
+                        "token role must be 1 (tgt), 2 (ott) or 3 (fraud-data, then its class)",
                     ));
                 }
             };
@@ -943,8 +949,11 @@ pub enum BodyView {
     },
     /// `token-key`.
     TokenKey {
-        /// `tgt` or `ott`.
+        /// `tgt`, `ott` or `fraud-data`.
         role: &'static str,
+        /// The class a `fraud-data` key vouches for.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        class: Option<u8>,
         /// Token type.
         token_type: u16,
         /// RFC 9578 token key id (hex).
@@ -997,6 +1006,10 @@ impl SignedEntry {
             },
             EntryBody::TokenKey(k) => BodyView::TokenKey {
                 role: k.role.as_str(),
+                class: match k.role {
+                    TokenRole::FraudData(class) => Some(class),
+                    _ => None,
+                },
                 token_type: k.token_type,
                 token_key_id: hex(&k.key_id()),
                 modulus_bits: k.modulus_bits().ok(),

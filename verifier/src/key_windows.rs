@@ -26,7 +26,13 @@ impl KeyWindow {
     pub fn of(index: u64, entry: &SignedEntry) -> Option<Self> {
         let group = match &entry.entry.body {
             EntryBody::OhttpKeys(_) => "ohttp-keys".to_owned(),
-            EntryBody::TokenKey(k) => format!("token-key-{}", k.role.as_str()),
+            EntryBody::TokenKey(k) => match k.role {
+                // Each class's keys are a set of their own.
+                crate::entry::TokenRole::FraudData(class) => {
+                    format!("token-key-fraud-data-{class}")
+                }
+                role => format!("token-key-{}", role.as_str()),
+            },
             _ => return None,
         };
         Some(KeyWindow {

@@ -70,6 +70,7 @@ pub mod eif;
 pub mod entry;
 pub mod envelope;
 mod error;
+pub mod fraud_data;
 pub mod inner;
 pub mod key_windows;
 pub mod log_api;

@@ -1,5 +1,6 @@
 //! What the CLI's end-to-end tests share: the demo stack on a tiny generated model, clients (and
-//! proxies) of it whose trust file a test may edit, and the edit that swaps in an impostor log key.
+//! proxies) of it whose trust file a test may edit, the edit that swaps in an impostor log key, and
+//! our relay over TLS (and HTTP/3) with a test CA.
 #![allow(dead_code)]
 
 use std::path::Path;
@@ -14,6 +15,8 @@ use arcane_client::{Client, ClientConfig, Trust};
 use arcane_compute::attestation::{DeclaredMeasurements, SimulatedNsm};
 use arcane_engine::gguf::{TinyLlama, write_tiny_llama};
 use arcane_gateway::proven::{Proven, bundles_of_kind};
+use arcane_gateway::service::{RelayOptions, RunningService, Transport, start_relay};
+use arcane_serve::tls::TlsIdentity;
 use arcane_verifier::attested::{NodeBundle, NodeRegistration};
 use arcane_verifier::nitro::binding_user_data;
 use arcane_verifier::sealed::RekSecret;
@@ -313,4 +316,67 @@ pub async fn node_tests(dir: &Path, env: &[(&str, &std::ffi::OsStr)]) -> String 
         "{report}"
     );
     report
+}
+
+/// The stack's trust file with its relay line replaced by `relays`.
+pub fn relays_instead(relays: String) -> impl FnOnce(String) -> String {
+    move |text| {
+        let ours = text
+            .lines()
+            .find(|l| l.starts_with("relay = "))
+            .expect("the stack's trust file names its relay")
+            .to_owned();
+        text.replace(&ours, &relays)
+    }
+}
+
+/// A test CA (its PEM, written to the stack's folder as `relay-ca.pem`) and a certificate it
+/// issued for 127.0.0.1 and localhost.
+pub fn test_ca(stack: &Stack) -> TlsIdentity {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "arcane test relay CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    std::fs::write(
+        stack.trust_file.with_file_name("relay-ca.pem"),
+        ca_cert.pem(),
+    )
+    .unwrap();
+    TlsIdentity::from_pem(leaf.pem().as_bytes(), leaf_key.serialize_pem().as_bytes()).unwrap()
+}
+
+/// Our relay in front of `stack`'s gateway, on `transport`.
+pub async fn our_relay(stack: &Stack, name: &str, transport: Transport) -> RunningService {
+    start_relay(
+        &RelayOptions {
+            gateway: stack.gateway.url(),
+            data_dir: stack.options.data_dir.join(name),
+            database_url: None,
+            log: stack.log_url.clone(),
+            trust: stack.log_trust(),
+            key_refresh: std::time::Duration::from_secs(60),
+            limits_http: arcane_serve::ServeLimits::default(),
+            transport,
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap()
+}
+
+/// Trust lines for our relay at `service` (over HTTPS), said to offer HTTP/3 or not.
+pub fn over_tls(service: &RunningService, http3: bool) -> String {
+    format!(
+        "relays = [{{ url = \"{}/.well-known/ohttp-gateway\", token = true, http3 = {http3} }}]\n\
+         tls_roots = \"relay-ca.pem\"",
+        service.url()
+    )
 }

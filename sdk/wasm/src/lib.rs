@@ -422,10 +422,7 @@ impl Session {
             .api_key
             .as_ref()
             .map(|k| zeroize::Zeroizing::new(format!("Bearer {}", k.as_str())));
-        let headers: Vec<(&str, &str)> = match (&bearer, post.with_api_key) {
-            (Some(b), true) => vec![("authorization", b.as_str())],
-            _ => Vec::new(),
-        };
+        let headers = post.headers(bearer.as_ref().map(|b| b.as_str()));
         let keys = keys_of(self)?;
         let (body, response) = transport::encapsulate(
             &keys.ohttp_config,
