@@ -211,6 +211,10 @@ pub struct StackOptions {
     pub node_refresh: Duration,
     /// The gateway's token limits.
     pub token_limits: arcane_gateway::tokens::TokenLimits,
+    /// Fraud data: when set, a key per class the policy names (`fraud-<class>.key`, published
+    /// as `token-key` entries of role `fraud-data`), and the policy at the gateway's fraud
+    /// detection and token granting services. `None` (the default): none.
+    pub fraud_data: Option<arcane_gateway::tokens::FraudDataPolicy>,
     /// How long a chat waits at the gateway for a place at a node.
     pub place_wait: Duration,
     /// A witness policy file for the log (it then publishes only cosigned checkpoints), with
@@ -233,6 +237,7 @@ impl StackOptions {
             key_refresh: arcane_gateway::service::DEFAULT_KEY_REFRESH,
             node_refresh: NodeConfig::default().refresh_every,
             token_limits: arcane_gateway::tokens::TokenLimits::default(),
+            fraud_data: None,
             place_wait: arcane_gateway::server::DEFAULT_PLACE_WAIT,
             witnesses: None,
             ui: None,
@@ -417,6 +422,24 @@ impl Stack {
             }))
             .await?;
         }
+        if let Some(policy) = &options.fraud_data {
+            for class in policy.classes() {
+                let path = gw_dir.join(format!("fraud-{class}.key"));
+                let secret = if path.exists() {
+                    arcane_gateway::keys::load_issuer_key(&path)
+                } else {
+                    arcane_gateway::keys::generate_issuer_key(&path)
+                }
+                .map_err(|e| demo_error("fraud-data key", e))?;
+                publish(EntryBody::TokenKey(TokenKey {
+                    role: TokenRole::FraudData(class),
+                    token_type: arcane_verifier::tokens::TOKEN_TYPE,
+                    spki_der: secret.public().spki().to_vec(),
+                }))
+                .await?;
+            }
+            progress("published: the fraud detection service's key of each class");
+        }
         progress("published: the gateway's OHTTP key and the TGT/OTT issuer keys");
         // --- the model and its release -----------------------------------------------------------
         let model = ModelFile::open(&options.model).map_err(|e| demo_error("model", e))?;
@@ -470,6 +493,7 @@ impl Stack {
             max_attestation_age: options.max_attestation_age,
             key_refresh: options.key_refresh,
             limits: options.token_limits,
+            fraud_data: options.fraud_data.clone().unwrap_or_default(),
             place_wait: options.place_wait,
             ..GatewayOptions::new(
                 gw_dir.clone(),

@@ -1,6 +1,7 @@
 //! The TypeScript SDK (`sdk/js`, the Rust checks compiled to WebAssembly) against the demo stack
 //! over 127.0.0.1, driven by Node's test runner (`sdk/js/test/`): a verified streamed chat with
-//! its receipt (through our relay, and through a relay written in the test that takes no token),
+//! its receipt (through our relay, and through a relay written in the test that takes no token;
+//! the token granting service requires fraud data, which the SDK's refill gets first),
 //! and the Rust client's refusals — an unlogged release, an impostor checkpoint key,
 //! a forked log (split view, evidence kept), a spent token. This test sets the stacks up and
 //! hands their trust files to `node --test`; the published vectors run there too.
@@ -51,7 +52,14 @@ async fn the_typescript_sdk_chats_verified_and_refuses_what_the_rust_client_refu
     let dir = tempfile::tempdir().unwrap();
     let main = dir.path().join("main");
     std::fs::create_dir_all(&main).unwrap();
-    let stack = stack(&main, true).await;
+    // Its token granting service requires fraud data: the SDK's refill gets it first.
+    let stack = {
+        let model = main.join("tiny.gguf");
+        arcane_engine::gguf::write_tiny_llama(&model, &Default::default()).unwrap();
+        let mut options = arcane_cli::demo::StackOptions::new(main.join("stack"), model);
+        options.fraud_data = Some(toml::from_str("required = true\ndefault_class = 1\n").unwrap());
+        Stack::start(options, &|_| {}).await.unwrap()
+    };
     let impostor = trust_variant(&stack, "impostor.toml", impostor_log_key(&stack));
     // One entry more than the honest log holds: a client that saw the honest log and is then
     // shown this one sees a split view.

@@ -1,8 +1,10 @@
 //! Soak: the whole stack on its production code paths — log with one witness, gateway, relay,
 //! two compute nodes, three clients — for `ARCANE_SOAK_SECS` (default 180) of wall time, with
 //! validity windows and refresh intervals shortened *by configuration*: every key kind (OHTTP,
-//! TGT, OTT) and the release rotate every 10 s on entries valid 40 s, so entries expire all the
-//! time; one node restarts, and the log restarts.
+//! TGT, OTT, the fraud detection service's class keys) and the release rotate every 10 s on
+//! entries valid 40 s, so entries expire all the time; one node restarts, and the log restarts.
+//! The token granting service requires fraud data (class 1), so every TGT gets fraud data
+//! first, and again whenever the key that signed it rotates away.
 //!
 //! Every request either succeeds or fails with a reason a client should see at that moment
 //! (a service restarting: unreachable, a 5xx, an interrupted stream); afterwards the gateway's
@@ -57,7 +59,7 @@ fn expected_failure(e: &ClientError) -> Option<String> {
     }
 }
 
-/// Publishes a fresh OHTTP key, TGT and OTT issuer keys and a release, each valid
+/// Publishes a fresh OHTTP key, TGT, OTT and fraud-data issuer keys and a release, each valid
 /// [`ENTRY_VALIDITY`], with their files beside the old ones.
 async fn rotate(stack: &Stack, round: u32) {
     let gw = stack.options.data_dir.join("gateway");
@@ -73,7 +75,11 @@ async fn rotate(stack: &Stack, round: u32) {
         )
         .await
         .unwrap();
-    for (prefix, role) in [("tgt", TokenRole::Tgt), ("ott", TokenRole::Ott)] {
+    for (prefix, role) in [
+        ("tgt", TokenRole::Tgt),
+        ("ott", TokenRole::Ott),
+        ("fraud-1", TokenRole::FraudData(1)),
+    ] {
         let secret =
             arcane_gateway::keys::generate_issuer_key(&gw.join(format!("{prefix}-{round}.key")))
                 .unwrap();
@@ -120,6 +126,7 @@ async fn the_stack_runs_through_rotations_expiries_and_restarts() {
     // Token periods shortened like the keys (the TGT keys rotate every 10 s here, every few weeks
     // in production): the budget of TGTs per account renews every 10 s.
     options.token_limits.period_secs = 10;
+    options.fraud_data = Some(toml::from_str("required = true\ndefault_class = 1\n").unwrap());
     let mut stack = Stack::start(options, &quiet).await.unwrap();
     let mut second_node = Some(stack.start_node(&quiet).await.unwrap());
     let stack_started = Instant::now();

@@ -783,6 +783,8 @@ mod tests {
         allotment: usize,
         granted: std::collections::HashMap<Vec<u8>, usize>,
         tgts_issued: usize,
+        fraud: Vec<(u8, IssuerSecret)>,
+        fraud_issued: usize,
     }
 
     impl Issuers {
@@ -793,7 +795,31 @@ mod tests {
                 allotment,
                 granted: Default::default(),
                 tgts_issued: 0,
+                fraud: Vec::new(),
+                fraud_issued: 0,
             }
+        }
+
+        /// With a fraud detection service holding a key per class in `classes`, vouching for
+        /// the first.
+        fn with_fraud_data(mut self, classes: &[u8]) -> Self {
+            self.fraud = classes
+                .iter()
+                .map(|c| (*c, IssuerSecret::generate().unwrap()))
+                .collect();
+            self
+        }
+
+        fn fraud_keys(&self) -> Vec<FraudDataKey> {
+            self.fraud
+                .iter()
+                .map(|(class, s)| FraudDataKey {
+                    class: *class,
+                    key: s.public().clone(),
+                    not_before: 0,
+                    not_after: u64::MAX,
+                })
+                .collect()
         }
 
         fn keys(&self) -> TokenKeys {
@@ -802,11 +828,26 @@ mod tests {
                 ott: self.ott.public().clone(),
                 valid_tgt_ids: vec![self.tgt.public().id()],
                 valid_ott_ids: vec![self.ott.public().id()],
-                fraud_data: Vec::new(),
+                fraud_data: self.fraud_keys(),
             }
         }
 
         fn answer(&mut self, post: &TokenPost) -> (u16, Vec<u8>) {
+            if post.path == FRAUD_DATA_PATH {
+                assert!(
+                    post.with_api_key,
+                    "the fraud detection service needs the API key"
+                );
+                self.fraud_issued += 1;
+                let request = FraudDataRequest::decode(&post.body).unwrap();
+                let (class, secret) = &self.fraud[0];
+                let (_, blinded) = request.requests.iter().find(|(c, _)| c == class).unwrap();
+                let response = FraudDataResponse {
+                    class: *class,
+                    blind_signature: secret.issue(blinded).unwrap(),
+                };
+                return (200, response.encode());
+            }
             if post.path == TGT_PATH {
                 assert!(post.with_api_key, "the identity service needs the API key");
                 self.tgts_issued += 1;
@@ -818,6 +859,29 @@ mod tests {
                 "the API key goes to the identity service only"
             );
             let grant = OttGrantRequest::parse(&post.body).unwrap();
+            if !self.fraud.is_empty() {
+                let tgt = Token::decode(grant.tgt).unwrap();
+                let shown = post.fraud_data.as_ref().map(|f| {
+                    base64::engine::general_purpose::URL_SAFE_NO_PAD
+                        .decode(f)
+                        .unwrap()
+                });
+                let headers = post.headers(None);
+                assert_eq!(
+                    headers
+                        .iter()
+                        .filter(|(n, _)| *n == FRAUD_DATA_FIELD)
+                        .count(),
+                    usize::from(shown.is_some())
+                );
+                let keys = self.fraud_keys();
+                match shown
+                    .map(|f| arcane_verifier::fraud_data::check_fraud_data(&f, &tgt, &keys, 1))
+                {
+                    Some(Ok(key)) => assert_eq!(key.class, self.fraud[0].0),
+                    _ => return (403, br#"{"reason": "fraud-data-required"}"#.to_vec()),
+                }
+            }
             let used = self.granted.entry(grant.tgt.to_vec()).or_default();
             let n = grant.requests.len().min(self.allotment - *used);
             if n == 0 {
@@ -844,6 +908,36 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn fraud_data_is_got_once_per_tgt_shown_with_every_batch_and_again_when_its_key_goes() {
+        let mut issuers = Issuers::new(10).with_fraud_data(&[2, 5]);
+        let mut tokens = Tokens::default();
+        assert_eq!(
+            run(&mut tokens, &mut issuers, true).unwrap(),
+            BATCH as usize
+        );
+        assert_eq!((issuers.tgts_issued, issuers.fraud_issued), (1, 1));
+        // Kept with the TGT in the wallet file; the next batch shows it again without asking.
+        let mut tokens = Tokens::from_json(&tokens.to_json()).unwrap();
+        tokens.take(BATCH as usize - 1).unwrap();
+        assert_eq!(run(&mut tokens, &mut issuers, true).unwrap(), 2);
+        assert_eq!((issuers.tgts_issued, issuers.fraud_issued), (1, 1));
+        // A new TGT gets its own.
+        tokens.take(2).unwrap();
+        assert_eq!(
+            run(&mut tokens, &mut issuers, true).unwrap(),
+            BATCH as usize
+        );
+        assert_eq!((issuers.tgts_issued, issuers.fraud_issued), (2, 2));
+        // The class key rotates: what the wallet holds is under a key no longer listed, so it
+        // is asked for again before the next batch.
+        issuers.fraud[0].1 = IssuerSecret::generate().unwrap();
+        issuers.fraud[1].1 = IssuerSecret::generate().unwrap();
+        tokens.take(BATCH as usize).unwrap();
+        assert_eq!(run(&mut tokens, &mut issuers, true).unwrap(), 2);
+        assert_eq!((issuers.tgts_issued, issuers.fraud_issued), (2, 3));
     }
 
     #[test]

@@ -159,6 +159,20 @@ impl FraudDataPolicy {
         Ok(policy)
     }
 
+    /// Every class the policy names (default, accounts', limits'), each once, in order: those
+    /// the fraud detection service needs a key for.
+    pub fn classes(&self) -> Vec<u8> {
+        let mut classes: Vec<u8> = self
+            .default_class
+            .into_iter()
+            .chain(self.accounts.values().copied())
+            .chain(self.class_limits.keys().filter_map(|c| c.parse().ok()))
+            .collect();
+        classes.sort_unstable();
+        classes.dedup();
+        classes
+    }
+
     /// The class the service vouches for for `account`.
     pub fn class_of(&self, account: &str) -> Option<u8> {
         self.accounts.get(account).copied().or(self.default_class)

@@ -325,6 +325,31 @@ mod tests {
     }
 
     #[test]
+    fn what_the_fraud_detection_service_sees_holds_neither_the_tgt_nor_the_nonce() {
+        let s = setup();
+        let nonce = fraud_data_nonce(&s.tgt.nonce);
+        let requests: Vec<_> = s
+            .keys
+            .iter()
+            .map(|k| {
+                let (r, _) = request_token(&k.key, &fraud_data_challenge(), nonce).unwrap();
+                (k.class, r)
+            })
+            .collect();
+        let wire = FraudDataRequest { requests }.encode();
+        let contains = |needle: &[u8]| wire.windows(needle.len()).any(|w| w == needle);
+        assert!(!contains(&s.tgt.nonce));
+        assert!(!contains(&nonce));
+        assert!(!contains(&s.tgt.encode()[..64]));
+        // Blinding is randomized: the same nonce twice gives unrelated requests.
+        let again = request_token(&s.keys[0].key, &fraud_data_challenge(), nonce)
+            .unwrap()
+            .0
+            .encode();
+        assert_ne!(&wire[2..2 + TOKEN_REQUEST_LEN], &again[..]);
+    }
+
+    #[test]
     fn malformed_requests_and_answers_are_refused() {
         assert!(FraudDataRequest::decode(&[]).is_err());
         assert!(FraudDataRequest::decode(&[0]).is_err());
