@@ -116,7 +116,7 @@ impl Default for TokenLimits {
 /// [class_limits]                  # most OTTs one TGT gets with fraud data of a class
 /// "0" = 16
 /// ```
-#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FraudDataPolicy {
     /// The token granting service grants OTTs only to a TGT shown with fresh fraud data.
@@ -139,6 +139,19 @@ pub struct FraudDataPolicy {
 
 fn default_fraud_data_budget() -> u32 {
     64
+}
+
+impl Default for FraudDataPolicy {
+    /// Nothing required, no account vouched for, the default budget.
+    fn default() -> Self {
+        FraudDataPolicy {
+            required: false,
+            per_account_per_period: default_fraud_data_budget(),
+            default_class: None,
+            accounts: Default::default(),
+            class_limits: Default::default(),
+        }
+    }
 }
 
 impl FraudDataPolicy {
@@ -567,5 +580,51 @@ impl TokenServices {
     /// TGT budgets of past periods. Returns the rows removed.
     pub async fn prune(&self, now: u64) -> Result<u64> {
         self.store.prune(now, self.period(now)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy_file(text: &str) -> Result<FraudDataPolicy> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fraud-data.toml");
+        std::fs::write(&path, text).unwrap();
+        FraudDataPolicy::load(&path)
+    }
+
+    #[test]
+    fn a_fraud_data_policy_names_classes_limits_and_defaults() {
+        let policy = policy_file(
+            "required = true\ndefault_class = 1\n[accounts]\nflagged = 0\ntrusted = 3\n\
+             [class_limits]\n\"0\" = 0\n\"1\" = 300\n",
+        )
+        .unwrap();
+        assert_eq!(policy.per_account_per_period, 64);
+        assert_eq!(policy.classes(), [0, 1, 3]);
+        assert_eq!(policy.class_of("flagged"), Some(0));
+        assert_eq!(policy.class_of("anyone"), Some(1));
+        // A limit never exceeds the TGT's allotment; unlisted classes get all of it.
+        assert_eq!(policy.limit_of(0, 256), 0);
+        assert_eq!(policy.limit_of(1, 256), 256);
+        assert_eq!(policy.limit_of(3, 256), 256);
+        // Without a default class, an unlisted account is vouched for by no class.
+        let strict = policy_file("[accounts]\ntrusted = 3\n").unwrap();
+        assert_eq!(strict.class_of("anyone"), None);
+        assert!(!strict.required);
+        assert_eq!(
+            FraudDataPolicy::default().per_account_per_period,
+            strict.per_account_per_period
+        );
+        for bad in [
+            "[class_limits]\nlow = 3\n",
+            "[class_limits]\n\"256\" = 3\n",
+            "required = \"yes\"\n",
+            "unknown = 1\n",
+            "default_class = 256\n",
+        ] {
+            assert!(policy_file(bad).is_err(), "{bad}");
+        }
     }
 }
