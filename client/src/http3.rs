@@ -46,7 +46,9 @@ struct Connection {
 
 /// The client's HTTP/3 connections.
 pub struct Http3 {
-    config: quinn::ClientConfig,
+    /// The QUIC client configuration, or why there is none (no usable roots on this system):
+    /// then every request goes over TCP.
+    config: Result<quinn::ClientConfig, String>,
     connections: tokio::sync::Mutex<HashMap<String, Connection>>,
     failed: Mutex<HashMap<String, Instant>>,
 }
@@ -58,7 +60,9 @@ impl std::fmt::Debug for Http3 {
 }
 
 impl Http3 {
-    /// Trusting the system's roots and the PEM certificates of `extra_roots_pem`.
+    /// Trusting the system's roots and the PEM certificates of `extra_roots_pem`. Refused only
+    /// for unreadable `extra_roots_pem`; a system whose roots cannot be loaded gets a client
+    /// that always falls back to TCP.
     pub fn new(extra_roots_pem: Option<&[u8]>) -> Result<Http3, String> {
         use rustls_pki_types::CertificateDer;
         use rustls_pki_types::pem::PemObject as _;
@@ -68,22 +72,8 @@ impl Http3 {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| format!("tls_roots: {e}"))?,
         };
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier =
-            rustls_platform_verifier::Verifier::new_with_extra_roots(extra, Arc::clone(&provider))
-                .map_err(|e| format!("TLS roots: {e}"))?;
-        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|e| e.to_string())?
-            .dangerous()
-            // The platform's verifier: the system's roots (and the extra ones), as reqwest's.
-            .with_custom_certificate_verifier(Arc::new(verifier))
-            .with_no_client_auth();
-        tls.alpn_protocols = vec![b"h3".to_vec()];
-        let crypto =
-            quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| e.to_string())?;
         Ok(Http3 {
-            config: quinn::ClientConfig::new(Arc::new(crypto)),
+            config: quic_config(extra),
             connections: tokio::sync::Mutex::new(HashMap::new()),
             failed: Mutex::new(HashMap::new()),
         })
@@ -94,6 +84,9 @@ impl Http3 {
         let Ok(authority) = authority_of(url) else {
             return false;
         };
+        if self.config.is_err() {
+            return false;
+        }
         let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
         match failed.get(&authority) {
             Some(at) if at.elapsed() < RETRY_AFTER => false,
@@ -200,8 +193,9 @@ impl Http3 {
         } else {
             ([0u16; 8], 0).into()
         };
+        let config = self.config.clone()?;
         let mut endpoint = quinn::Endpoint::client(local).map_err(|e| e.to_string())?;
-        endpoint.set_default_client_config(self.config.clone());
+        endpoint.set_default_client_config(config);
         let quic = endpoint
             .connect(address, host.trim_start_matches('[').trim_end_matches(']'))
             .map_err(|e| e.to_string())?
@@ -222,6 +216,27 @@ impl Http3 {
             _endpoint: endpoint,
         })
     }
+}
+
+/// The QUIC client configuration: TLS 1.3, ALPN `h3`, the platform's verifier (the system's
+/// roots and `extra`, as reqwest's).
+fn quic_config(
+    extra: Vec<rustls_pki_types::CertificateDer<'static>>,
+) -> Result<quinn::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier =
+        rustls_platform_verifier::Verifier::new_with_extra_roots(extra, Arc::clone(&provider))
+            .map_err(|e| format!("TLS roots: {e}"))?;
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h3".to_vec()];
+    let crypto =
+        quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| e.to_string())?;
+    Ok(quinn::ClientConfig::new(Arc::new(crypto)))
 }
 
 /// `host:port` of an `https://` URL (port 443 when it names none).
