@@ -162,6 +162,10 @@ pub enum Error {
     // --- tokens ---------------------------------------------------------------------------------
     #[error("token: {0}")]
     Token(&'static str),
+
+    // --- ensemble links -------------------------------------------------------------------------
+    #[error("ensemble link: {0}")]
+    Link(&'static str),
 }
 
 /// Result with the verifier's [`Error`].

@@ -67,6 +67,7 @@ pub mod checkpoint;
 pub mod cosignature;
 pub mod der;
 pub mod eif;
+pub mod ensemble_link;
 pub mod entry;
 pub mod envelope;
 mod error;
