@@ -263,12 +263,7 @@ impl TokenServices {
     ) -> std::result::Result<Vec<u8>, Refusal> {
         let request = FraudDataRequest::decode(request)
             .map_err(|e| refuse(400, reason::MALFORMED, e.to_string()))?;
-        let account = self
-            .store
-            .account(&sha256_hex(api_key.as_bytes()))
-            .await
-            .map_err(|_| unavailable())?
-            .ok_or_else(|| refuse(401, reason::UNKNOWN_ACCOUNT, "unknown API key"))?;
+        let account = self.account(api_key).await?;
         let class = self.fraud_data.class_of(&account).ok_or_else(|| {
             refuse(
                 403,
@@ -384,6 +379,15 @@ impl TokenServices {
         Ok(api_key)
     }
 
+    /// The account whose API key is `api_key` (the identity and fraud detection services).
+    async fn account(&self, api_key: &str) -> std::result::Result<String, Refusal> {
+        self.store
+            .account(&sha256_hex(api_key.as_bytes()))
+            .await
+            .map_err(|_| unavailable())?
+            .ok_or_else(|| refuse(401, reason::UNKNOWN_ACCOUNT, "unknown API key"))
+    }
+
     /// The identity service: authenticates `api_key`, reserves one of the account's TGTs for
     /// this period, then blind-signs the request under the current TGT key.
     pub async fn issue_tgt(
@@ -395,14 +399,7 @@ impl TokenServices {
     ) -> std::result::Result<Vec<u8>, Refusal> {
         let request = TokenRequest::decode(request)
             .map_err(|e| refuse(400, reason::MALFORMED, e.to_string()))?;
-        let account = self
-            .store
-            .account(&sha256_hex(api_key.as_bytes()))
-            .await
-            .map_err(|_| unavailable())?;
-        let Some(account) = account else {
-            return Err(refuse(401, reason::UNKNOWN_ACCOUNT, "unknown API key"));
-        };
+        let account = self.account(api_key).await?;
         let issuer = ring
             .issuer_for_request(TokenRole::Tgt, request.truncated_key_id, now)
             .ok_or_else(|| {

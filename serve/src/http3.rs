@@ -11,11 +11,11 @@ use std::sync::Arc;
 use axum::Router;
 use bytes::{Buf as _, Bytes};
 use http_body_util::BodyExt as _;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tower_service::Service as _;
 
 use crate::tls::{TlsError, TlsIdentity};
-use crate::{DeadlineBody, Peers, ServeLimits};
+use crate::{Admission, DeadlineBody, ServeLimits};
 
 /// A QUIC endpoint on `listen` (UDP) that offers HTTP/3 with `identity`, with `limits` applied
 /// to its transport: concurrent request streams per connection, idle timeout.
@@ -49,8 +49,7 @@ pub async fn serve(
     limits: ServeLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let peers = Arc::new(Peers::default());
+    let admission = Admission::new(&limits);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     let mut open = tokio::task::JoinSet::new();
@@ -61,20 +60,18 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let Some(incoming) = incoming else { break };
-        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
-            tracing::warn!("connection limit reached; a new QUIC connection is refused");
-            incoming.refuse();
-            continue;
-        };
-        let Some(slot) = peers.take(incoming.remote_address().ip(), limits.max_per_peer) else {
-            tracing::warn!("per-peer connection limit reached; a new QUIC connection is refused");
-            incoming.refuse();
-            continue;
+        let held = match admission.admit(incoming.remote_address().ip()) {
+            Ok(held) => held,
+            Err(limit) => {
+                tracing::warn!("{limit}; a new QUIC connection is refused");
+                incoming.refuse();
+                continue;
+            }
         };
         let router = router.clone();
         let stop = stop_rx.clone();
         open.spawn(async move {
-            let _held = (permit, slot);
+            let _held = held;
             serve_connection(incoming, router, limits, stop).await;
         });
     }

@@ -75,6 +75,38 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 pub mod http3;
 pub mod tls;
 
+/// The connection slots of one server: overall and per peer address.
+pub(crate) struct Admission {
+    connections: Arc<Semaphore>,
+    peers: Arc<Peers>,
+    max_per_peer: usize,
+}
+
+/// What an admitted connection holds until it ends.
+pub(crate) type Slot = (tokio::sync::OwnedSemaphorePermit, PeerSlot);
+
+impl Admission {
+    pub(crate) fn new(limits: &ServeLimits) -> Self {
+        Admission {
+            connections: Arc::new(Semaphore::new(limits.max_connections.max(1))),
+            peers: Arc::new(Peers::default()),
+            max_per_peer: limits.max_per_peer,
+        }
+    }
+
+    /// A slot for a new connection from `ip`, or which limit refuses it.
+    pub(crate) fn admit(&self, ip: IpAddr) -> Result<Slot, &'static str> {
+        let permit = Arc::clone(&self.connections)
+            .try_acquire_owned()
+            .map_err(|_| "connection limit reached")?;
+        let slot = self
+            .peers
+            .take(ip, self.max_per_peer)
+            .ok_or("per-peer connection limit reached")?;
+        Ok((permit, slot))
+    }
+}
+
 /// Open connections per peer address.
 #[derive(Default)]
 pub(crate) struct Peers(Mutex<HashMap<IpAddr, usize>>);
@@ -140,8 +172,7 @@ pub async fn serve_tls<L>(
 where
     L: Listener<Addr = SocketAddr>,
 {
-    let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let peers = Arc::new(Peers::default());
+    let admission = Admission::new(&limits);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     let mut open = tokio::task::JoinSet::new();
@@ -151,19 +182,18 @@ where
             Some(_) = open.join_next() => continue,
             () = &mut shutdown => break,
         };
-        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
-            tracing::warn!("connection limit reached; a new connection is closed");
-            continue;
-        };
-        let Some(slot) = peers.take(addr.ip(), limits.max_per_peer) else {
-            tracing::warn!("per-peer connection limit reached; a new connection is closed");
-            continue;
+        let held = match admission.admit(addr.ip()) {
+            Ok(held) => held,
+            Err(limit) => {
+                tracing::warn!("{limit}; a new connection is closed");
+                continue;
+            }
         };
         let router = router.clone();
         let stop = stop_rx.clone();
         let tls = tls.clone();
         open.spawn(async move {
-            let _held = (permit, slot);
+            let _held = held;
             match tls {
                 None => serve_connection(io, router, limits, stop).await,
                 Some(tls) => {
