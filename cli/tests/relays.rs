@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 
 mod common;
 use common::{
-    client_with, our_relay, over_tls, redeemed_at_gateway, relays_instead, stack, test_ca,
+    client_with, our_relay, over_tls, redeemed_at_gateway, relays_instead, spent, stack, test_ca,
 };
 
 /// What the minimal relay saw.
@@ -98,21 +98,6 @@ async fn minimal_relay(stack: &Stack, media_types: &'static [&'static str]) -> (
     let url = format!("http://{}/arcane", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router).await });
     (url, seen)
-}
-
-/// Tokens spent at the stack's relay: one per request through it.
-async fn spent_at_our_relay(stack: &Stack) -> i64 {
-    let db = arcane_gateway::store::TokenStore::open_file(
-        &stack.options.data_dir.join("relay/relay.db"),
-    )
-    .await
-    .unwrap();
-    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM spent_tokens WHERE scope = 'relay'")
-        .fetch_one(db.pool())
-        .await
-        .unwrap();
-    db.close().await;
-    n
 }
 
 fn request(prompt: &str) -> ChatCompletionRequest {
@@ -223,7 +208,7 @@ async fn requests_are_spread_at_random_over_ours_and_another_relay() {
     // Each chat and node list went through one of the two, and both were used (all through one
     // relay: 2 in 2^16 at most).
     let through_other = seen.forwarded.load(Ordering::SeqCst) as i64;
-    let through_ours = spent_at_our_relay(&stack).await;
+    let through_ours = spent(&stack, "relay/relay.db", "relay").await;
     assert!(
         through_other > 0 && through_ours > 0,
         "{through_other} and {through_ours}"

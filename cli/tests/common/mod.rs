@@ -73,12 +73,16 @@ pub fn impostor_log_key(stack: &Stack) -> impl FnOnce(String) -> String {
 
 /// Chat tokens the gateway redeemed: a request that reached it spent one.
 pub async fn redeemed_at_gateway(stack: &Stack) -> i64 {
-    let db = arcane_gateway::store::TokenStore::open_file(
-        &stack.options.data_dir.join("gateway/gateway.db"),
-    )
-    .await
-    .unwrap();
-    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM spent_tokens WHERE scope = 'gateway'")
+    spent(stack, "gateway/gateway.db", "gateway").await
+}
+
+/// Tokens spent in `scope` in the stack's database at `db` (relative to its data folder).
+pub async fn spent(stack: &Stack, db: &str, scope: &str) -> i64 {
+    let db = arcane_gateway::store::TokenStore::open_file(&stack.options.data_dir.join(db))
+        .await
+        .unwrap();
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM spent_tokens WHERE scope = $1")
+        .bind(scope)
         .fetch_one(db.pool())
         .await
         .unwrap();
