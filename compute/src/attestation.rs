@@ -9,6 +9,7 @@
 //! hours. Its root is generated locally: verifiers trust it only when given it explicitly.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arcane_verifier::cbor::{Value, encode_indefinite_map};
@@ -160,8 +161,17 @@ fn ca_params(
     Ok(params)
 }
 
+/// A simulated NSM's development root: the certificate and the key that signs the chains below.
+struct SimulatedRoot {
+    params: CertificateParams,
+    key: KeyPair,
+    der: Vec<u8>,
+    organization: String,
+}
+
 /// A simulated Nitro Security Module with a locally generated P-384 chain.
 pub struct SimulatedNsm {
+    root: Arc<SimulatedRoot>,
     module_id: String,
     pcrs: BTreeMap<u8, [u8; 48]>,
     cabundle: Vec<Vec<u8>>,
@@ -200,18 +210,44 @@ impl SimulatedNsm {
         organization: &str,
     ) -> Result<Self> {
         let start = now.saturating_sub(3600);
-        let root_key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).map_err(certificate_error)?;
-        let root_params = ca_params(
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).map_err(certificate_error)?;
+        let params = ca_params(
             root_common_name,
             organization,
             start,
             now + 30 * 365 * 86_400,
         )?;
-        let root = root_params
-            .self_signed(&root_key)
-            .map_err(certificate_error)?;
-        let mut cabundle = vec![root.der().to_vec()];
-        let mut issuer = Issuer::new(root_params, root_key);
+        let der = params
+            .self_signed(&key)
+            .map_err(certificate_error)?
+            .der()
+            .to_vec();
+        let root = SimulatedRoot {
+            params,
+            key,
+            der,
+            organization: organization.to_owned(),
+        };
+        Self::under(Arc::new(root), measurements, now)
+    }
+
+    /// Another simulated NSM under this one's root: another enclave, perhaps of another image
+    /// (`measurements`), whose documents the same development root verifies.
+    pub fn sibling(&self, measurements: &DeclaredMeasurements, now: u64) -> Result<Self> {
+        Self::under(Arc::clone(&self.root), measurements, now)
+    }
+
+    fn under(
+        root: Arc<SimulatedRoot>,
+        measurements: &DeclaredMeasurements,
+        now: u64,
+    ) -> Result<Self> {
+        let start = now.saturating_sub(3600);
+        let organization = root.organization.as_str();
+        let mut cabundle = vec![root.der.clone()];
+        let root_key =
+            KeyPair::try_from(root.key.serialize_der().as_slice()).map_err(certificate_error)?;
+        let mut issuer = Issuer::new(root.params.clone(), root_key);
         for (name, lifetime) in [
             ("regional", 30 * 86_400),
             ("zonal", 7 * 86_400),
@@ -257,6 +293,7 @@ impl SimulatedNsm {
             pcrs.insert(8, pcr8);
         }
         Ok(SimulatedNsm {
+            root,
             module_id,
             pcrs,
             cabundle,
@@ -268,7 +305,7 @@ impl SimulatedNsm {
 
     /// The development root certificate (DER): what a verifier must be given explicitly.
     pub fn root_der(&self) -> &[u8] {
-        &self.cabundle[0]
+        &self.root.der
     }
 
     /// When the leaf certificate expires (seconds); re-create the NSM well before.

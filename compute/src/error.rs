@@ -40,6 +40,10 @@ pub enum ComputeError {
         /// What the service said.
         why: String,
     },
+    /// An ensemble's link was refused or broke: a peer of another release, root or model, a
+    /// handshake that failed, a member that did not come up in time.
+    #[error("ensemble: {0}")]
+    Ensemble(String),
     /// An input over its limit.
     #[error("input too large: {what} is {len} bytes, at most {max}")]
     TooLarge {

@@ -17,6 +17,7 @@
 //! - [`service`]: the node as a library — [`service::start`] assembles, boots and serves one.
 //! - [`server`]: the HTTP API over TCP or vsock; [`registration`]: announcing the node to its gateways.
 //! - [`tokens`]: the token check interface.
+//! - [`ensemble`]: one model split across several nodes, over attested, encrypted links.
 //!
 //! ```
 //! use arcane_compute::attestation::{AttestationProvider, DeclaredMeasurements, SimulatedNsm};
@@ -34,6 +35,7 @@
 //! ```
 
 pub mod attestation;
+pub mod ensemble;
 pub mod error;
 pub mod node;
 pub mod registration;

@@ -320,11 +320,55 @@ fn byte_level_char(b: u8) -> char {
     char::from_u32(0x100 + rank).expect("valid code point")
 }
 
+/// The tiny models' vocabulary: the 256 bytes in GPT-2's byte-level alphabet, a few merges and
+/// their tokens, then the ChatML special tokens.
+pub(crate) struct TinyVocabulary {
+    /// Every token, by id.
+    pub tokens: Vec<String>,
+    /// The merges, as `"left right"`.
+    pub merges: Vec<String>,
+    /// The id of `<|im_start|>`.
+    pub im_start: usize,
+    /// The id of `<|im_end|>`.
+    pub im_end: usize,
+}
+
+impl TinyVocabulary {
+    pub(crate) fn new() -> TinyVocabulary {
+        let mut tokens: Vec<String> = (0..=255u8)
+            .map(|b| byte_level_char(b).to_string())
+            .collect();
+        let space = byte_level_char(b' ');
+        let merges: Vec<String> = ["t h", "e r", "i n", "a n", "o n", "r e"]
+            .iter()
+            .map(|m| m.to_string())
+            .chain(
+                ["t", "a", "i", "w", "o", "s"]
+                    .iter()
+                    .map(|c| format!("{space} {c}")),
+            )
+            .collect();
+        for m in &merges {
+            tokens.push(m.replace(' ', ""));
+        }
+        let im_start = tokens.len();
+        tokens.push("<|im_start|>".into());
+        let im_end = tokens.len();
+        tokens.push("<|im_end|>".into());
+        TinyVocabulary {
+            tokens,
+            merges,
+            im_start,
+            im_end,
+        }
+    }
+}
+
 /// A small deterministic generator (SplitMix64) for the weights.
-struct SplitMix(u64);
+pub(crate) struct SplitMix(pub(crate) u64);
 
 impl SplitMix {
-    fn next_f32(&mut self) -> f32 {
+    pub(crate) fn next_f32(&mut self) -> f32 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -379,26 +423,12 @@ impl Writer {
 /// vocabulary of the 256 bytes, a few merges and the ChatML special tokens, a ChatML template)
 /// to `path`. The same shape gives the same bytes.
 pub fn write_tiny_llama(path: &Path, shape: &TinyLlama) -> Result<()> {
-    let mut tokens: Vec<String> = (0..=255u8)
-        .map(|b| byte_level_char(b).to_string())
-        .collect();
-    let space = byte_level_char(b' ');
-    let merges: Vec<String> = ["t h", "e r", "i n", "a n", "o n", "r e"]
-        .iter()
-        .map(|m| m.to_string())
-        .chain(
-            ["t", "a", "i", "w", "o", "s"]
-                .iter()
-                .map(|c| format!("{space} {c}")),
-        )
-        .collect();
-    for m in &merges {
-        tokens.push(m.replace(' ', ""));
-    }
-    let im_start = tokens.len();
-    tokens.push("<|im_start|>".into());
-    let im_end = tokens.len();
-    tokens.push("<|im_end|>".into());
+    let TinyVocabulary {
+        tokens,
+        merges,
+        im_start,
+        im_end,
+    } = TinyVocabulary::new();
     let vocab = tokens.len();
     let head_dim = shape.hidden / shape.heads;
 

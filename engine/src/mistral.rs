@@ -1,15 +1,20 @@
 //! [`InferenceEngine`]: what callers see of a generation, and its mistral.rs implementation
-//! over a local GGUF file.
+//! over a local GGUF file, or over a model directory split across the processes of a ring
+//! ([`RingMember`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arcane_verifier::inner::{ChatCompletionRequest, ChatMessage};
-use mistralrs::{GgufModelBuilder, RequestBuilder, Response, TextMessageRole, TokenSource};
+use mistralrs::{
+    GgufModelBuilder, ModelDType, RequestBuilder, Response, TextMessageRole, TextModelBuilder,
+    TokenSource,
+};
 use tokio::sync::mpsc;
 
 use crate::error::{EngineError, Result};
 use crate::model::ModelFile;
+use crate::model_dir::ModelDir;
 use crate::sampling::{SamplingDefaults, sampling_params};
 
 /// Why generation stopped.
@@ -100,6 +105,46 @@ impl MistralEngine {
         tracing::info!(
             model = %model.name,
             load_ms = started.elapsed().as_millis() as u64,
+            "model loaded"
+        );
+        Ok(MistralEngine {
+            model: Arc::new(loaded),
+            name: model.name.clone(),
+            sampling: SamplingDefaults::default(),
+        })
+    }
+
+    /// Loads the model directory `model` (already checked by [`ModelDir::open`]) from its local
+    /// path, as F32 on the CPU. With `ring`, this process is rank 0 of a ring of processes that
+    /// split the model (mistral.rs's `ring` backend; the other ranks run [`serve_ring_follower`])
+    /// and serves one sequence at a time: the ranks replay the leader's requests in order, and
+    /// sequences batched differently on different ranks would not add up.
+    pub async fn load_dir(
+        model: &ModelDir,
+        max_sequences: usize,
+        ring: Option<&RingMember>,
+    ) -> Result<Self> {
+        let max_sequences = match ring {
+            Some(member) => {
+                if member.rank != 0 {
+                    return Err(EngineError::Engine(
+                        "only rank 0 of a ring serves requests".into(),
+                    ));
+                }
+                member.install()?;
+                1
+            }
+            None => max_sequences.max(1),
+        };
+        let started = Instant::now();
+        let loaded = dir_builder(model, max_sequences)
+            .build()
+            .await
+            .map_err(|e| EngineError::Engine(format!("loading {}: {e}", model.name)))?;
+        tracing::info!(
+            model = %model.name,
+            load_ms = started.elapsed().as_millis() as u64,
+            ring = ring.map_or(1, |r| r.world_size),
             "model loaded"
         );
         Ok(MistralEngine {
@@ -256,6 +301,93 @@ impl InferenceEngine for MistralEngine {
         });
         Ok(rx)
     }
+}
+
+/// This process's place in a ring of processes that split one model (mistral.rs's `ring`
+/// backend, tensor parallel): every socket of the ring is on 127.0.0.1 and is carried between the
+/// members by whoever gives these ports (an ensemble's attested links). One per process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RingMember {
+    /// This process's rank; rank 0 serves requests and replicates them to the others.
+    pub rank: usize,
+    /// Processes in the ring: a power of two, at least 2.
+    pub world_size: usize,
+    /// The port this rank's engine listens on for its left neighbour.
+    pub port: u16,
+    /// The port this rank's engine connects to for its right neighbour.
+    pub right_port: u16,
+    /// Rank 0: the port its engine listens on while it replicates a request. Other ranks: the
+    /// port their engines connect to for the replicated requests.
+    pub master_port: u16,
+}
+
+impl RingMember {
+    /// Writes mistral.rs's ring config for this member (a private file that lives as long as the
+    /// process: mistral.rs reads it again for each request) and makes it this process's.
+    fn install(&self) -> Result<()> {
+        if self.world_size < 2 || !self.world_size.is_power_of_two() || self.rank >= self.world_size
+        {
+            return Err(EngineError::Engine(format!(
+                "a ring of {} with rank {} (a power of two of at least 2, and a rank below it)",
+                self.world_size, self.rank
+            )));
+        }
+        let config = serde_json::json!({
+            "master_ip": "127.0.0.1",
+            "master_port": self.master_port,
+            "port": self.port,
+            "right_ip": "127.0.0.1",
+            "right_port": self.right_port,
+            "rank": self.rank,
+            "world_size": self.world_size,
+        });
+        let path = std::env::temp_dir().join(format!(
+            "arcane-aip-ring-{}-{}.json",
+            std::process::id(),
+            self.rank
+        ));
+        let _ = std::fs::remove_file(&path);
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let io = |e: std::io::Error| EngineError::Engine(format!("{}: {e}", path.display()));
+        let mut file = options.open(&path).map_err(io)?;
+        std::io::Write::write_all(&mut file, config.to_string().as_bytes()).map_err(io)?;
+        mistralrs_quant::distributed::set_ring_config_path(path);
+        Ok(())
+    }
+}
+
+/// Runs this process as rank `member.rank` (not 0) of a ring serving `model`: loads its part of
+/// the model and replays what rank 0 replicates, until the process ends. Blocks the calling
+/// thread for good (mistral.rs's follower never returns); returns only an error of the load.
+pub fn serve_ring_follower(model: &ModelDir, member: &RingMember) -> Result<()> {
+    if member.rank == 0 {
+        return Err(EngineError::Engine(
+            "rank 0 of a ring serves requests; load it with MistralEngine::load_dir".into(),
+        ));
+    }
+    member.install()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| EngineError::Engine(format!("a runtime for the follower: {e}")))?;
+    runtime
+        .block_on(dir_builder(model, 1).build())
+        .map_err(|e| EngineError::Engine(format!("loading {}: {e}", model.name)))?;
+    Err(EngineError::Engine(
+        "the ring follower's engine returned".into(),
+    ))
+}
+
+fn dir_builder(model: &ModelDir, max_sequences: usize) -> TextModelBuilder {
+    TextModelBuilder::new(model.path.display().to_string())
+        .with_force_cpu()
+        .with_dtype(ModelDType::F32)
+        .with_token_source(TokenSource::None)
+        .with_max_num_seqs(max_sequences)
+        .with_prefix_cache_n(None)
 }
 
 /// An engine error message fit for the client (inside the sealed stream) — bounded in length.

@@ -1,5 +1,5 @@
 //! Links between the members of an ensemble (one model across several mutually attested nodes,
-//! `spec/compute.md` §8): before any activation crosses, the two ends exchange fresh attestation
+//! `spec/compute.md` §7.1): before any activation crosses, the two ends exchange fresh attestation
 //! documents that bind an ephemeral X25519 key to a challenge of the other's, each checks the
 //! other's document against the release it runs itself (the same PCRs, model and release entry)
 //! and the Nitro root, and the link is then encrypted and authenticated with ChaCha20-Poly1305
@@ -47,7 +47,7 @@ fn link_error(why: &'static str) -> Error {
 /// Which end of a link.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LinkRole {
-    /// The end that connects (the lower rank).
+    /// The end that connects.
     Dialer,
     /// The end that accepts.
     Listener,

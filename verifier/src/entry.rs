@@ -67,7 +67,7 @@ pub struct Release {
     pub pcr2: [u8; 48],
     /// PCR8: the EIF signing certificate, when the image is signed.
     pub pcr8: Option<[u8; 48]>,
-    /// SHA-256 of the model file (GGUF).
+    /// SHA-256 of the model file (GGUF), or the digest of a model directory (`spec/compute.md` §7.6).
     pub model_sha256: [u8; 32],
     /// Inference engine, e.g. `mistral.rs`.
     pub engine: String,

@@ -153,11 +153,25 @@ pub fn ring_daemon_replicator(request_sender: Sender<Request>) {
         let rt = Runtime::new().unwrap();
         rt.block_on(async move {
             loop {
-                if let Ok(stream) = TcpStream::connect(format!("{master_ip}:{master_port}")) {
+                let Ok(stream) = TcpStream::connect(format!("{master_ip}:{master_port}")) else {
+                    // The master listens only while it replicates a request: wait, don't spin.
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                    continue;
+                };
+                {
                     let mut reader = BufReader::new(stream);
                     let mut buf = String::new();
-                    reader.read_line(&mut buf).unwrap();
-                    let mut req: Request = serde_json::from_str(&buf).unwrap();
+                    if let Err(e) = reader.read_line(&mut buf) {
+                        tracing::error!("Failed to read line from the ring master: {e}");
+                        continue;
+                    }
+                    let mut req: Request = match serde_json::from_str(&buf) {
+                        Ok(req) => req,
+                        Err(e) => {
+                            tracing::error!("Failed to parse request JSON from the ring master: {e}");
+                            continue;
+                        }
+                    };
 
                     req = match req {
                         Request::ReIsq(x) => Request::ReIsq(x),
@@ -278,7 +292,7 @@ pub(crate) fn prepare_distributed_mapper<T: DeviceMappedModelLoader + IsqModelLo
         let mut stream = LocalStream::connect(name)?;
         stream.write_all(b"ready\n")?;
         worker_rank + 1
-    } else if cfg!(feature = "ring") {
+    } else if use_ring() {
         id = mistralrs_quant::Id::new();
 
         let config = RingConfig::load();

@@ -745,7 +745,7 @@ impl MistralRs {
         if distributed::is_daemon() {
             let request_sender = engine_instance.sender.clone();
 
-            if cfg!(feature = "ring") {
+            if distributed::use_ring() {
                 // Ring daemon replicator
                 distributed::ring_daemon_replicator(request_sender);
             } else {
@@ -753,8 +753,10 @@ impl MistralRs {
                 distributed::nccl_daemon_replicator(request_sender);
             }
 
-            #[allow(clippy::empty_loop)]
-            loop {}
+            // A daemon serves its replicator thread until the process ends, without spinning.
+            loop {
+                std::thread::park();
+            }
         }
 
         // Determine if the current runtime is multi-threaded, as blocking operations are not allowed in single-threaded mode

@@ -859,12 +859,12 @@ impl Engine {
                 let req = format!("{}\n", serde_json::to_string(&request).unwrap());
                 writer.write_all(req.as_bytes()).unwrap();
             }
-        } else if !distributed::is_daemon() && cfg!(feature = "ring") {
+        } else if !distributed::is_daemon() && distributed::use_ring() {
             let num_workers =
                 mistralrs_quant::distributed::get_global_tp_size_from_devices().unwrap() - 1;
             let master_port = RingConfig::load().master_port;
             let listener =
-                TcpListener::bind(format!("0.0.0.0:{master_port}")).expect("bind replicator");
+                TcpListener::bind(format!("127.0.0.1:{master_port}")).expect("bind replicator");
 
             for _ in 0..num_workers {
                 let (stream, _) = listener.accept().unwrap();

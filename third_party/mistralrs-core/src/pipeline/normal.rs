@@ -347,7 +347,7 @@ impl Loader for NormalLoader {
                 unsafe { dev.disable_event_tracking() };
             }
         }
-        let device = if use_nccl || cfg!(feature = "ring") {
+        let device = if use_nccl || distributed::use_ring() {
             available_devices[0].clone()
         } else {
             device.clone()
@@ -355,7 +355,7 @@ impl Loader for NormalLoader {
 
         // If auto, convert to Map if not using nccl
         let mut max_kv_tokens: Option<usize> = None;
-        if use_nccl || cfg!(feature = "ring") {
+        if use_nccl || distributed::use_ring() {
             mapper = DeviceMapSetting::DummyNccl {
                 nm_device: available_devices[0].clone(),
             };
@@ -634,7 +634,7 @@ impl Loader for NormalLoader {
             None
         };
 
-        let mut model = if use_nccl || cfg!(feature = "ring") {
+        let mut model = if use_nccl || distributed::use_ring() {
             let (mapper, sharded_vb) = distributed::prepare_distributed_mapper(
                 dtype,
                 &device,

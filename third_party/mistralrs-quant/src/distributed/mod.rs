@@ -17,10 +17,28 @@ pub struct RingConfig {
     pub world_size: usize,
 }
 
+/// The ring config's path when set by the embedding program (arcane-aip: a process-wide setting
+/// that needs no environment variable, which a running multi-threaded program cannot set soundly).
+static CONFIG_PATH: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// Sets the ring config's path for this process (once; later calls are ignored). Takes precedence
+/// over `RING_CONFIG`.
+pub fn set_ring_config_path(path: std::path::PathBuf) {
+    let _ = CONFIG_PATH.set(path);
+}
+
+fn ring_config_path() -> Option<std::path::PathBuf> {
+    CONFIG_PATH
+        .get()
+        .cloned()
+        .or_else(|| std::env::var_os("RING_CONFIG").map(Into::into))
+}
+
 impl RingConfig {
-    /// Loads the ring backend config from a path at `RING_CONFIG`
+    /// Loads the ring backend config from the path set by [`set_ring_config_path`], or else from
+    /// the path at `RING_CONFIG`
     pub fn load() -> Self {
-        let config_json = std::env::var("RING_CONFIG").expect("RING_CONFIG must be set");
+        let config_json = ring_config_path().expect("RING_CONFIG must be set");
         let config: RingConfig = serde_json::from_reader(
             &File::open(config_json).expect("Could not access Ring config JSON"),
         )
@@ -57,16 +75,14 @@ impl BarrierLike for Barrier {
 }
 
 pub fn get_global_tp_size_from_devices() -> Result<usize> {
-    #[cfg(all(feature = "cuda", feature = "ring"))]
-    {
+    #[cfg(feature = "ring")]
+    if use_ring() {
         let config = RingConfig::load();
-        Ok(config.world_size)
+        return Ok(config.world_size);
     }
-    #[cfg(all(not(feature = "cuda"), feature = "ring"))]
-    {
-        let config = RingConfig::load();
-        Ok(config.world_size)
-    }
+
+    #[cfg(all(feature = "ring", not(feature = "nccl")))]
+    return Ok(1);
 
     #[cfg(all(feature = "cuda", feature = "nccl"))]
     {
@@ -93,7 +109,7 @@ pub fn use_nccl() -> bool {
 }
 
 pub fn use_ring() -> bool {
-    cfg!(feature = "ring") && std::env::var("RING_CONFIG").is_ok()
+    cfg!(feature = "ring") && ring_config_path().is_some()
 }
 
 // Unified Comm enum
@@ -121,7 +137,7 @@ impl Comm {
         }
 
         #[cfg(feature = "ring")]
-        {
+        if use_ring() {
             return Ok(Self::Ring(ring::RingComm::from_device(
                 id, dev, rank, world_size,
             )?));
@@ -798,7 +814,7 @@ mod ring_ops {
                 let right_port = config.right_port;
 
                 let left_listener =
-                    TcpListener::bind(format!("0.0.0.0:{cur_port}")).expect("bind left");
+                    TcpListener::bind(format!("127.0.0.1:{cur_port}")).expect("bind left");
 
                 let start = Instant::now();
                 // Connect to the right neighbor using the provided IP
@@ -830,6 +846,8 @@ mod ring_ops {
         left: SharedTcpStream,
         right: SharedTcpStream,
         buffers: Arc<Mutex<HashMap<usize, Vec<u8>>>>,
+        world_size: usize,
+        rank: usize,
     }
 
     impl SumAllReduce {
@@ -841,6 +859,8 @@ mod ring_ops {
                         left,
                         right,
                         buffers: Arc::new(Mutex::new(HashMap::new())),
+                        world_size: ring_comm.world_size(),
+                        rank: ring_comm.rank(),
                     }
                 }
                 _ => panic!("SumAllReduce requires Ring backend"),
@@ -853,7 +873,7 @@ mod ring_ops {
             dims: &[usize],
             device: &Device,
         ) -> Result<Tensor> {
-            let nbytes = x.len() * std::mem::size_of_val(x);
+            let nbytes = std::mem::size_of_val(x);
 
             // --- ping‑pong to overlap latency ---------------------------------------
             // Clone the Arc references
@@ -925,22 +945,45 @@ mod ring_ops {
             Tensor::from_slice(received, dims, device)
         }
 
-        pub fn sum_all_reduce(&self, xs: &Tensor) -> Result<Tensor> {
-            let storage = xs.storage_and_layout().0;
+        /// Sends `xs` to the right neighbour and returns what the left one sent.
+        fn exchange(&self, xs: &Tensor) -> Result<Tensor> {
+            // The tensor's own elements only: a view may start inside a larger storage.
+            let xs = xs.contiguous()?;
+            let (storage, layout) = xs.storage_and_layout();
             let cpu_storage = match &*storage {
                 Storage::Cpu(storage) => storage,
                 Storage::Cuda(storage) => &storage.to_cpu_storage()?,
                 Storage::Metal(storage) => &storage.to_cpu_storage()?,
             };
+            let range = layout.start_offset()..layout.start_offset() + xs.elem_count();
 
-            let delta = match cpu_storage {
-                CpuStorage::BF16(x) => self.run(x.as_slice(), xs.dims(), xs.device())?,
-                CpuStorage::F32(x) => self.run(x.as_slice(), xs.dims(), xs.device())?,
-                CpuStorage::F16(x) => self.run(x.as_slice(), xs.dims(), xs.device())?,
+            match cpu_storage {
+                CpuStorage::BF16(x) => self.run(&x[range], xs.dims(), xs.device()),
+                CpuStorage::F32(x) => self.run(&x[range], xs.dims(), xs.device()),
+                CpuStorage::F16(x) => self.run(&x[range], xs.dims(), xs.device()),
                 _ => candle_core::bail!("Unsupported dtype for ring backend"),
-            };
+            }
+        }
 
-            xs + delta
+        pub fn sum_all_reduce(&self, xs: &Tensor) -> Result<Tensor> {
+            // Every rank's piece travels once around the ring (world_size - 1 steps); the pieces
+            // are then added in rank order, so that every rank gets bit-identical sums.
+            let mut pieces: Vec<Option<Tensor>> = vec![None; self.world_size];
+            pieces[self.rank] = Some(xs.clone());
+            let mut piece = xs.clone();
+            for step in 0..self.world_size - 1 {
+                piece = self.exchange(&piece)?;
+                let source = (self.rank + self.world_size - step - 1) % self.world_size;
+                pieces[source] = Some(piece.clone());
+            }
+            let mut pieces = pieces.into_iter().flatten();
+            let mut sum = pieces
+                .next()
+                .ok_or_else(|| candle_core::Error::msg("ring all-reduce without pieces"))?;
+            for piece in pieces {
+                sum = (sum + piece)?;
+            }
+            Ok(sum)
         }
     }
 
@@ -987,7 +1030,7 @@ mod ring_ops {
                 );
             }
             let elem_cnt = x.len();
-            let nbytes = elem_cnt * std::mem::size_of_val(x);
+            let nbytes = std::mem::size_of_val(x);
 
             // Prepare output buffer that will hold slices from every rank.
             let mut out: Vec<T> = vec![T::default(); elem_cnt * self.world_size];
@@ -1048,17 +1091,19 @@ mod ring_ops {
         }
 
         pub fn all_gather(&self, xs: &Tensor) -> Result<Tensor> {
-            let storage = xs.storage_and_layout().0;
+            let xs = xs.contiguous()?;
+            let (storage, layout) = xs.storage_and_layout();
             let cpu_storage = match &*storage {
                 Storage::Cpu(s) => s,
                 Storage::Cuda(s) => &s.to_cpu_storage()?,
                 Storage::Metal(s) => &s.to_cpu_storage()?,
             };
+            let range = layout.start_offset()..layout.start_offset() + xs.elem_count();
 
             match cpu_storage {
-                CpuStorage::BF16(x) => self.run(x.as_slice(), xs.dims(), xs.device()),
-                CpuStorage::F32(x) => self.run(x.as_slice(), xs.dims(), xs.device()),
-                CpuStorage::F16(x) => self.run(x.as_slice(), xs.dims(), xs.device()),
+                CpuStorage::BF16(x) => self.run(&x[range], xs.dims(), xs.device()),
+                CpuStorage::F32(x) => self.run(&x[range], xs.dims(), xs.device()),
+                CpuStorage::F16(x) => self.run(&x[range], xs.dims(), xs.device()),
                 _ => candle_core::bail!("Unsupported dtype for ring backend"),
             }
         }

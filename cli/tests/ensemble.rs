@@ -1,0 +1,372 @@
+//! Ensembles (`arcane_compute::ensemble`, `spec/compute.md` §7) over 127.0.0.1 with simulated-NSM
+//! documents and a release published in a real log: a model directory split by mistral.rs's ring
+//! across two engine processes answers with the same greedy text as one engine; every byte
+//! between the members crosses as a sealed record (a recording proxy on each link sees no prompt
+//! and only ciphertext); a member of another image is refused before any engine starts.
+//!
+//! mistral.rs keeps one ring per process, so each member's engine runs in a process of its own:
+//! this test binary again, running [`ensemble_member_process`]. The members' link shells run in
+//! this process, where one simulated NSM root signs every member's documents.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arcane_cli::demo::{Stack, demo_measurements, release_entry};
+use arcane_compute::attestation::{AttestationProvider, SimulatedNsm};
+use arcane_compute::ensemble::{Ensemble, EnsembleConfig, Health, LinkIdentity};
+use arcane_engine::gguf::TinyLlama;
+use arcane_engine::model_dir::{ModelDir, write_tiny_llama_dir};
+use arcane_engine::{EngineEvent, InferenceEngine, MistralEngine, RingMember};
+use arcane_gateway::proven::Proven;
+use arcane_verifier::ensemble_link::HELLO_LEN;
+use arcane_verifier::inner::{ChatCompletionRequest, ChatMessage};
+use arcane_verifier::nitro::{AttestationPolicy, NitroRoot};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+mod common;
+use common::{now_ms, random_measurements, releases, stack};
+
+/// What a member process is told, in this variable, as JSON.
+const MEMBER_ENV: &str = "ARCANE_ENSEMBLE_TEST_MEMBER";
+/// A prompt no byte on a link may show.
+const PROMPT: &str = "Ensemble prompt 4c1d9e: name three rivers that cross a border.";
+const MAX_TOKENS: usize = 24;
+
+fn chat() -> ChatCompletionRequest {
+    ChatCompletionRequest {
+        model: "model".into(),
+        messages: vec![ChatMessage {
+            role: "user".into(),
+            content: PROMPT.into(),
+        }],
+        temperature: Some(0.0),
+        ..ChatCompletionRequest::default()
+    }
+}
+
+async fn greedy(engine: &MistralEngine) -> String {
+    let mut events = engine.generate(&chat(), MAX_TOKENS).unwrap();
+    let mut text = String::new();
+    while let Some(event) = events.recv().await {
+        match event {
+            EngineEvent::Delta(d) => text.push_str(&d),
+            EngineEvent::Finished { .. } => return text,
+            EngineEvent::Failed(e) => panic!("generation failed: {e}"),
+        }
+    }
+    panic!("the engine stopped without finishing")
+}
+
+/// One member's engine, in a process of its own: rank 0 prints its greedy answer, the others
+/// serve the ring until they are killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a member process of the ensemble tests, started by them"]
+async fn ensemble_member_process() {
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::env::var(MEMBER_ENV).expect("started by a test")).unwrap();
+    let model = ModelDir::open(std::path::Path::new(spec["model"].as_str().unwrap())).unwrap();
+    let port = |k: &str| spec[k].as_u64().unwrap() as u16;
+    let member = RingMember {
+        rank: spec["rank"].as_u64().unwrap() as usize,
+        world_size: spec["world_size"].as_u64().unwrap() as usize,
+        port: port("port"),
+        right_port: port("right_port"),
+        master_port: port("master_port"),
+    };
+    if member.rank == 0 {
+        let engine = MistralEngine::load_dir(&model, 4, Some(&member))
+            .await
+            .unwrap();
+        let text = greedy(&engine).await;
+        println!("GREEDY:{}", serde_json::to_string(&text).unwrap());
+        // The followers' rings end with this process.
+        std::process::exit(0);
+    }
+    let model = model.clone();
+    tokio::task::spawn_blocking(move || arcane_engine::serve_ring_follower(&model, &member))
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+/// Starts this binary as the engine of `member`.
+fn spawn_member(model: &ModelDir, member: &RingMember) -> tokio::process::Child {
+    let spec = serde_json::json!({
+        "model": model.path,
+        "rank": member.rank,
+        "world_size": member.world_size,
+        "port": member.port,
+        "right_port": member.right_port,
+        "master_port": member.master_port,
+    });
+    tokio::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "ensemble_member_process",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(MEMBER_ENV, spec.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+/// The bytes one direction of a connection carried.
+type Recording = Arc<Mutex<Vec<u8>>>;
+
+/// A TCP proxy from a new port to `target` that records each direction's bytes.
+struct Recorder {
+    address: SocketAddr,
+    /// (client → target, target → client) of every connection.
+    streams: Arc<Mutex<Vec<(Recording, Recording)>>>,
+}
+
+async fn recorder(target: SocketAddr) -> Recorder {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let streams: Arc<Mutex<Vec<_>>> = Arc::default();
+    let all = Arc::clone(&streams);
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = TcpStream::connect(target).await else {
+                continue;
+            };
+            let (up, down): (Recording, Recording) = Default::default();
+            all.lock()
+                .unwrap()
+                .push((Arc::clone(&up), Arc::clone(&down)));
+            let (cr, cw) = client.into_split();
+            let (sr, sw) = server.into_split();
+            tokio::spawn(pump(cr, sw, up));
+            tokio::spawn(pump(sr, cw, down));
+        }
+    });
+    Recorder { address, streams }
+}
+
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    record: Recording,
+) {
+    let mut buffer = vec![0u8; 64 * 1024];
+    while let Ok(n) = from.read(&mut buffer).await {
+        if n == 0 || to.write_all(&buffer[..n]).await.is_err() {
+            break;
+        }
+        record.lock().unwrap().extend_from_slice(&buffer[..n]);
+    }
+}
+
+/// The records' sealed bodies of one direction of a link, after its handshake part (`skip`
+/// bytes, then a `u32`-prefixed document when `document` is set): fails unless the rest parses
+/// exactly as `u32 length ‖ sealed` records.
+fn sealed_bodies(wire: &[u8], skip: usize, document: bool) -> Vec<u8> {
+    let mut at = skip;
+    if document {
+        let len = u32::from_be_bytes(wire[at..at + 4].try_into().unwrap()) as usize;
+        at += 4 + len;
+    }
+    let mut bodies = Vec::new();
+    while at < wire.len() {
+        let len = u32::from_be_bytes(wire[at..at + 4].try_into().unwrap()) as usize;
+        assert!(at + 4 + len <= wire.len(), "a record runs past the stream");
+        assert!(len >= 16, "a record shorter than its tag");
+        bodies.extend_from_slice(&wire[at + 4..at + 4 + len]);
+        at += 4 + len;
+    }
+    bodies
+}
+
+/// Shannon entropy in bits per byte.
+fn entropy(bytes: &[u8]) -> f64 {
+    let mut counts = [0u64; 256];
+    for b in bytes {
+        counts[*b as usize] += 1;
+    }
+    let n = bytes.len() as f64;
+    counts
+        .iter()
+        .filter(|c| **c > 0)
+        .map(|c| {
+            let p = *c as f64 / n;
+            -p * p.log2()
+        })
+        .sum()
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    _stack: Stack,
+    model: ModelDir,
+    release: Proven,
+    nsm: Arc<SimulatedNsm>,
+    root: NitroRoot,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = stack(dir.path(), false).await;
+    let model_path = dir.path().join("tiny-llama");
+    write_tiny_llama_dir(&model_path, &TinyLlama::default()).unwrap();
+    let model = ModelDir::open(&model_path).unwrap();
+    stack
+        .publish(
+            release_entry(&demo_measurements(), model.sha256),
+            Duration::from_secs(3600),
+        )
+        .await
+        .unwrap();
+    let release = releases(&stack)
+        .await
+        .into_iter()
+        .find(|r| {
+            matches!(&r.verified.entry.entry.body, arcane_verifier::entry::EntryBody::Release(b)
+                if b.model_sha256 == model.sha256)
+        })
+        .expect("the model directory's release is in the log");
+    let nsm = Arc::clone(&stack.nsm);
+    let root = NitroRoot::development(nsm.root_der().to_vec());
+    Fixture {
+        _dir: dir,
+        _stack: stack,
+        model,
+        release,
+        nsm,
+        root,
+    }
+}
+
+fn identity(f: &Fixture, attestor: Arc<dyn AttestationProvider>) -> LinkIdentity {
+    LinkIdentity {
+        attestor,
+        root: f.root.clone(),
+        release: f.release.verified.clone(),
+        model_sha256: f.model.sha256,
+        attestation: AttestationPolicy::default(),
+    }
+}
+
+fn free_address() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_members_answer_as_one_engine_and_only_ciphertext_crosses() {
+    let f = fixture().await;
+
+    // One engine alone: the reference answer.
+    let alone = MistralEngine::load_dir(&f.model, 1, None).await.unwrap();
+    let expected = greedy(&alone).await;
+    drop(alone);
+    assert!(!expected.is_empty());
+
+    // Two members, each reaching the other through a recording proxy.
+    let listen = [free_address(), free_address()];
+    let proxies = [recorder(listen[0]).await, recorder(listen[1]).await];
+    let config = |rank: usize| EnsembleConfig {
+        rank,
+        listen: listen[rank],
+        members: vec![proxies[0].address, proxies[1].address],
+        bring_up_timeout: Duration::from_secs(30),
+    };
+    let (leader, follower) = tokio::join!(
+        Ensemble::bring_up(config(0), identity(&f, f.nsm.clone())),
+        Ensemble::bring_up(config(1), identity(&f, f.nsm.clone())),
+    );
+    let (leader, follower) = (leader.unwrap(), follower.unwrap());
+    assert_eq!(leader.health(), Health::Serving);
+
+    let mut follower_engine = spawn_member(&f.model, follower.ring_member());
+    let leader_engine = spawn_member(&f.model, leader.ring_member());
+    let output = tokio::time::timeout(Duration::from_secs(300), leader_engine.wait_with_output())
+        .await
+        .expect("the ensemble answered in time")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.split_once("GREEDY:").map(|(_, answer)| answer))
+        .unwrap_or_else(|| panic!("the leader printed no answer: {stdout}"));
+    let answer: String = serde_json::from_str(line).unwrap();
+    assert_eq!(
+        answer, expected,
+        "the ensemble's greedy text is one engine's"
+    );
+
+    // The leader's engine is gone: the follower's side of the ensemble fails, closed.
+    let why = tokio::time::timeout(Duration::from_secs(30), follower.failed())
+        .await
+        .expect("the follower noticed");
+    assert!(!why.is_empty());
+    let _ = follower_engine.kill().await;
+
+    // What crossed: handshakes, then sealed records only.
+    let mut bodies = Vec::new();
+    let mut all = Vec::new();
+    for proxy in &proxies {
+        for (up, down) in proxy.streams.lock().unwrap().iter() {
+            let (up, down) = (up.lock().unwrap(), down.lock().unwrap());
+            all.extend_from_slice(&up);
+            all.extend_from_slice(&down);
+            // Dialer → listener: hello, its document, records. Back: challenge, document, records.
+            bodies.extend(sealed_bodies(&up, HELLO_LEN, true));
+            bodies.extend(sealed_bodies(&down, 32, true));
+        }
+    }
+    let prompt = PROMPT.as_bytes();
+    assert!(
+        !all.windows(12).any(|w| prompt.windows(12).any(|p| p == w)),
+        "no 12 bytes of the prompt cross in the clear"
+    );
+    assert!(
+        bodies.len() > 16 * 1024,
+        "the ring's activations crossed ({} bytes sealed)",
+        bodies.len()
+    );
+    let bits = entropy(&bodies);
+    assert!(
+        bits > 7.95,
+        "sealed records look random ({bits:.3} bits per byte)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_of_another_image_is_refused_before_any_engine_starts() {
+    let f = fixture().await;
+    let other = Arc::new(
+        f.nsm
+            .sibling(&random_measurements(), now_ms() / 1000)
+            .unwrap(),
+    );
+    let listen = [free_address(), free_address()];
+    let config = |rank: usize| EnsembleConfig {
+        rank,
+        listen: listen[rank],
+        members: listen.to_vec(),
+        bring_up_timeout: Duration::from_secs(10),
+    };
+    let (leader, follower) = tokio::join!(
+        Ensemble::bring_up(config(0), identity(&f, f.nsm.clone())),
+        Ensemble::bring_up(config(1), identity(&f, other)),
+    );
+    let leader = leader
+        .err()
+        .expect("the leader refuses the other image")
+        .to_string();
+    assert!(
+        leader.contains("member 1 refused") && leader.contains("PCR"),
+        "{leader}"
+    );
+    let follower = follower.err().expect("no ensemble forms").to_string();
+    assert!(follower.contains("ensemble"), "{follower}");
+}
