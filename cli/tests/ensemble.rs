@@ -71,7 +71,7 @@ async fn ensemble_member_process() {
     let member = RingMember {
         rank: spec["rank"].as_u64().unwrap() as usize,
         world_size: spec["world_size"].as_u64().unwrap() as usize,
-        port: port("port"),
+        left_port: port("left_port"),
         right_port: port("right_port"),
         master_port: port("master_port"),
     };
@@ -91,13 +91,22 @@ async fn ensemble_member_process() {
         .unwrap();
 }
 
+/// The children's errors: shown with `ARCANE_ENSEMBLE_TEST_STDERR=1`, else dropped.
+fn child_stderr() -> std::process::Stdio {
+    if std::env::var_os("ARCANE_ENSEMBLE_TEST_STDERR").is_some() {
+        std::process::Stdio::inherit()
+    } else {
+        std::process::Stdio::null()
+    }
+}
+
 /// Starts this binary as the engine of `member`.
 fn spawn_member(model: &ModelDir, member: &RingMember) -> tokio::process::Child {
     let spec = serde_json::json!({
         "model": model.path,
         "rank": member.rank,
         "world_size": member.world_size,
-        "port": member.port,
+        "left_port": member.left_port,
         "right_port": member.right_port,
         "master_port": member.master_port,
     });
@@ -111,7 +120,7 @@ fn spawn_member(model: &ModelDir, member: &RingMember) -> tokio::process::Child 
         ])
         .env(MEMBER_ENV, spec.to_string())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(child_stderr())
         .kill_on_drop(true)
         .spawn()
         .unwrap()
@@ -134,7 +143,16 @@ async fn recorder(target: SocketAddr) -> Recorder {
     let all = Arc::clone(&streams);
     tokio::spawn(async move {
         while let Ok((client, _)) = listener.accept().await {
-            let Ok(server) = TcpStream::connect(target).await else {
+            // The member behind may not listen yet: members start in any order.
+            let mut server = TcpStream::connect(target).await;
+            for _ in 0..200 {
+                if server.is_ok() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+                server = TcpStream::connect(target).await;
+            }
+            let Ok(server) = server else {
                 continue;
             };
             let (up, down): (Recording, Recording) = Default::default();
@@ -202,8 +220,8 @@ fn entropy(bytes: &[u8]) -> f64 {
 }
 
 struct Fixture {
-    _dir: tempfile::TempDir,
-    _stack: Stack,
+    dir: tempfile::TempDir,
+    stack: Stack,
     model: ModelDir,
     release: Proven,
     nsm: Arc<SimulatedNsm>,
@@ -234,8 +252,8 @@ async fn fixture() -> Fixture {
     let nsm = Arc::clone(&stack.nsm);
     let root = NitroRoot::development(nsm.root_der().to_vec());
     Fixture {
-        _dir: dir,
-        _stack: stack,
+        dir,
+        stack,
         model,
         release,
         nsm,
@@ -369,4 +387,209 @@ async fn a_member_of_another_image_is_refused_before_any_engine_starts() {
     );
     let follower = follower.err().expect("no ensemble forms").to_string();
     assert!(follower.contains("ensemble"), "{follower}");
+}
+
+/// One node of the stack test, in a process of its own, through the compute library as the
+/// `arcane-compute` binary runs it: rank 0 is served as a node registered with the stack's
+/// gateway (it prints its URL, then `HALTED` once its ensemble failed); the others are members.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a node process of the ensemble tests, started by them"]
+async fn ensemble_node_process() {
+    use arcane_compute::node::NodeConfig;
+    use arcane_compute::release::LogTrust;
+    use arcane_compute::service::{self, MemberOptions, ModelSource, NodeOptions, TokenCheck};
+    use arcane_verifier::cosignature::WitnessPolicy;
+    use arcane_verifier::entry::EntryPolicy;
+    use arcane_verifier::note::VerifierKey;
+
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::env::var(MEMBER_ENV).expect("started by a test")).unwrap();
+    let text = |k: &str| spec[k].as_str().unwrap().to_owned();
+    let model = ModelDir::open(std::path::Path::new(&text("model"))).unwrap();
+    let nsm = Arc::new(
+        SimulatedNsm::with_root_file(
+            &demo_measurements(),
+            now_ms() / 1000,
+            std::path::Path::new(&text("root_file")),
+        )
+        .unwrap(),
+    );
+    let root = NitroRoot::development(nsm.root_der().to_vec());
+    let trust = LogTrust {
+        log_key: VerifierKey::parse(&text("log_key")).unwrap(),
+        witnesses: WitnessPolicy::none(),
+        publishers: vec![VerifierKey::parse(&text("publisher")).unwrap()],
+        policy: EntryPolicy::default(),
+    };
+    let ensemble = EnsembleConfig {
+        rank: spec["rank"].as_u64().unwrap() as usize,
+        listen: text("listen").parse().unwrap(),
+        members: serde_json::from_value(spec["members"].clone()).unwrap(),
+        bring_up_timeout: Duration::from_secs(60),
+    };
+    if ensemble.rank != 0 {
+        let stopped = service::run_member(MemberOptions {
+            model,
+            ensemble,
+            root,
+            provider: nsm,
+            log_url: text("log_url"),
+            trust,
+        })
+        .await;
+        eprintln!("member stopped: {stopped}");
+        std::process::exit(1);
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let running = service::start(
+        NodeOptions {
+            model: ModelSource::EnsembleLeader {
+                model,
+                ensemble,
+                root,
+            },
+            provider: nsm,
+            log_url: text("log_url"),
+            trust,
+            config: NodeConfig::default(),
+            tokens: TokenCheck::Logged {
+                otts_per_tgt: spec["otts_per_tgt"].as_u64().unwrap() as u32,
+            },
+            gateways: vec![text("gateway")],
+            advertise: None,
+        },
+        listener,
+    )
+    .await
+    .unwrap();
+    println!("NODE:{}", running.url());
+    running.node.halted().await;
+    println!("HALTED");
+    std::future::pending::<()>().await;
+}
+
+/// Starts this binary as one node of the stack test.
+fn spawn_node(spec: serde_json::Value) -> tokio::process::Child {
+    tokio::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "ensemble_node_process",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(MEMBER_ENV, spec.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(child_stderr())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+fn stack_request() -> ChatCompletionRequest {
+    ChatCompletionRequest {
+        messages: vec![ChatMessage {
+            role: "user".into(),
+            content: PROMPT.into(),
+        }],
+        max_tokens: Some(MAX_TOKENS as u32),
+        temperature: Some(0.0),
+        ..ChatCompletionRequest::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verified_chat_is_answered_by_a_two_node_ensemble_which_fails_closed() {
+    use arcane_client::Route;
+    use tokio::io::AsyncBufReadExt;
+
+    let f = fixture().await;
+    // One engine alone, with the node's sampling: the reference answer.
+    let alone = MistralEngine::load_dir(&f.model, 1, None)
+        .await
+        .unwrap()
+        .with_sampling(arcane_compute::node::NodeConfig::default().sampling);
+    let mut events = alone.generate(&stack_request(), MAX_TOKENS).unwrap();
+    let mut expected = String::new();
+    while let Some(event) = events.recv().await {
+        match event {
+            EngineEvent::Delta(d) => expected.push_str(&d),
+            EngineEvent::Finished { .. } => break,
+            EngineEvent::Failed(e) => panic!("{e}"),
+        }
+    }
+    drop(alone);
+
+    // The stack's simulated root, shared with the nodes' processes.
+    let root_file = f.dir.path().join("nsm-root.json");
+    f.nsm.write_root_file(&root_file).unwrap();
+    let listen = [free_address(), free_address()];
+    let spec = |rank: usize| {
+        serde_json::json!({
+            "model": f.model.path,
+            "root_file": root_file,
+            "log_url": f.stack.log_url,
+            "log_key": f.stack.log_key.to_text(),
+            "publisher": f.stack.publisher.verifier().to_text(),
+            "gateway": f.stack.gateway.url(),
+            "otts_per_tgt": f.stack.options.token_limits.otts_per_tgt,
+            "rank": rank,
+            "listen": listen[rank].to_string(),
+            "members": listen,
+        })
+    };
+    let mut member = spawn_node(spec(1));
+    let mut leader = spawn_node(spec(0));
+    let mut lines = tokio::io::BufReader::new(leader.stdout.take().unwrap()).lines();
+    let url = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some((_, url)) = line.split_once("NODE:") {
+                return url.to_owned();
+            }
+        }
+        panic!("the leader ended without serving")
+    })
+    .await
+    .expect("the leader served in time");
+    assert!(url.starts_with("http://127.0.0.1:"));
+
+    // A client of the stack: the leader is the only node; its document says "an ensemble of 2".
+    let mut client = common::client_with(&f.stack, |t| t);
+    let (text, summary) = loop {
+        match client.chat(stack_request(), Route::Cloud).await {
+            Ok(stream) => break stream.collect().await.unwrap(),
+            // Until the gateway lists the leader.
+            Err(e) if e.to_string().contains("node") => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(text, expected, "the ensemble's greedy text is one engine's");
+    let receipt = summary.receipt.expect("a receipt");
+    assert_eq!(receipt.ensemble_members, 2);
+    assert_eq!(receipt.model_sha256, hex::encode(f.model.sha256));
+
+    // The member dies: the leader halts (it stops listening, so the gateway drops it), and the
+    // next chat is refused rather than answered by a part of the model.
+    member.kill().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("HALTED") {
+                return;
+            }
+        }
+        panic!("the leader ended without halting")
+    })
+    .await
+    .expect("the leader halted");
+    let refused = match client.chat(stack_request(), Route::Cloud).await {
+        Ok(stream) => stream.collect().await.map(|(text, _)| text),
+        Err(e) => Err(e),
+    };
+    assert!(
+        refused.is_err(),
+        "no answer after the ensemble failed: {refused:?}"
+    );
+    let _ = leader.kill().await;
 }

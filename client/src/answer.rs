@@ -153,6 +153,7 @@ impl ReceiptContext {
             rek_id: hex::encode(node.rek.id()),
             attested_at_ms: node.attested_at_ms,
             candidates: self.candidates.len(),
+            ensemble_members: node.members,
             outcome: outcome.to_owned(),
             completion_tokens,
             checks: self.checks.clone(),
@@ -182,6 +183,7 @@ impl ReceiptContext {
             release: &c.node.release,
             model_sha256: c.node.model_sha256,
             answer_key: c.node.answer_key,
+            members: c.node.members,
             log_key: &self.log_key,
         };
         check_signed_answer(signed, &expected).map_err(refused)

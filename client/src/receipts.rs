@@ -35,6 +35,10 @@ pub struct Receipt {
     pub attested_at_ms: u64,
     /// How many verified candidates the request named.
     pub candidates: usize,
+    /// How many nodes computed the answer, as the answering node's document attests: 1, or the
+    /// size of the ensemble it leads (`spec/compute.md` §7.4).
+    #[serde(default = "one_member", skip_serializing_if = "is_one_member")]
+    pub ensemble_members: u8,
     /// `answered` or `interrupted`.
     pub outcome: String,
     /// Tokens generated, as the node reported.
@@ -49,6 +53,14 @@ pub struct Receipt {
     /// for interrupted answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signed_answer: Option<arcane_verifier::signed_answer::SignedAnswer>,
+}
+
+fn one_member() -> u8 {
+    1
+}
+
+fn is_one_member(members: &u8) -> bool {
+    *members == 1
 }
 
 /// Appends a receipt.
@@ -321,6 +333,7 @@ mod tests {
             document_sha256: hex::encode([9; 32]),
             rek_id: String::new(),
             attested_at_ms: 1_500_000,
+            ensemble_members: 1,
             candidates: 1,
             outcome: "answered".into(),
             completion_tokens: 3,

@@ -167,6 +167,85 @@ struct SimulatedRoot {
     key: KeyPair,
     der: Vec<u8>,
     organization: String,
+    /// What [`SimulatedRoot::to_text`] writes: the names and validity the params are made from.
+    common_name: String,
+    not_before: u64,
+    not_after: u64,
+}
+
+impl SimulatedRoot {
+    fn generate(common_name: &str, organization: &str, now: u64) -> Result<SimulatedRoot> {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).map_err(certificate_error)?;
+        Self::from_parts(
+            common_name,
+            organization,
+            now.saturating_sub(3600),
+            now + 30 * 365 * 86_400,
+            key,
+            None,
+        )
+    }
+
+    fn from_parts(
+        common_name: &str,
+        organization: &str,
+        not_before: u64,
+        not_after: u64,
+        key: KeyPair,
+        der: Option<Vec<u8>>,
+    ) -> Result<SimulatedRoot> {
+        let params = ca_params(common_name, organization, not_before, not_after)?;
+        let der = match der {
+            Some(der) => der,
+            None => params
+                .self_signed(&key)
+                .map_err(certificate_error)?
+                .der()
+                .to_vec(),
+        };
+        Ok(SimulatedRoot {
+            params,
+            key,
+            der,
+            organization: organization.to_owned(),
+            common_name: common_name.to_owned(),
+            not_before,
+            not_after,
+        })
+    }
+
+    /// JSON: the names, validity, key (PKCS#8, hex) and certificate (DER, hex).
+    fn to_text(&self) -> String {
+        serde_json::json!({
+            "common_name": self.common_name,
+            "organization": self.organization,
+            "not_before": self.not_before,
+            "not_after": self.not_after,
+            "key_pkcs8": hex::encode(self.key.serialize_der()),
+            "certificate": hex::encode(&self.der),
+        })
+        .to_string()
+    }
+
+    fn parse(text: &str) -> Result<SimulatedRoot> {
+        let bad = |why: &str| ComputeError::Config(format!("the simulated root file: {why}"));
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| bad(&e.to_string()))?;
+        let text_of = |k: &str| value[k].as_str().ok_or_else(|| bad(&format!("no {k}")));
+        let number = |k: &str| value[k].as_u64().ok_or_else(|| bad(&format!("no {k}")));
+        let bytes = |k: &str| -> Result<Vec<u8>> {
+            hex::decode(text_of(k)?).map_err(|_| bad(&format!("{k} is not hex")))
+        };
+        let key = KeyPair::try_from(bytes("key_pkcs8")?.as_slice()).map_err(certificate_error)?;
+        Self::from_parts(
+            text_of("common_name")?,
+            text_of("organization")?,
+            number("not_before")?,
+            number("not_after")?,
+            key,
+            Some(bytes("certificate")?),
+        )
+    }
 }
 
 /// A simulated Nitro Security Module with a locally generated P-384 chain.
@@ -209,24 +288,49 @@ impl SimulatedNsm {
         root_common_name: &str,
         organization: &str,
     ) -> Result<Self> {
-        let start = now.saturating_sub(3600);
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).map_err(certificate_error)?;
-        let params = ca_params(
-            root_common_name,
-            organization,
-            start,
-            now + 30 * 365 * 86_400,
-        )?;
-        let der = params
-            .self_signed(&key)
-            .map_err(certificate_error)?
-            .der()
-            .to_vec();
-        let root = SimulatedRoot {
-            params,
-            key,
-            der,
-            organization: organization.to_owned(),
+        let root = SimulatedRoot::generate(root_common_name, organization, now)?;
+        Self::under(Arc::new(root), measurements, now)
+    }
+
+    /// A simulated NSM under the development root kept in `path`, which is created (0600) when
+    /// missing: the members of one development ensemble, each in its own process, share a root
+    /// this way, as real enclaves share AWS's.
+    pub fn with_root_file(
+        measurements: &DeclaredMeasurements,
+        now: u64,
+        path: &std::path::Path,
+    ) -> Result<Self> {
+        let root = match std::fs::read_to_string(path) {
+            Ok(text) => SimulatedRoot::parse(&text)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let root = SimulatedRoot::generate(
+                    "arcane-aip development NSM root",
+                    "arcane-aip development",
+                    now,
+                )?;
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                let written = options.open(path).and_then(|mut file| {
+                    std::io::Write::write_all(&mut file, root.to_text().as_bytes())
+                });
+                match written {
+                    Ok(()) => root,
+                    // Another member created it meanwhile: use theirs.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        std::thread::sleep(std::time::Duration::from_millis(200));
+                        let text = std::fs::read_to_string(path).map_err(|e| {
+                            ComputeError::Config(format!("{}: {e}", path.display()))
+                        })?;
+                        SimulatedRoot::parse(&text)?
+                    }
+                    Err(e) => {
+                        return Err(ComputeError::Config(format!("{}: {e}", path.display())));
+                    }
+                }
+            }
+            Err(e) => return Err(ComputeError::Config(format!("{}: {e}", path.display()))),
         };
         Self::under(Arc::new(root), measurements, now)
     }
@@ -301,6 +405,21 @@ impl SimulatedNsm {
             leaf_key: LeafSigningKey(leaf_key),
             leaf_not_after: now + LEAF_LIFETIME_SECS,
         })
+    }
+
+    /// Writes this NSM's development root (its key included; 0600) to `path` for
+    /// [`SimulatedNsm::with_root_file`]: other processes' simulated NSMs then chain to it.
+    pub fn write_root_file(&self, path: &std::path::Path) -> Result<()> {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        options
+            .open(path)
+            .and_then(|mut file| {
+                std::io::Write::write_all(&mut file, self.root.to_text().as_bytes())
+            })
+            .map_err(|e| ComputeError::Config(format!("{}: {e}", path.display())))
     }
 
     /// The development root certificate (DER): what a verifier must be given explicitly.

@@ -27,7 +27,7 @@ use arcane_verifier::ensemble_link::{
 use arcane_verifier::nitro::{AttestationPolicy, NitroRoot, binding_user_data};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Barrier, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 
 use crate::attestation::AttestationProvider;
 use crate::error::{ComputeError, Result};
@@ -40,10 +40,8 @@ const PURPOSE_REQUESTS: u8 = 2;
 const MAX_REQUEST_LINE: usize = 64 << 20;
 /// How long one handshake may take once connected.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Between two tries to reach a port that is not listening yet.
+/// Between two tries to reach a member that is not listening yet.
 const RETRY: Duration = Duration::from_millis(50);
-/// Between two tries to reach the leader's engine while it replicates no request.
-const POLL: Duration = Duration::from_millis(2);
 
 /// Where each member of an ensemble listens for links, and which one this is.
 #[derive(Clone, Debug)]
@@ -199,36 +197,39 @@ impl Ensemble {
             };
             fail(&failed, format!("ring to member {right}: {reason}"));
         });
-        // The engine listens on `port` for its left neighbour: `ring_in` is carried to it.
-        let port = free_port().await?;
+        // The engine connects to `left_port` for its left neighbour: `ring_in` is carried to it.
+        let left_listener = local("ring left port").await?;
+        let left_port = port_of(&left_listener)?;
         let failed = Arc::clone(&health_tx);
         tokio::spawn(async move {
-            let reason = match connect_when_listening(port).await {
-                Ok(engine) => carry(engine, ring_in).await,
-                Err(e) => e,
+            let reason = match left_listener.accept().await {
+                Ok((engine, _)) => carry(engine, ring_in).await,
+                Err(e) => format!("the engine's ring connection: {e}"),
             };
             fail(&failed, format!("ring from member {left}: {reason}"));
         });
-        let master_port = if rank == 0 {
-            let port = free_port().await?;
-            replicate_to_followers(port, requests_in, Arc::clone(&health_tx));
-            port
-        } else {
-            let listener = local("request port").await?;
-            let port = port_of(&listener)?;
-            let link = requests_out.expect("a follower dials the leader");
-            let failed = Arc::clone(&health_tx);
+        // Requests: the leader's engine connects to `master_port` once per follower for each
+        // request; a follower's engine connects to its `master_port` for the next one.
+        let master_listener = local("request port").await?;
+        let master_port = port_of(&master_listener)?;
+        let failed = Arc::clone(&health_tx);
+        if rank == 0 {
             tokio::spawn(async move {
-                let reason = deliver_requests(listener, link).await;
+                let reason = replicate_to_followers(master_listener, requests_in).await;
+                fail(&failed, format!("requests to the followers: {reason}"));
+            });
+        } else {
+            let link = requests_out.expect("a follower dials the leader");
+            tokio::spawn(async move {
+                let reason = deliver_requests(master_listener, link).await;
                 fail(&failed, format!("requests from the leader: {reason}"));
             });
-            port
-        };
+        }
         Ok(Ensemble {
             member: RingMember {
                 rank,
                 world_size: size,
-                port,
+                left_port,
                 right_port,
                 master_port,
             },
@@ -490,31 +491,6 @@ fn port_of(listener: &TcpListener) -> Result<u16> {
         .map_err(|e| ComputeError::Serve(e.to_string()))
 }
 
-/// A port on 127.0.0.1 free now, for a listener the engine opens itself.
-async fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| ComputeError::Serve(format!("a local port: {e}")))?;
-    port_of(&listener)
-}
-
-/// Connects to the engine's `port` once it listens (it opens it while loading the model).
-async fn connect_when_listening(port: u16) -> std::result::Result<TcpStream, String> {
-    let started = Instant::now();
-    loop {
-        match TcpStream::connect(("127.0.0.1", port)).await {
-            Ok(stream) => {
-                let _ = stream.set_nodelay(true);
-                return Ok(stream);
-            }
-            Err(e) if started.elapsed() > Duration::from_secs(600) => {
-                return Err(format!("the engine never listened on its ring port: {e}"));
-            }
-            Err(_) => tokio::time::sleep(RETRY).await,
-        }
-    }
-}
-
 /// Carries bytes both ways between the engine's socket and a link, sealed on the link, until
 /// either ends; returns why it ended.
 async fn carry(engine: TcpStream, link: Link) -> String {
@@ -575,50 +551,33 @@ fn fail(health: &watch::Sender<Health>, why: String) {
     });
 }
 
-/// The leader: for each request its engine replicates, each follower's puller connects to the
-/// engine's `port` once (the engine accepts one connection per follower, then closes), reads the
-/// request line and sends it over that follower's link. A barrier keeps one puller from taking a
-/// second follower's turn.
-fn replicate_to_followers(port: u16, links: Vec<Link>, health: Arc<watch::Sender<Health>>) {
-    let round = Arc::new(Barrier::new(links.len()));
-    for mut link in links {
-        let round = Arc::clone(&round);
-        let health = Arc::clone(&health);
-        tokio::spawn(async move {
-            let peer = link.peer;
-            let why = loop {
-                let line = match pull_request(port).await {
-                    Ok(line) => line,
-                    Err(e) => break e,
-                };
-                if let Err(e) = link.send(&line).await {
-                    break format!("the link: {e}");
-                }
-                round.wait().await;
-            };
-            fail(&health, format!("requests to member {peer}: {why}"));
-        });
+/// The leader: for each request, its engine connects to `listener` once per follower, in rank
+/// order, and writes the request as a JSON line; each line goes over that follower's link.
+async fn replicate_to_followers(listener: TcpListener, mut links: Vec<Link>) -> String {
+    links.sort_by_key(|l| l.peer);
+    if links.is_empty() {
+        return "no followers".into();
     }
-}
-
-/// One replicated request from the leader's engine: a JSON line.
-async fn pull_request(port: u16) -> std::result::Result<Vec<u8>, String> {
-    let stream = loop {
-        match TcpStream::connect(("127.0.0.1", port)).await {
-            Ok(stream) => break stream,
-            Err(_) => tokio::time::sleep(POLL).await,
+    let mut next = 0;
+    loop {
+        let engine = match listener.accept().await {
+            Ok((engine, _)) => engine,
+            Err(e) => return format!("the engine's request port: {e}"),
+        };
+        let mut reader = BufReader::new(engine).take(MAX_REQUEST_LINE as u64);
+        let mut line = Vec::new();
+        if let Err(e) = reader.read_until(b'\n', &mut line).await {
+            return format!("the engine's request: {e}");
         }
-    };
-    let mut reader = BufReader::new(stream).take(MAX_REQUEST_LINE as u64);
-    let mut line = Vec::new();
-    reader
-        .read_until(b'\n', &mut line)
-        .await
-        .map_err(|e| format!("the engine's request: {e}"))?;
-    if line.last() != Some(&b'\n') {
-        return Err("the engine's request line ended early or is too long".into());
+        if line.last() != Some(&b'\n') {
+            return "the engine's request line ended early or is too long".into();
+        }
+        let link = &mut links[next];
+        if let Err(e) = link.send(&line).await {
+            return format!("the link to member {}: {e}", link.peer);
+        }
+        next = (next + 1) % links.len();
     }
-    Ok(line)
 }
 
 /// A follower: its engine connects to `listener` whenever it is ready for the next request; each

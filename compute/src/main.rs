@@ -1,8 +1,9 @@
 //! `arcane-compute`: the compute node.
 //!
 //! `serve` boots the node (model, REK, release proof, attestation), serves the sealed request API
-//! and keeps its proof and document fresh; `tiny-model` writes the tiny test model; `inspect`
-//! prints a model file's name, architecture and SHA-256 (what a release entry must name).
+//! and keeps its proof and document fresh — alone, or as a member of an ensemble that splits a
+//! model directory (`--model-dir`, `--ensemble-*`); `tiny-model` and `tiny-model-dir` write the
+//! tiny test models; `inspect` prints a model's name and digest (what a release entry must name).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,16 +12,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arcane_compute::attestation::{AttestationProvider, DeclaredMeasurements, SimulatedNsm};
+use arcane_compute::ensemble::EnsembleConfig;
 use arcane_compute::error::ComputeError;
 use arcane_compute::node::{NodeConfig, now_seconds};
 use arcane_compute::release::LogTrust;
 use arcane_compute::sealed_model::SealedModel;
-use arcane_compute::service::{self, ModelSource, NodeOptions, TokenCheck};
+use arcane_compute::service::{self, MemberOptions, ModelSource, NodeOptions, TokenCheck};
 use arcane_engine::SamplingDefaults;
 use arcane_engine::gguf::{TinyLlama, write_tiny_llama};
 use arcane_engine::model::ModelFile;
+use arcane_engine::model_dir::{ModelDir, write_tiny_llama_dir};
 use arcane_verifier::cosignature::{WitnessPolicy, parse_policy_file};
 use arcane_verifier::entry::EntryPolicy;
+use arcane_verifier::nitro::NitroRoot;
 use arcane_verifier::note::VerifierKey;
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
@@ -49,11 +53,24 @@ enum Command {
         #[arg(long, default_value_t = 7)]
         seed: u64,
     },
-    /// Print a model file's name, architecture and SHA-256.
+    /// Write the tiny llama model directory (Hugging Face layout) used by ensemble tests.
+    TinyModelDir {
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Seed of the weights.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
+    /// Print a model file's name, architecture and SHA-256, or a model directory's name and
+    /// digest (what a release entry must name).
     Inspect {
         /// The GGUF file.
-        #[arg(long)]
-        model: PathBuf,
+        #[arg(long, required_unless_present = "model_dir")]
+        model: Option<PathBuf>,
+        /// A model directory instead.
+        #[arg(long, conflicts_with = "model")]
+        model_dir: Option<PathBuf>,
     },
     /// Rewrite a GGUF's Q4_1, Q5_0 and Q5_1 tensors as Q8_0, which the engine multiplies with
     /// SIMD kernels on a CPU (the others run scalar loops); prints the new file's SHA-256, the
@@ -83,6 +100,23 @@ struct ServeArgs {
     /// from --key-release with a fresh attestation, and it is decrypted into memory only.
     #[arg(long, conflicts_with = "model", requires_all = ["model_sha256", "key_release"])]
     sealed_model: Option<PathBuf>,
+    /// A model directory in the Hugging Face layout, split across an ensemble (with
+    /// --ensemble-member; `spec/compute.md` §7), instead of --model.
+    #[arg(long, conflicts_with_all = ["model", "sealed_model"], requires = "ensemble_members")]
+    model_dir: Option<PathBuf>,
+    /// This node's rank in its ensemble: 0 is the leader (the node clients reach); the others are
+    /// members that only compute.
+    #[arg(long, default_value_t = 0, requires = "model_dir")]
+    ensemble_rank: usize,
+    /// Where this node listens for its ensemble's links.
+    #[arg(long, requires = "model_dir")]
+    ensemble_listen: Option<SocketAddr>,
+    /// Each ensemble member's link address, in rank order (this node's own included); 2, 4, …
+    #[arg(long = "ensemble-member", requires = "model_dir")]
+    ensemble_members: Vec<SocketAddr>,
+    /// Seconds the ensemble's links may take to come up.
+    #[arg(long, default_value_t = 120)]
+    ensemble_timeout_secs: u64,
     /// The SHA-256 of the sealed model's plaintext (what `seal` printed; the release names it).
     #[arg(long, requires = "sealed_model")]
     model_sha256: Option<String>,
@@ -153,6 +187,10 @@ struct ServeArgs {
     /// Where to write the simulated NSM's root certificate (PEM), for verifiers told to trust it.
     #[arg(long, requires = "development")]
     simulated_root_out: Option<PathBuf>,
+    /// A file keeping the simulated NSM's root (created, 0600, when missing): the members of one
+    /// development ensemble share it, as enclaves share AWS's root.
+    #[arg(long, requires = "development")]
+    simulated_root: Option<PathBuf>,
 }
 
 /// The configuration file (`--config`).
@@ -202,13 +240,13 @@ impl ServeArgs {
             self.advertise = self.advertise.or(file.advertise_address);
             self.vsock_port = self.vsock_port.or(file.vsock_port);
         }
-        if (self.model.is_none() && self.sealed_model.is_none())
+        if (self.model.is_none() && self.sealed_model.is_none() && self.model_dir.is_none())
             || self.log.is_none()
             || self.publishers.is_empty()
         {
             return Err(ComputeError::Config(
-                "--model (or --sealed-model), --log and at least one --publisher are required \
-                 (or in --config)"
+                "--model (or --sealed-model, or --model-dir), --log and at least one --publisher \
+                 are required (or in --config)"
                     .into(),
             ));
         }
@@ -247,7 +285,11 @@ fn read_text(path: &Path) -> Result<String, ComputeError> {
         .map_err(|e| ComputeError::Config(format!("{}: {e}", path.display())))
 }
 
-fn provider(args: &ServeArgs) -> Result<Arc<dyn AttestationProvider>, ComputeError> {
+/// The NSM, and the root its peers' documents must chain to (an ensemble's members check each
+/// other): AWS's, or the simulated NSM's in a development build (none otherwise).
+fn provider(
+    args: &ServeArgs,
+) -> Result<(Arc<dyn AttestationProvider>, Option<NitroRoot>), ComputeError> {
     if args.development {
         let path = args.simulated_pcrs.as_ref().ok_or_else(|| {
             ComputeError::Config("--development needs --simulated-pcrs FILE".into())
@@ -260,16 +302,26 @@ fn provider(args: &ServeArgs) -> Result<Arc<dyn AttestationProvider>, ComputeErr
             pcr2: pcr(&file.pcr2, "pcr2")?,
             pcr8: file.pcr8.as_deref().map(|p| pcr(p, "pcr8")).transpose()?,
         };
-        let nsm = SimulatedNsm::new(&measurements, now_seconds())?;
+        let nsm = match &args.simulated_root {
+            Some(path) => SimulatedNsm::with_root_file(&measurements, now_seconds(), path)?,
+            None => SimulatedNsm::new(&measurements, now_seconds())?,
+        };
         if let Some(out) = &args.simulated_root_out {
             std::fs::write(out, arcane_verifier::nitro::certificate_pem(nsm.root_der()))
                 .map_err(|e| ComputeError::Config(format!("{}: {e}", out.display())))?;
         }
-        return Ok(Arc::new(nsm));
+        #[cfg(feature = "development")]
+        let root = Some(NitroRoot::development(nsm.root_der().to_vec()));
+        #[cfg(not(feature = "development"))]
+        let root = None;
+        return Ok((Arc::new(nsm), root));
     }
     #[cfg(feature = "nsm")]
     {
-        Ok(Arc::new(arcane_compute::attestation::Nsm::open()?))
+        Ok((
+            Arc::new(arcane_compute::attestation::Nsm::open()?),
+            Some(NitroRoot::aws()),
+        ))
     }
     #[cfg(not(feature = "nsm"))]
     Err(ComputeError::Config(
@@ -279,7 +331,37 @@ fn provider(args: &ServeArgs) -> Result<Arc<dyn AttestationProvider>, ComputeErr
     ))
 }
 
-fn model_source(args: &ServeArgs) -> Result<ModelSource, ComputeError> {
+fn ensemble_config(args: &ServeArgs) -> Result<EnsembleConfig, ComputeError> {
+    let listen = args
+        .ensemble_listen
+        .ok_or_else(|| ComputeError::Config("an ensemble member needs --ensemble-listen".into()))?;
+    Ok(EnsembleConfig {
+        rank: args.ensemble_rank,
+        listen,
+        members: args.ensemble_members.clone(),
+        bring_up_timeout: Duration::from_secs(args.ensemble_timeout_secs.max(1)),
+    })
+}
+
+/// The root an ensemble's members check each other against.
+fn peer_root(root: Option<NitroRoot>) -> Result<NitroRoot, ComputeError> {
+    root.ok_or_else(|| {
+        ComputeError::Config(
+            "an ensemble on the simulated NSM needs a development build (feature `development`) \
+             to trust the simulated root"
+                .into(),
+        )
+    })
+}
+
+fn model_source(args: &ServeArgs, root: Option<NitroRoot>) -> Result<ModelSource, ComputeError> {
+    if let Some(dir) = &args.model_dir {
+        return Ok(ModelSource::EnsembleLeader {
+            model: ModelDir::open(dir)?,
+            ensemble: ensemble_config(args)?,
+            root: peer_root(root)?,
+        });
+    }
     match (&args.model, &args.sealed_model) {
         (Some(path), _) => Ok(ModelFile::open(path)?.into()),
         (None, Some(path)) => {
@@ -336,10 +418,15 @@ async fn serve(args: ServeArgs) -> Result<(), ComputeError> {
              use this in production"
         );
     }
+    let (provider, root) = provider(&args)?;
+    let log_url = args.log.clone().expect("checked in merge_config");
+    if args.model_dir.is_some() && args.ensemble_rank != 0 {
+        return serve_as_member(&args, provider, peer_root(root)?, &log_url).await;
+    }
     let options = NodeOptions {
-        model: model_source(&args)?,
-        provider: provider(&args)?,
-        log_url: args.log.clone().expect("checked in merge_config"),
+        model: model_source(&args, root)?,
+        provider,
+        log_url,
         trust: trust(&args)?,
         config: NodeConfig {
             max_concurrent: args.max_concurrent,
@@ -373,6 +460,28 @@ async fn serve(args: ServeArgs) -> Result<(), ComputeError> {
     shutdown_signal().await;
     running.shutdown().await;
     Ok(())
+}
+
+/// An ensemble member other than the leader: computes its part until the ensemble fails (then
+/// it exits, failing) or it is stopped.
+async fn serve_as_member(
+    args: &ServeArgs,
+    provider: Arc<dyn AttestationProvider>,
+    root: NitroRoot,
+    log_url: &str,
+) -> Result<(), ComputeError> {
+    let options = MemberOptions {
+        model: ModelDir::open(args.model_dir.as_deref().expect("checked by the caller"))?,
+        ensemble: ensemble_config(args)?,
+        root,
+        provider,
+        log_url: log_url.to_owned(),
+        trust: trust(args)?,
+    };
+    tokio::select! {
+        stopped = service::run_member(options) => Err(stopped),
+        () = shutdown_signal() => Ok(()),
+    }
 }
 
 #[cfg(feature = "vsock")]
@@ -427,7 +536,26 @@ fn main() -> ExitCode {
         )
         .map(|()| println!("{}", out.display()))
         .map_err(ComputeError::from),
-        Command::Inspect { model } => ModelFile::open(&model)
+        Command::TinyModelDir { out, seed } => write_tiny_llama_dir(
+            &out,
+            &TinyLlama {
+                seed,
+                ..TinyLlama::default()
+            },
+        )
+        .map(|()| println!("{}", out.display()))
+        .map_err(ComputeError::from),
+        Command::Inspect {
+            model_dir: Some(dir),
+            ..
+        } => ModelDir::open(&dir)
+            .map(|m| {
+                println!("name: {}", m.name);
+                println!("files: {}", m.files.len());
+                println!("sha256: {}", hex::encode(m.sha256));
+            })
+            .map_err(ComputeError::from),
+        Command::Inspect { model, .. } => ModelFile::open(&model.unwrap_or_default())
             .map(|m| {
                 println!("name: {}", m.name);
                 println!("architecture: {}", m.metadata.architecture().unwrap_or("?"));

@@ -24,7 +24,41 @@ use crate::error::{ComputeError, Result};
 use crate::release::{LogSource, LogTrust, OwnMeasurements, ProvenEntry};
 use crate::tokens::TokenVerifier;
 use arcane_engine::model::ModelFile;
+use arcane_engine::model_dir::ModelDir;
 use arcane_engine::{EngineEvent, InferenceEngine, SamplingDefaults};
+use arcane_verifier::nitro::ensemble_binding_user_data;
+
+/// The model a node serves: what requests name and the release's digest, and the GGUF file when
+/// it is one (an ensemble serves a model directory).
+#[derive(Clone, Debug)]
+pub struct ServedModel {
+    /// The name requests use.
+    pub name: String,
+    /// The digest the release names (a GGUF file's SHA-256, or a directory's digest).
+    pub sha256: [u8; 32],
+    /// The GGUF file, when the model is one.
+    pub file: Option<ModelFile>,
+}
+
+impl From<ModelFile> for ServedModel {
+    fn from(file: ModelFile) -> Self {
+        ServedModel {
+            name: file.name.clone(),
+            sha256: file.sha256,
+            file: Some(file),
+        }
+    }
+}
+
+impl From<&ModelDir> for ServedModel {
+    fn from(dir: &ModelDir) -> Self {
+        ServedModel {
+            name: dir.name.clone(),
+            sha256: dir.sha256,
+            file: None,
+        }
+    }
+}
 
 /// Tunables of a node.
 #[derive(Clone, Debug)]
@@ -170,7 +204,11 @@ pub struct Node {
     provider: Arc<dyn AttestationProvider>,
     engine: Arc<dyn InferenceEngine>,
     tokens: Arc<dyn TokenVerifier>,
-    model: ModelFile,
+    model: ServedModel,
+    members: u8,
+    /// Set once, for good, when the node must never serve again (its ensemble failed).
+    halted: std::sync::OnceLock<String>,
+    halted_notify: tokio::sync::Notify,
     log: LogSource,
     trust: LogTrust,
     measurements: OwnMeasurements,
@@ -207,8 +245,11 @@ pub struct NodeParts {
     pub engine: Arc<dyn InferenceEngine>,
     /// The token check.
     pub tokens: Arc<dyn TokenVerifier>,
-    /// The model file the engine loaded (checked and digested).
-    pub model: ModelFile,
+    /// The model the engine loaded (checked and digested).
+    pub model: ServedModel,
+    /// How many nodes compute its answers: 1 alone, the ensemble's size for an ensemble's leader
+    /// (attested in its `user_data`, `spec/compute.md` §7.4).
+    pub members: u8,
     /// Where the log is.
     pub log: LogSource,
     /// What the node trusts of the log.
@@ -241,6 +282,9 @@ impl Node {
             engine: parts.engine,
             tokens: parts.tokens,
             model: parts.model,
+            members: parts.members,
+            halted: std::sync::OnceLock::new(),
+            halted_notify: tokio::sync::Notify::new(),
             log: parts.log,
             trust: parts.trust,
             measurements,
@@ -265,11 +309,15 @@ impl Node {
     }
 
     fn attest_release(&self, release: &ProvenEntry, nonce: Option<&[u8]>) -> Result<Vec<u8>> {
-        let user_data = binding_user_data(
+        let (model, leaf, answer_key) = (
             &self.model.sha256,
             &release.verified.leaf_hash.0,
             &self.answer_key.public(),
         );
+        let user_data = match self.members {
+            1 => binding_user_data(model, leaf, answer_key),
+            members => ensemble_binding_user_data(model, leaf, answer_key, members),
+        };
         self.provider
             .attest(Some(&self.rek.public().0), Some(&user_data), nonce)
     }
@@ -280,8 +328,29 @@ impl Node {
     }
 
     /// The model the node serves.
-    pub fn model(&self) -> &ModelFile {
+    pub fn model(&self) -> &ServedModel {
         &self.model
+    }
+
+    /// Stops serving for good: every request is refused with `why`, refreshes do not revive the
+    /// node, and [`Node::halted`] resolves (its server stops listening, so its gateways drop it).
+    pub fn halt(&self, why: String) {
+        tracing::warn!(reason = %why, "node halted; not serving");
+        if self.halted.set(why.clone()).is_ok() {
+            *self.attested.write().expect("attested lock") = Err(why);
+            self.halted_notify.notify_waiters();
+        }
+    }
+
+    /// Resolves once the node is halted.
+    pub async fn halted(&self) {
+        loop {
+            let notified = self.halted_notify.notified();
+            if self.halted.get().is_some() {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// The node's measurements.
@@ -358,6 +427,9 @@ impl Node {
     /// Renews the release proof (newest checkpoint) and the document. On failure the node stops
     /// serving until a later refresh succeeds: it never serves without a valid proof.
     pub async fn refresh(&self) -> Result<()> {
+        if let Some(why) = self.halted.get() {
+            return Err(ComputeError::Serve(why.clone()));
+        }
         let result = self.try_refresh().await;
         if let Err(e) = &result {
             tracing::warn!(error = %e, "release refresh failed; not serving");
@@ -420,7 +492,12 @@ impl Node {
         };
         // A different release (after a gap) needs a new binding; the same one keeps it.
         let document = self.attest_release(&release, None)?;
-        *self.attested.write().expect("attested lock") = Ok(Attested {
+        let mut attested = self.attested.write().expect("attested lock");
+        // Halted meanwhile: stays halted.
+        if let Some(why) = self.halted.get() {
+            return Err(ComputeError::Serve(why.clone()));
+        }
+        *attested = Ok(Attested {
             bundle: NodeBundle {
                 document,
                 release: release.bundle.clone(),

@@ -9,10 +9,13 @@ use std::sync::Arc;
 
 use arcane_engine::MistralEngine;
 use arcane_engine::model::ModelFile;
+use arcane_engine::model_dir::ModelDir;
+use arcane_verifier::nitro::{AttestationPolicy, NitroRoot};
 
 use crate::attestation::AttestationProvider;
+use crate::ensemble::{Ensemble, EnsembleConfig, LinkIdentity};
 use crate::error::ComputeError;
-use crate::node::{Node, NodeConfig, NodeParts, now_seconds};
+use crate::node::{Node, NodeConfig, NodeParts, ServedModel, now_seconds, own_measurements};
 use crate::registration::Registration;
 use crate::release::{LogSource, LogTrust};
 use crate::tokens::{DevelopmentWithoutTokens, LoggedTokenKeys, TokenVerifier};
@@ -38,6 +41,17 @@ pub enum ModelSource {
     /// A file its owner sealed: the key is fetched from the owner's key release service with a
     /// fresh attestation and the model decrypted into memory ([`crate::sealed_model`]).
     Sealed(crate::sealed_model::SealedModel),
+    /// A model directory split across an ensemble this node leads (`spec/compute.md` §7): the
+    /// node brings the ensemble's links up, loads its part as rank 0, and attests the ensemble's
+    /// size. It serves one request at a time, and halts for good when the ensemble fails.
+    EnsembleLeader {
+        /// The model directory (already opened and digested).
+        model: ModelDir,
+        /// The members' link addresses; this node's rank must be 0.
+        ensemble: EnsembleConfig,
+        /// The root the members' documents must chain to.
+        root: NitroRoot,
+    },
 }
 
 impl From<ModelFile> for ModelSource {
@@ -134,12 +148,14 @@ pub async fn start(
         .map_err(|e| ComputeError::Serve(e.to_string()))?;
     let (node, refresh) = boot(options, Some(format!("http://{addr}"))).await?;
     let served = Arc::clone(&node);
+    let halted = Arc::clone(&node);
     let server = tokio::spawn(async move {
+        // A halted node stops listening: its gateways drop it at their next connection.
         if let Err(e) = crate::server::serve_tcp(
             listener,
             served,
             arcane_serve::ServeLimits::default(),
-            std::future::pending(),
+            async move { halted.halted().await },
         )
         .await
         {
@@ -176,8 +192,9 @@ pub async fn boot(
     // The key the node signs its answers with: every document it attests binds it, the one
     // that asks for a sealed model's key included.
     let answer_key = arcane_verifier::signed_answer::AnswerSigningKey::generate();
-    let mut model = match model {
-        ModelSource::Plain(model) => model,
+    let mut config = config;
+    let (loaded, members, ensemble) = match model {
+        ModelSource::Plain(model) => (load_file(model, &config).await?, 1, None),
         ModelSource::Sealed(sealed) => {
             let started = std::time::Instant::now();
             let attesting = crate::sealed_model::Attesting {
@@ -190,15 +207,42 @@ pub async fn boot(
                 ms = started.elapsed().as_millis() as u64,
                 "model key released and sealed model decrypted into memory"
             );
-            model
+            (load_file(model, &config).await?, 1, None)
+        }
+        ModelSource::EnsembleLeader {
+            model,
+            ensemble,
+            root,
+        } => {
+            if ensemble.rank != 0 {
+                return Err(ComputeError::Config(
+                    "only rank 0 of an ensemble is a node; the others are members".into(),
+                ));
+            }
+            let members = u8::try_from(ensemble.members.len())
+                .map_err(|_| ComputeError::Config("too many ensemble members".into()))?;
+            let measurements = own_measurements(provider.as_ref())?;
+            let release = log
+                .find_release(&trust, &measurements, &model.sha256, now_seconds())
+                .await?;
+            let identity = LinkIdentity {
+                attestor: Arc::clone(&provider),
+                root,
+                release: release.verified,
+                model_sha256: model.sha256,
+                attestation: AttestationPolicy::default(),
+            };
+            let ensemble = Ensemble::bring_up(ensemble, identity).await?;
+            let engine = MistralEngine::load_dir(&model, 1, Some(ensemble.ring_member()))
+                .await?
+                .with_sampling(config.sampling);
+            // The ranks replay the leader's requests in order: one at a time.
+            config.max_concurrent = 1;
+            ((engine, ServedModel::from(&model)), members, Some(ensemble))
         }
     };
-    tracing::info!(model = %model.name, sha256 = %hex::encode(model.sha256), "model file checked");
-    let engine = MistralEngine::load(&model, config.max_concurrent)
-        .await?
-        .with_sampling(config.sampling);
-    // A decrypted model's memory file is not needed once the engine holds the weights.
-    model.release_memory();
+    let (engine, model) = loaded;
+    tracing::info!(model = %model.name, sha256 = %hex::encode(model.sha256), members, "model checked");
     // Before the node registers: its first client does not wait for what a first generation
     // pays once (about 250–400 ms on SmolLM2 here; BENCHMARKS.md).
     engine.warm_up().await?;
@@ -210,10 +254,18 @@ pub async fn boot(
         engine: Arc::new(engine),
         tokens,
         model,
+        members,
         log: log.clone(),
         trust: trust.clone(),
     })
     .await?;
+    if let Some(ensemble) = ensemble {
+        let node = Arc::clone(&node);
+        tokio::spawn(async move {
+            let why = ensemble.failed().await;
+            node.halt(format!("the ensemble failed: {why}"));
+        });
+    }
     let advertise = advertise.or(listening);
     let registrations = match advertise {
         Some(advertise) => gateways
@@ -237,4 +289,87 @@ pub async fn boot(
         refresh_every,
     );
     Ok((node, refresh))
+}
+
+/// Loads a GGUF model file into the engine, then lets a decrypted model's memory go.
+async fn load_file(
+    mut model: ModelFile,
+    config: &NodeConfig,
+) -> Result<(MistralEngine, ServedModel), ComputeError> {
+    tracing::info!(model = %model.name, sha256 = %hex::encode(model.sha256), "model file checked");
+    let engine = MistralEngine::load(&model, config.max_concurrent)
+        .await?
+        .with_sampling(config.sampling);
+    // A decrypted model's memory file is not needed once the engine holds the weights.
+    model.release_memory();
+    Ok((engine, ServedModel::from(model)))
+}
+
+/// Everything [`run_member`] needs.
+pub struct MemberOptions {
+    /// The model directory (already opened and digested).
+    pub model: ModelDir,
+    /// The members' link addresses and this member's rank (not 0).
+    pub ensemble: EnsembleConfig,
+    /// The root the members' documents must chain to.
+    pub root: NitroRoot,
+    /// The NSM, real or simulated.
+    pub provider: Arc<dyn AttestationProvider>,
+    /// Base URL of the transparency log.
+    pub log_url: String,
+    /// What the member's release proof must verify under.
+    pub trust: LogTrust,
+}
+
+/// Runs an ensemble member other than the leader (`spec/compute.md` §7): finds the release for
+/// its own measurements and the model, brings its links up (refusing any peer of another
+/// release), then computes its part of every request the leader replicates. Returns only why it
+/// stopped: a link ended or failed, or the engine did.
+pub async fn run_member(options: MemberOptions) -> ComputeError {
+    let run = async {
+        if options.ensemble.rank == 0 {
+            return Err(ComputeError::Config(
+                "rank 0 is the ensemble's leader: serve it as a node".into(),
+            ));
+        }
+        let log = LogSource::new(&options.log_url)?;
+        let measurements = own_measurements(options.provider.as_ref())?;
+        let release = log
+            .find_release(
+                &options.trust,
+                &measurements,
+                &options.model.sha256,
+                now_seconds(),
+            )
+            .await?;
+        let identity = LinkIdentity {
+            attestor: options.provider,
+            root: options.root,
+            release: release.verified,
+            model_sha256: options.model.sha256,
+            attestation: AttestationPolicy::default(),
+        };
+        let ensemble = Ensemble::bring_up(options.ensemble, identity).await?;
+        let member = ensemble.ring_member().clone();
+        tracing::info!(
+            rank = member.rank,
+            members = member.world_size,
+            "ensemble member computing"
+        );
+        let model = options.model;
+        let engine = tokio::task::spawn_blocking(move || {
+            arcane_engine::serve_ring_follower(&model, &member)
+        });
+        Ok::<_, ComputeError>(tokio::select! {
+            why = ensemble.failed() => ComputeError::Ensemble(why),
+            ended = engine => match ended {
+                Ok(Err(e)) => ComputeError::Engine(e),
+                Ok(Ok(())) => ComputeError::Ensemble("the engine stopped".into()),
+                Err(e) => ComputeError::Ensemble(format!("the engine: {e}")),
+            },
+        })
+    };
+    match run.await {
+        Ok(stopped) | Err(stopped) => stopped,
+    }
 }

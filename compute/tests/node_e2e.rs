@@ -114,6 +114,7 @@ async fn the_node_signs_what_it_answered_with_the_key_its_attestation_binds() {
         release: &verified.release,
         model_sha256: verified.model_sha256,
         answer_key: verified.answer_key,
+        members: verified.members,
         log_key: &stack.log_key,
     };
     check_signed_answer(signed, &expected).unwrap();

@@ -139,7 +139,8 @@ async fn a_node_of_an_allowed_release_boots_from_the_sealed_file_and_answers() {
     // The decrypted model lived in an anonymous memory file, released once the engine loaded
     // it: no descriptor of this process (the node's) names it, and no path of the node's model
     // opens anything.
-    assert!(!node.model().is_in_memory() && node.model().path.as_os_str().is_empty());
+    let file = node.model().file.as_ref().expect("a GGUF file");
+    assert!(!file.is_in_memory() && file.path.as_os_str().is_empty());
     for fd in std::fs::read_dir("/proc/self/fd").unwrap() {
         let target = std::fs::read_link(fd.unwrap().path()).unwrap_or_default();
         assert!(

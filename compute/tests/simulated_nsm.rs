@@ -263,6 +263,42 @@ fn release_policy() {
 }
 
 #[test]
+fn an_ensembles_size_is_attested_after_the_binding_and_only_powers_of_two_pass() {
+    let m = measurements();
+    let model = [0x33; 32];
+    let rel = release(&m, model);
+    let nsm = SimulatedNsm::new(&m, NOW).unwrap();
+    let root = NitroRoot::development(nsm.root_der().to_vec());
+    let policy = AttestationPolicy::default();
+    let now_ms = NOW * 1000;
+    let check = |user_data: &[u8]| {
+        let doc = nsm
+            .attest_at(Some(&[0x42; 32]), Some(user_data), None, now_ms)
+            .unwrap();
+        let verified = verify_document(&doc, &root, NOW).unwrap();
+        check_attestation(&verified, &rel, &policy, now_ms, None).map(|k| (k.members, k.answer_key))
+    };
+    let binding = binding_user_data(&model, &rel.leaf_hash.0, &[0x5a; 32]);
+    assert_eq!(check(&binding).unwrap(), (1, [0x5a; 32]));
+    for members in [2u8, 4, 128] {
+        let ensemble = ensemble_binding_user_data(&model, &rel.leaf_hash.0, &[0x5a; 32], members);
+        assert_eq!(ensemble.len(), USER_DATA_LEN + 1);
+        assert_eq!(check(&ensemble).unwrap(), (members, [0x5a; 32]));
+    }
+    for members in [0u8, 1, 3, 6, 255] {
+        let ensemble = ensemble_binding_user_data(&model, &rel.leaf_hash.0, &[0x5a; 32], members);
+        assert!(
+            matches!(check(&ensemble), Err(Error::AttestationBinding(_))),
+            "an ensemble of {members} is refused"
+        );
+    }
+    // Nothing else may follow the binding.
+    let mut longer = ensemble_binding_user_data(&model, &rel.leaf_hash.0, &[0x5a; 32], 2);
+    longer.push(0);
+    assert!(matches!(check(&longer), Err(Error::AttestationBinding(_))));
+}
+
+#[test]
 fn the_provider_trait_attests_now_and_checks_sizes() {
     let nsm = SimulatedNsm::new(
         &measurements(),

@@ -304,20 +304,21 @@ impl InferenceEngine for MistralEngine {
 }
 
 /// This process's place in a ring of processes that split one model (mistral.rs's `ring`
-/// backend, tensor parallel): every socket of the ring is on 127.0.0.1 and is carried between the
-/// members by whoever gives these ports (an ensemble's attested links). One per process.
+/// backend, tensor parallel): the engine only connects, to ports on 127.0.0.1 where whoever gives
+/// them (an ensemble's attested links) listens and carries each stream between the members. One
+/// per process.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RingMember {
     /// This process's rank; rank 0 serves requests and replicates them to the others.
     pub rank: usize,
     /// Processes in the ring: a power of two, at least 2.
     pub world_size: usize,
-    /// The port this rank's engine listens on for its left neighbour.
-    pub port: u16,
-    /// The port this rank's engine connects to for its right neighbour.
+    /// The port this rank's engine connects to for the stream from its left neighbour.
+    pub left_port: u16,
+    /// The port this rank's engine connects to for the stream to its right neighbour.
     pub right_port: u16,
-    /// Rank 0: the port its engine listens on while it replicates a request. Other ranks: the
-    /// port their engines connect to for the replicated requests.
+    /// Rank 0: the port its engine connects to, once per other rank in rank order, to replicate
+    /// each request. Other ranks: the port their engines connect to for the next request.
     pub master_port: u16,
 }
 
@@ -335,7 +336,9 @@ impl RingMember {
         let config = serde_json::json!({
             "master_ip": "127.0.0.1",
             "master_port": self.master_port,
-            "port": self.port,
+            "master_connects": true,
+            "port": 0,
+            "left_port": self.left_port,
             "right_ip": "127.0.0.1",
             "right_port": self.right_port,
             "rank": self.rank,

@@ -233,7 +233,8 @@ async fn run(n: usize) {
         answer_key: arcane_verifier::signed_answer::AnswerSigningKey::generate(),
         engine: Arc::new(NoopEngine),
         tokens: Arc::new(DevelopmentWithoutTokens::for_development()),
-        model: model.clone(),
+        model: model.clone().into(),
+        members: 1,
         log: LogSource::new(&log.url).unwrap(),
         trust: LogTrust {
             log_key: log.key.clone(),

@@ -136,7 +136,8 @@ async fn tokens_and_a_sealed_chat_through_the_gateway() {
         answer_key: arcane_verifier::signed_answer::AnswerSigningKey::generate(),
         engine: Arc::new(MistralEngine::load(&model, 2).await.unwrap()),
         tokens: Arc::new(LoggedTokenKeys::new(token_keys, 4)),
-        model: model.clone(),
+        model: model.clone().into(),
+        members: 1,
         log: log_source,
         trust: node_trust,
     })

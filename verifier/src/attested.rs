@@ -101,6 +101,8 @@ pub struct VerifiedNode {
     pub rek: RekPublicKey,
     /// The key the node signs its answers with (bound in the document's `user_data`).
     pub answer_key: [u8; 32],
+    /// How many nodes compute its answers: 1, or the size of the ensemble it leads.
+    pub members: u8,
     /// The release entry, its proof and checkpoint.
     pub release: VerifiedEntry,
     /// The model digest the node attested and the release names.
@@ -160,6 +162,7 @@ pub fn verify_node_document(
     Ok(VerifiedNode {
         rek,
         answer_key: keys.answer_key,
+        members: keys.members,
         model_sha256,
         document_hash: document.document_hash,
         attested_at_ms: document.document.timestamp_ms,

@@ -34,6 +34,8 @@ pub const MAX_DOCUMENT_BYTES: usize = 16 * 1024;
 pub const USER_DATA_PREFIX: &[u8; 16] = b"ARCANE-ATTEST-V2";
 /// Length of that `user_data`: prefix, model digest, release leaf hash, answer key.
 pub const USER_DATA_LEN: usize = 16 + 32 + 32 + 32;
+/// Most members an ensemble may have (`spec/compute.md` §7).
+pub const MAX_ENSEMBLE: u8 = 128;
 
 /// Where a root of trust comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -413,14 +415,31 @@ pub fn binding_user_data(
     out
 }
 
+/// The `user_data` an ensemble's leader attests: [`binding_user_data`] followed by one byte,
+/// the number of members (a power of two from 2 to [`MAX_ENSEMBLE`]) that proved this release to
+/// the leader over their links: 113 bytes.
+pub fn ensemble_binding_user_data(
+    model_sha256: &[u8; 32],
+    release_leaf_hash: &[u8; 32],
+    answer_key: &[u8; 32],
+    members: u8,
+) -> Vec<u8> {
+    let mut out = binding_user_data(model_sha256, release_leaf_hash, answer_key);
+    out.push(members);
+    out
+}
+
 /// The keys an attestation vouches for, once the release policy holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AttestedKeys<'d> {
     /// The document's `public_key`: the key to wrap to (a REK, or a node's key for a wrapped
     /// model key).
     pub public_key: &'d [u8],
-    /// The Ed25519 key the node signs its answers with (the tail of `user_data`).
+    /// The Ed25519 key the node signs its answers with (bytes 80..112 of `user_data`).
     pub answer_key: [u8; 32],
+    /// How many nodes compute the answers: 1 for a node alone, the ensemble's size for an
+    /// ensemble's leader (the last byte of a 113-byte `user_data`).
+    pub members: u8,
 }
 
 /// Applies the release policy to a verified document at `now_ms`: not a debug enclave, PCR0/1/2
@@ -468,7 +487,13 @@ pub fn check_attestation<'d>(
         });
     }
     let user_data = doc.user_data.as_deref().unwrap_or_default();
-    let binds = user_data.len() == USER_DATA_LEN
+    let members = match user_data.len() {
+        USER_DATA_LEN => Some(1),
+        n if n == USER_DATA_LEN + 1 => Some(user_data[USER_DATA_LEN])
+            .filter(|m| (2..=MAX_ENSEMBLE).contains(m) && m.is_power_of_two()),
+        _ => None,
+    };
+    let binds = members.is_some()
         && user_data[..16] == USER_DATA_PREFIX[..]
         && user_data[16..48] == r.model_sha256
         && user_data[48..80] == release.leaf_hash.0;
@@ -477,7 +502,8 @@ pub fn check_attestation<'d>(
             "user_data does not bind this release and model",
         ));
     }
-    let answer_key: [u8; 32] = user_data[80..].try_into().expect("32 bytes");
+    let answer_key: [u8; 32] = user_data[80..USER_DATA_LEN].try_into().expect("32 bytes");
+    let members = members.expect("checked above");
     if let Some(nonce) = nonce
         && doc.nonce.as_deref() != Some(nonce)
     {
@@ -491,6 +517,7 @@ pub fn check_attestation<'d>(
     Ok(AttestedKeys {
         public_key,
         answer_key,
+        members,
     })
 }
 

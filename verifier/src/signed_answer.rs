@@ -212,6 +212,8 @@ pub struct ExpectedAnswer<'a> {
     pub model_sha256: [u8; 32],
     /// The answer key the node's verified document bound.
     pub answer_key: [u8; 32],
+    /// How many nodes its verified document said compute its answers (1, or an ensemble's size).
+    pub members: u8,
     /// The log's key: a statement naming a newer release entry of the same image (the node
     /// moved to it after the client verified the older one) must prove it in the log.
     pub log_key: &'a VerifierKey,
@@ -251,11 +253,19 @@ pub fn check_signed_answer(signed: &SignedAnswer, expected: &ExpectedAnswer<'_>)
         }
     }
     let (_, payload) = crate::nitro::parse_document(&document)?;
-    let binding = binding_user_data(
-        &statement.model_sha256,
-        &statement.release_leaf_hash,
-        &expected.answer_key,
-    );
+    let binding = match expected.members {
+        1 => binding_user_data(
+            &statement.model_sha256,
+            &statement.release_leaf_hash,
+            &expected.answer_key,
+        ),
+        members => crate::nitro::ensemble_binding_user_data(
+            &statement.model_sha256,
+            &statement.release_leaf_hash,
+            &expected.answer_key,
+            members,
+        ),
+    };
     if payload.user_data.as_deref() != Some(&binding[..]) {
         return mismatch("the statement's document does not bind this node's answer key");
     }

@@ -147,7 +147,8 @@ impl Stack {
             answer_key: arcane_verifier::signed_answer::AnswerSigningKey::generate(),
             engine,
             tokens,
-            model: self.model.clone(),
+            model: self.model.clone().into(),
+            members: 1,
             log: LogSource::new(&self.log_url).unwrap(),
             trust: self.trust(),
         })

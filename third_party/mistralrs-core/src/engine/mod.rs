@@ -862,14 +862,26 @@ impl Engine {
         } else if !distributed::is_daemon() && distributed::use_ring() {
             let num_workers =
                 mistralrs_quant::distributed::get_global_tp_size_from_devices().unwrap() - 1;
-            let master_port = RingConfig::load().master_port;
+            let config = RingConfig::load();
+            let master_port = config.master_port;
+            let req = format!("{}\n", serde_json::to_string(&request).unwrap());
+            if config.master_connects {
+                // arcane-aip: one connection per worker, in worker order, to where the embedding
+                // program takes the requests over.
+                for _ in 0..num_workers {
+                    let stream = std::net::TcpStream::connect(format!("127.0.0.1:{master_port}"))
+                        .expect("connect replicator");
+                    let mut writer = BufWriter::new(stream);
+                    writer.write_all(req.as_bytes()).unwrap();
+                }
+                return;
+            }
             let listener =
                 TcpListener::bind(format!("127.0.0.1:{master_port}")).expect("bind replicator");
 
             for _ in 0..num_workers {
                 let (stream, _) = listener.accept().unwrap();
                 let mut writer = BufWriter::new(stream);
-                let req = format!("{}\n", serde_json::to_string(&request).unwrap());
                 writer.write_all(req.as_bytes()).unwrap();
             }
         }

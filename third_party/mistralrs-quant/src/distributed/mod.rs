@@ -15,6 +15,14 @@ pub struct RingConfig {
     right_ip: Option<String>,
     pub rank: usize,
     pub world_size: usize,
+    /// arcane-aip: when set, this rank connects to its left neighbour's stream at this local port
+    /// (where the embedding program hands it over) instead of listening on `port`.
+    #[serde(default)]
+    pub left_port: Option<u16>,
+    /// arcane-aip: when set, the master connects to `master_port` once per worker to replicate
+    /// each request, instead of listening there while it replicates.
+    #[serde(default)]
+    pub master_connects: bool,
 }
 
 /// The ring config's path when set by the embedding program (arcane-aip: a process-wide setting
@@ -813,8 +821,12 @@ mod ring_ops {
                 let right_ip = config.right_ip();
                 let right_port = config.right_port;
 
-                let left_listener =
-                    TcpListener::bind(format!("127.0.0.1:{cur_port}")).expect("bind left");
+                let left_listener = match config.left_port {
+                    Some(_) => None,
+                    None => Some(
+                        TcpListener::bind(format!("127.0.0.1:{cur_port}")).expect("bind left"),
+                    ),
+                };
 
                 let start = Instant::now();
                 // Connect to the right neighbor using the provided IP
@@ -828,8 +840,14 @@ mod ring_ops {
                     }
                 };
 
-                // Accept connection from the left neighbour
-                let (left, _) = left_listener.accept().expect("accept left neighbour");
+                // Accept connection from the left neighbour, or connect to where it is handed over
+                let left = match (left_listener, config.left_port) {
+                    (Some(listener), _) => listener.accept().expect("accept left neighbour").0,
+                    (None, Some(left_port)) => {
+                        TcpStream::connect(format!("127.0.0.1:{left_port}")).expect("connect left")
+                    }
+                    (None, None) => unreachable!("a listener when no left port is given"),
+                };
 
                 left.set_nodelay(true).unwrap();
                 left.set_nonblocking(false).unwrap();
