@@ -52,6 +52,7 @@ run gateway cargo test -q --workspace --bench gateway_bench
 run attestation cargo test -q --workspace --bench attestation_bench
 run client-tiny env -u ARCANE_BENCH_MODEL cargo test -q --workspace --bench client_bench
 run relay-http3 env -u ARCANE_BENCH_MODEL cargo test -q --workspace --bench relay_http3_bench
+run ensemble cargo test -q --workspace --bench ensemble_bench
 if [ -n "$model" ]; then
   # The client's own rows (warm, cold) do not depend on the model: the tiny run's are kept.
   skip_rows='^| client, ' run client-model \
