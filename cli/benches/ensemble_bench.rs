@@ -148,14 +148,7 @@ async fn bench() {
         )
         .await
         .unwrap();
-    let release = common::releases(&stack)
-        .await
-        .into_iter()
-        .find(|r| {
-            matches!(&r.verified.entry.entry.body,
-                arcane_verifier::entry::EntryBody::Release(b) if b.model_sha256 == model.sha256)
-        })
-        .unwrap();
+    let release = common::release_for_model(&stack, &model.sha256).await;
     let root = NitroRoot::development(stack.nsm.root_der().to_vec());
 
     let alone = MistralEngine::load_dir(&model, 1, None).await.unwrap();

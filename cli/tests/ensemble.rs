@@ -26,7 +26,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 mod common;
-use common::{now_ms, random_measurements, releases, stack};
+use common::{now_ms, random_measurements, stack};
 
 /// What a member process is told, in this variable, as JSON.
 const MEMBER_ENV: &str = "ARCANE_ENSEMBLE_TEST_MEMBER";
@@ -100,20 +100,12 @@ fn child_stderr() -> std::process::Stdio {
     }
 }
 
-/// Starts this binary as the engine of `member`.
-fn spawn_member(model: &ModelDir, member: &RingMember) -> tokio::process::Child {
-    let spec = serde_json::json!({
-        "model": model.path,
-        "rank": member.rank,
-        "world_size": member.world_size,
-        "left_port": member.left_port,
-        "right_port": member.right_port,
-        "master_port": member.master_port,
-    });
+/// Starts this binary again to run only the ignored test `process`, told `spec`.
+fn spawn_self(process: &str, spec: &serde_json::Value) -> tokio::process::Child {
     tokio::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "ensemble_member_process",
+            process,
             "--ignored",
             "--nocapture",
             "--test-threads=1",
@@ -124,6 +116,19 @@ fn spawn_member(model: &ModelDir, member: &RingMember) -> tokio::process::Child 
         .kill_on_drop(true)
         .spawn()
         .unwrap()
+}
+
+/// Starts this binary as the engine of `member`.
+fn spawn_member(model: &ModelDir, member: &RingMember) -> tokio::process::Child {
+    let spec = serde_json::json!({
+        "model": model.path,
+        "rank": member.rank,
+        "world_size": member.world_size,
+        "left_port": member.left_port,
+        "right_port": member.right_port,
+        "master_port": member.master_port,
+    });
+    spawn_self("ensemble_member_process", &spec)
 }
 
 /// The bytes one direction of a connection carried.
@@ -241,14 +246,7 @@ async fn fixture() -> Fixture {
         )
         .await
         .unwrap();
-    let release = releases(&stack)
-        .await
-        .into_iter()
-        .find(|r| {
-            matches!(&r.verified.entry.entry.body, arcane_verifier::entry::EntryBody::Release(b)
-                if b.model_sha256 == model.sha256)
-        })
-        .expect("the model directory's release is in the log");
+    let release = common::release_for_model(&stack, &model.sha256).await;
     let nsm = Arc::clone(&stack.nsm);
     let root = NitroRoot::development(nsm.root_der().to_vec());
     Fixture {
@@ -470,20 +468,7 @@ async fn ensemble_node_process() {
 
 /// Starts this binary as one node of the stack test.
 fn spawn_node(spec: serde_json::Value) -> tokio::process::Child {
-    tokio::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "ensemble_node_process",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(MEMBER_ENV, spec.to_string())
-        .stdout(std::process::Stdio::piped())
-        .stderr(child_stderr())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
+    spawn_self("ensemble_node_process", &spec)
 }
 
 fn stack_request() -> ChatCompletionRequest {

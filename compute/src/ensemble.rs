@@ -186,28 +186,25 @@ impl Ensemble {
                 .await
                 .map_err(|e| ComputeError::Serve(format!("{what}: {e}")))
         };
-        // The engine connects to `right_port` for its right neighbour: carried by `ring_out`.
-        let right_listener = local("ring right port").await?;
-        let right_port = port_of(&right_listener)?;
-        let failed = Arc::clone(&health_tx);
-        tokio::spawn(async move {
-            let reason = match right_listener.accept().await {
-                Ok((engine, _)) => carry(engine, ring_out).await,
-                Err(e) => format!("the engine's ring connection: {e}"),
-            };
-            fail(&failed, format!("ring to member {right}: {reason}"));
-        });
-        // The engine connects to `left_port` for its left neighbour: `ring_in` is carried to it.
-        let left_listener = local("ring left port").await?;
-        let left_port = port_of(&left_listener)?;
-        let failed = Arc::clone(&health_tx);
-        tokio::spawn(async move {
-            let reason = match left_listener.accept().await {
-                Ok((engine, _)) => carry(engine, ring_in).await,
-                Err(e) => format!("the engine's ring connection: {e}"),
-            };
-            fail(&failed, format!("ring from member {left}: {reason}"));
-        });
+        // The engine connects to `right_port` for its right neighbour: carried by `ring_out`;
+        // and to `left_port` for its left neighbour: `ring_in` is carried to it.
+        let mut ring_ports = Vec::new();
+        for (link, what) in [
+            (ring_out, format!("ring to member {right}")),
+            (ring_in, format!("ring from member {left}")),
+        ] {
+            let listener = local("a ring port").await?;
+            ring_ports.push(port_of(&listener)?);
+            let failed = Arc::clone(&health_tx);
+            tokio::spawn(async move {
+                let reason = match listener.accept().await {
+                    Ok((engine, _)) => carry(engine, link).await,
+                    Err(e) => format!("the engine's ring connection: {e}"),
+                };
+                fail(&failed, format!("{what}: {reason}"));
+            });
+        }
+        let (right_port, left_port) = (ring_ports[0], ring_ports[1]);
         // Requests: the leader's engine connects to `master_port` once per follower for each
         // request; a follower's engine connects to its `master_port` for the next one.
         let master_listener = local("request port").await?;

@@ -101,6 +101,18 @@ pub async fn releases(stack: &Stack) -> Vec<Proven> {
     .unwrap()
 }
 
+/// The release entry in `stack`'s log that names the model `model_sha256`.
+pub async fn release_for_model(stack: &Stack, model_sha256: &[u8; 32]) -> Proven {
+    releases(stack)
+        .await
+        .into_iter()
+        .find(|r| {
+            matches!(&r.verified.entry.entry.body,
+                arcane_verifier::entry::EntryBody::Release(b) if &b.model_sha256 == model_sha256)
+        })
+        .expect("the model's release is in the log")
+}
+
 /// A node bundle from `nsm`, bound to `release` and the stack's model, dated `timestamp_ms`.
 pub fn bundle_from(
     nsm: &SimulatedNsm,
